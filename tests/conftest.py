@@ -1,0 +1,92 @@
+"""Test fixtures: one real PostgreSQL server per session, a fresh database per test module.
+
+The server is the embedded one (started once, in a temporary home) unless
+``FEATURESTORE_TEST_URL`` names another PostgreSQL (a maintenance database such as
+``postgresql://user:pw@host:5432/postgres``; the tests create and drop databases on it).
+The database is never mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import URL
+
+from featurestore.config import libpq_url, normalize_url
+from featurestore.embedded import EmbeddedServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
+    """URL of the session's server, connected to its maintenance database."""
+    env = os.environ.get("FEATURESTORE_TEST_URL")
+    if env:
+        yield normalize_url(env)
+        return
+    home = tmp_path_factory.mktemp("fs-home")
+    server = EmbeddedServer(home, cleanup="keep")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_admin_url: URL) -> EmbeddedServer | None:
+    """The embedded server object when the tests run on it (None on FEATURESTORE_TEST_URL)."""
+    if os.environ.get("FEATURESTORE_TEST_URL"):
+        return None
+    host = pg_admin_url.query.get("host")
+    assert isinstance(host, str)
+    return EmbeddedServer(Path(host).parent, cleanup="keep")
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_admin_url: URL) -> Iterator[Callable[[str], URL]]:
+    """Factory: create an empty database with a unique name; all are dropped at session end."""
+    created: list[str] = []
+
+    def make(prefix: str = "t") -> URL:
+        name = f"fs_{prefix[:30]}_{uuid.uuid4().hex[:8]}".lower().replace("-", "_")
+        with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+        created.append(name)
+        return pg_admin_url.set(database=name)
+
+    yield make
+    with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(name)
+                )
+            )
+
+
+@pytest.fixture(scope="module")
+def db_url(make_database: Callable[[str], URL], request: pytest.FixtureRequest) -> URL:
+    """A fresh, empty database for this test module (tests never see each other's data)."""
+    return make_database(request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture(scope="module")
+def store(db_url: URL) -> Iterator[object]:
+    """A migrated FeatureStore on this module's database."""
+    from featurestore.client import FeatureStore
+
+    fs = FeatureStore(db_url, auto_migrate=True)
+    yield fs
+    fs.close()
+
+
+@pytest.fixture()
+def raw_conn(db_url: URL) -> Iterator[psycopg.Connection[object]]:
+    """A plain autocommit psycopg connection to this module's database, outside any store."""
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        yield conn

@@ -1,0 +1,168 @@
+"""Alembic owns the schema: one head, upgrade/downgrade round trips, no drift, works installed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from conftest import REPO_ROOT
+from sqlalchemy.engine import URL
+
+from featurestore import migrate
+from featurestore.client import FeatureStore
+from featurestore.config import libpq_url
+from featurestore.errors import NotFoundError, SchemaError
+from featurestore.schema import is_view_table, metadata
+
+
+def _tables(url: URL) -> set[str]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {r[0] for r in rows}
+
+
+def test_one_head_and_linear_history() -> None:
+    script = migrate._script()
+    assert script.get_heads() == ["0003"]
+    assert [s.revision for s in script.walk_revisions()] == ["0003", "0002", "0001"]
+
+
+def test_upgrade_downgrade_upgrade_keeps_data(make_database: Callable[[str], URL]) -> None:
+    url = make_database("mig")
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    migrate.upgrade(engine, "head")
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("INSERT INTO entities (symbol) VALUES ('AAA'), ('BBB')")
+        conn.execute(
+            "INSERT INTO bars SELECT 1, t, 1, 2, 0.5, 1.5, 10 "
+            "FROM generate_series('2024-01-01'::timestamptz, '2024-01-10', '1 day') t"
+        )
+        conn.execute("INSERT INTO feature_views (name, version, spec, table_name) VALUES ('v', 1, '{}', 'fv_v_v1')")
+        conn.execute("CREATE TABLE fv_v_v1 (entity_id int4, ts timestamptz, PRIMARY KEY (entity_id, ts))")
+    # down to 0001: the registry (and its view tables) go, bars and entities survive
+    migrate.downgrade(engine, "0001")
+    assert _tables(url) == {"alembic_version", "entities", "bars"}
+    with psycopg.connect(libpq_url(url)) as conn:
+        assert conn.execute("SELECT count(*) FROM bars").fetchone() == (10,)
+        assert conn.execute("SELECT count(*) FROM entities").fetchone() == (2,)
+    migrate.upgrade(engine, "head")
+    with psycopg.connect(libpq_url(url)) as conn:
+        assert conn.execute("SELECT count(*) FROM bars").fetchone() == (10,)
+        assert conn.execute("SELECT generation FROM store_state").fetchone() == (0,)
+    # down to base: everything goes; up again from empty works
+    migrate.downgrade(engine, "base")
+    assert _tables(url) == {"alembic_version"}
+    migrate.upgrade(engine, "head")
+    assert {"entities", "bars", "feature_views", "indicator_state", "loads", "store_state"} <= _tables(url)
+    engine.dispose()
+
+
+def test_models_and_migrations_do_not_drift(make_database: Callable[[str], URL]) -> None:
+    url = make_database("drift")
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    migrate.upgrade(engine, "head")
+    with engine.connect() as conn:
+        conn.execute(sa.text("CREATE TABLE fv_ignored_v1 (entity_id int4 PRIMARY KEY)"))
+        conn.commit()
+
+        def include(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+            return not (type_ == "table" and (is_view_table(name) or name == "alembic_version"))
+
+        ctx = MigrationContext.configure(
+            conn,
+            opts={"include_object": include, "compare_type": True, "compare_server_default": True},
+        )
+        diff = compare_metadata(ctx, metadata)
+    engine.dispose()
+    assert diff == [], diff
+
+
+def test_store_on_empty_database_says_migrate(make_database: Callable[[str], URL]) -> None:
+    url = make_database("empty")
+    with pytest.raises(SchemaError, match="featurestore migrate"):
+        FeatureStore(url)
+    with FeatureStore(url, auto_migrate=True) as fs:
+        assert fs.schema_revision == migrate.head_revision()
+
+
+def test_store_refuses_newer_schema(make_database: Callable[[str], URL]) -> None:
+    url = make_database("newer")
+    with FeatureStore(url, auto_migrate=True):
+        pass
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaError, match="newer than this featurestore"):
+        FeatureStore(url)
+
+
+def test_store_on_older_schema_says_migrate(make_database: Callable[[str], URL]) -> None:
+    url = make_database("older")
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    migrate.upgrade(engine, "0002")
+    engine.dispose()
+    with pytest.raises(SchemaError, match="older than this featurestore"):
+        FeatureStore(url)
+    with FeatureStore(url, check_schema=False) as fs:
+        assert fs.migrate() == "0003"
+
+
+def test_unknown_revision_is_a_clear_error(make_database: Callable[[str], URL]) -> None:
+    url = make_database("unknown")
+    with FeatureStore(url, auto_migrate=True) as fs, pytest.raises(NotFoundError, match="known: 0003"):
+        fs.migrate("abc")
+
+
+def test_concurrent_migrations_serialize(make_database: Callable[[str], URL]) -> None:
+    url = make_database("concurrent")
+    code = (
+        "import sys, sqlalchemy as sa; from featurestore import migrate; "
+        "e = sa.create_engine(sys.argv[1], poolclass=sa.NullPool); migrate.upgrade(e, 'head')"
+    )
+    target = url.render_as_string(hide_password=False)
+    procs = [subprocess.Popen([sys.executable, "-c", code, target]) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with psycopg.connect(libpq_url(url)) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+
+
+def test_alembic_cli_from_repo_root(make_database: Callable[[str], URL]) -> None:
+    url = make_database("cli")
+    env = dict(os.environ, FEATURESTORE_URL=url.render_as_string(hide_password=False))
+    out = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert {"bars", "entities", "store_state"} <= _tables(url)
+
+
+def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO_ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    (wheel,) = tmp_path.glob("featurestore-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in (
+        "featurestore/migrations/env.py",
+        "featurestore/migrations/script.py.mako",
+        "featurestore/migrations/versions/0001_entities_bars.py",
+        "featurestore/migrations/versions/0003_loads_generation.py",
+    ):
+        assert expected in names
