@@ -13,9 +13,26 @@ from featurestore.errors import (
     ValidationError,
 )
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from featurestore.client import FeatureStore
+
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    # FeatureStore pulls in SQLAlchemy, Alembic and pandas: import it on first use so that
+    # `import featurestore` stays fast.
+    if name == "FeatureStore":
+        from featurestore.client import FeatureStore
+
+        return FeatureStore
+    raise AttributeError(f"module 'featurestore' has no attribute {name!r}")
+
+
 __all__ = [
+    "FeatureStore",
     "ConfigError",
     "ConnectionError",
     "FeatureStoreError",

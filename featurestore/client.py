@@ -10,13 +10,14 @@ import os
 from types import TracebackType
 from typing import Any
 
+import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import URL
 
 from featurestore import migrate as _migrate
 from featurestore.config import Settings, mask_url
 from featurestore.embedded import EmbeddedServer
-from featurestore.errors import ConfigError
+from featurestore.errors import ConfigError, ConnectionError
 from featurestore.pool import Database
 from featurestore.schema import ident
 
@@ -77,6 +78,10 @@ class FeatureStore:
             self.schema_revision: str | None = None
             if check_schema:
                 self.schema_revision = _migrate.check_schema(self.db.engine)
+        except sa.exc.OperationalError as exc:
+            self.db.close()
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            raise ConnectionError(f"cannot connect to {mask_url(db_url)}: {first}") from None
         except BaseException:
             self.db.close()
             raise

@@ -83,6 +83,11 @@ class EmbeddedServer:
         self._prune_dead_handles()
         try:
             server = pgserver.get_server(self.data_dir, cleanup_mode=None if keep else "stop")
+            if not read_status(self.data_dir).running:
+                # pgserver caches one handle per data dir and process; after a stop (ours or
+                # another process's) that handle must start the server again
+                with server._lock:  # noqa: SLF001 - pgserver's inter-process start lock
+                    server.ensure_postgres_running()
         except Exception as exc:
             tail = server_log_tail(self.data_dir)
             raise ConnectionError(

@@ -1,0 +1,80 @@
+"""The CLI: a thin shell; every command has help with an example and is in the README."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import REPO_ROOT
+from sqlalchemy.engine import URL
+
+from featurestore.cli import cli
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out: list[tuple[str, click.Command]] = []
+    for name, cmd in group.commands.items():
+        full = f"{prefix}{name}"
+        out.append((full, cmd))
+        if isinstance(cmd, click.Group):
+            out.extend(_commands(cmd, full + " "))
+    return out
+
+
+COMMANDS = _commands(cli)
+
+
+@pytest.mark.parametrize("name", [n for n, _ in COMMANDS])
+def test_every_command_has_help_with_an_example(name: str) -> None:
+    result = CliRunner().invoke(cli, [*name.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+
+
+@pytest.mark.parametrize("name", [n for n, c in COMMANDS if not isinstance(c, click.Group)])
+def test_every_command_is_in_the_readme(name: str) -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f"featurestore {name}" in readme
+
+
+def test_info_json_masks_password(store: Any, db_url: URL) -> None:
+    url = db_url.set(password="hunter2").render_as_string(hide_password=False)
+    result = CliRunner().invoke(cli, ["--url", url, "info", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output
+    facts = json.loads(result.output)
+    assert facts["schema_revision"] == facts["schema_head"]
+    assert facts["server_version"].startswith("18")
+    assert set(facts["rows"]) >= {"bars", "entities"}
+
+
+def test_library_errors_are_one_clean_line(make_database: Any) -> None:
+    url = make_database("cli_empty").render_as_string(hide_password=False)
+    result = CliRunner().invoke(cli, ["--url", url, "info"])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("error:") and "featurestore migrate" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_migrate_and_downgrade(make_database: Any) -> None:
+    url = make_database("cli_mig").render_as_string(hide_password=False)
+    runner = CliRunner()
+    assert "revision 0003" in runner.invoke(cli, ["--url", url, "migrate"]).output
+    assert "revision 0001" in runner.invoke(cli, ["--url", url, "migrate", "--downgrade", "0001"]).output
+    assert "revision 0003" in runner.invoke(cli, ["--url", url, "migrate", "head"]).output
+
+
+def test_server_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    home = str(tmp_path / "h")
+    status = runner.invoke(cli, ["--home", home, "server", "status", "--json"])
+    assert status.exit_code == 3 and json.loads(status.output)["running"] is False
+    assert "running:" in runner.invoke(cli, ["--home", home, "server", "start"]).output
+    status = runner.invoke(cli, ["--home", home, "server", "status", "--json"])
+    facts = json.loads(status.output)
+    assert status.exit_code == 0 and facts["running"] is True and facts["pid"] > 0
+    assert runner.invoke(cli, ["--home", home, "server", "stop"]).output.strip() == "stopped"
