@@ -7,8 +7,11 @@ class holds the connection pool, the cache and the settings, and wires the steps
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from psycopg import sql
@@ -20,6 +23,15 @@ from featurestore.embedded import EmbeddedServer
 from featurestore.errors import ConfigError, ConnectionError
 from featurestore.pool import Database
 from featurestore.schema import ident
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from featurestore.indicators import IndicatorSpec
+    from featurestore.load import BarChunk
+    from featurestore.views import FeatureView
+    from featurestore.write import LoadResult
 
 __all__ = ["FeatureStore"]
 
@@ -70,6 +82,7 @@ class FeatureStore:
             pool_recycle=self.settings.pool_recycle,
         )
         self._closed = False
+        self.last_load: LoadResult | None = None
         try:
             if auto_migrate is None:
                 auto_migrate = self._server is not None
@@ -166,3 +179,212 @@ class FeatureStore:
             "pool": self.db.pool_status(),
         }
         return out
+
+    # -- feature views --------------------------------------------------------------------------
+
+    def create_view(
+        self,
+        name: str,
+        indicators: Iterable[str | IndicatorSpec],
+        *,
+        columns: Iterable[str] | None = None,
+        n_jobs: int = 1,
+        batch_entities: int | None = None,
+        progress: bool | None = None,
+    ) -> FeatureView:
+        """Register a feature view and backfill it from the stored bars; return the view.
+
+        ``indicators`` are spec strings (``"sma_20"``, ``"macd_12_26_9"``, ``"bbands_20_2"``) or
+        ``IndicatorSpec`` objects; ``columns`` are float columns the user supplies on ingest.
+        The same spec again is a no-op (or resumes an interrupted backfill); a changed spec makes
+        a new version and table, and the old version stays readable until :meth:`drop_view`.
+        The backfill runs in batches of entities, each its own transaction, in parallel with
+        joblib when ``n_jobs != 1`` (any joblib backend, e.g. Ray, via ``joblib.parallel_config``).
+        """
+        from featurestore import views as _views
+        from featurestore import write as _write
+
+        specs, cols = _views.normalize_spec(indicators, columns)
+        with self.db.connection() as conn, conn.transaction():
+            view, _created = _views.register_view(conn, name, specs, cols)
+        if view.status == "ready":
+            return view
+        batch = batch_entities or _write.FEATURE_BATCH_ENTITIES
+        with self.db.connection() as conn:
+            batches = _write.pending_backfill(conn, view, batch)
+        bar = _progress(progress, total=len(batches), desc=f"backfill {name} v{view.version}", unit="batch")
+        try:
+            if n_jobs == 1 or len(batches) <= 1:
+                for ids in batches:
+                    with self.db.connection() as conn:
+                        _write.backfill_batch(conn, view, ids)
+                    bar.update(1)
+            else:
+                from joblib import Parallel, delayed
+
+                from featurestore.config import libpq_url
+
+                url = libpq_url(self.db.url)
+                jobs = (delayed(_write.backfill_worker)(url, view.name, view.version, ids) for ids in batches)
+                for _ in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+                    bar.update(1)
+        finally:
+            bar.close()
+        with self.db.connection() as conn:
+            conn.execute("UPDATE feature_views SET status = 'ready' WHERE view_id = %s", (view.view_id,))
+            view = _views.get_view(conn, view.name, view.version)
+        self._invalidate(None)
+        return view
+
+    def list_views(self) -> list[dict[str, Any]]:
+        """Every registered view version, described (name, version, table, status, columns)."""
+        from featurestore import views as _views
+
+        with self.db.connection() as conn:
+            return [v.describe() for v in _views.list_views(conn)]
+
+    def describe_view(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """One view version (newest by default), with its row and entity counts."""
+        from featurestore import views as _views
+
+        with self.db.connection() as conn:
+            view = _views.get_view(conn, name, version)
+            out = view.describe()
+            row = conn.execute(
+                "SELECT count(*), coalesce(sum(n_bars), 0) FROM indicator_state WHERE view_id = %s",
+                (view.view_id,),
+            ).fetchone()
+        out["entities"], out["rows"] = int(row[0]), int(row[1])  # type: ignore[index]
+        return out
+
+    def drop_view(self, name: str, version: int | None = None) -> list[int]:
+        """Drop one version of a view (or all of them) with its table; return the versions dropped."""
+        from featurestore import views as _views
+
+        with self.db.connection() as conn, conn.transaction():
+            dropped = _views.drop_view(conn, name, version)
+        self._invalidate(None)
+        return dropped
+
+    def _views(self, conn: Any) -> list[FeatureView]:
+        from featurestore import views as _views
+
+        return _views.list_views(conn)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        data: pd.DataFrame | pa.Table,
+        *,
+        on_conflict: str = "update",
+        create_symbols: bool = True,
+        assume_tz: str | None = None,
+        progress: bool | None = None,
+    ) -> LoadResult:
+        """Write a DataFrame or Arrow table of bars (and user feature columns) in one transaction.
+
+        Columns: symbol, ts (tz-aware), open, high, low, close, volume, plus any user column of a
+        registered view. ``on_conflict``: ``"update"`` corrects stored bars that differ,
+        ``"ignore"`` keeps them, ``"error"`` refuses a load that would change one. Features of
+        every view are computed in the same transaction. Returns what the load did.
+        """
+        from featurestore import load as _load
+
+        with self.db.connection() as conn:
+            user_cols = sorted({c for v in self._views(conn) for c in v.columns})
+        chunk = _load.validate_frame(data, extra_columns=user_cols, assume_tz=assume_tz).sorted()
+        from featurestore.write import SMALL_WRITE_ROWS
+
+        return self._write([chunk], source="DataFrame", on_conflict=on_conflict,
+                           create_symbols=create_symbols, small=len(chunk) < SMALL_WRITE_ROWS,
+                           progress=progress, total=len(chunk))
+
+    def load(
+        self,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        *,
+        format: str | None = None,
+        symbol: str | None = None,
+        column_map: Mapping[str, str | None] | None = None,
+        chunk_rows: int | None = None,
+        on_conflict: str = "update",
+        create_symbols: bool = True,
+        assume_tz: str | None = None,
+        progress: bool | None = None,
+    ) -> LoadResult:
+        """Load CSV, Parquet or Feather files (paths, directories or globs) in one transaction.
+
+        Files stream through in chunks of ``chunk_rows`` rows, so memory stays bounded whatever
+        their size. ``symbol=`` names the symbol of one-symbol files; ``column_map`` renames
+        source columns (``{"Date": "ts", "Adj Close": None}``; None drops a column).
+        """
+        from featurestore import load as _load
+
+        paths_list = _load.expand_paths(paths)
+        with self.db.connection() as conn:
+            user_cols = sorted({c for v in self._views(conn) for c in v.columns})
+        chunks = _load.read_chunks(
+            paths_list,
+            format=format,
+            chunk_rows=chunk_rows or _load.DEFAULT_CHUNK_ROWS,
+            extra_columns=user_cols,
+            column_map=column_map,
+            symbol=symbol,
+            assume_tz=assume_tz,
+        )
+        source = str(paths_list[0]) if len(paths_list) == 1 else f"{paths_list[0]} (+{len(paths_list) - 1} files)"
+        return self._write((c.sorted() for c in chunks), source=source, on_conflict=on_conflict,
+                           create_symbols=create_symbols, small=False, progress=progress, total=None)
+
+    def _write(
+        self,
+        chunks: Iterable[BarChunk],
+        *,
+        source: str,
+        on_conflict: str,
+        create_symbols: bool,
+        small: bool,
+        progress: bool | None,
+        total: int | None,
+    ) -> LoadResult:
+        from featurestore.write import LoadWriter
+
+        bar = _progress(progress, total=total, desc="load", unit="rows")
+        try:
+            with self.db.connection() as conn:
+                with conn.transaction():
+                    writer = LoadWriter(conn, source=source, on_conflict=on_conflict,
+                                        create_symbols=create_symbols, views=self._views(conn), small=small)
+                    for chunk in chunks:
+                        writer.write_chunk(chunk)
+                        bar.update(len(chunk))
+                    result = writer.finish()
+        finally:
+            bar.close()
+        if result.changed_entities:
+            self._invalidate(result.changed_entities)
+        self.last_load = result
+        return result
+
+    def _invalidate(self, entity_ids: Sequence[int] | None) -> None:
+        """Drop cached results a write could have changed (None: everything)."""
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(enabled: bool | None, *, total: int | None, desc: str, unit: str) -> Any:
+    """A tqdm bar on a terminal (or when asked for), else a silent stand-in."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
