@@ -14,9 +14,8 @@ Checkout cost is what point reads pay, so the defaults are chosen for it (benchm
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
@@ -80,15 +79,18 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self) -> _Checkout:
         """Check out a raw psycopg connection (autocommit) from the pool; return it on exit.
 
-        A connection found broken on exit is invalidated together with every connection of its
-        generation, so the next checkout reconnects instead of failing again.
+        Use as ``with db.connection() as conn:``. A connection found broken on exit is
+        invalidated together with every connection of its generation, so the next checkout
+        reconnects instead of failing again.
         """
+        return _Checkout(self)
+
+    def _checkout(self) -> Any:
         try:
-            proxied = self.engine.raw_connection()
+            return self.engine.raw_connection()
         except SATimeoutError:
             raise PoolTimeoutError(
                 f"no free database connection after {self.pool_timeout:g} s: all "
@@ -99,15 +101,6 @@ class Database:
             raise ConnectionError(
                 f"cannot connect to {mask_url(self.url)}: {_first_line(exc.orig or exc)}"
             ) from None
-        conn: psycopg.Connection[Any] = proxied.driver_connection  # type: ignore[assignment]
-        try:
-            yield conn
-        except BaseException as exc:
-            if is_disconnect(exc, conn):
-                self.invalidate_all(proxied, exc)
-            raise
-        finally:
-            proxied.close()
 
     def invalidate_all(self, proxied: Any, exc: BaseException | None = None) -> None:
         """Invalidate this connection and every connection opened before it (a server restart)."""
@@ -123,15 +116,20 @@ class Database:
         """
         attempts = 2 if idempotent else 1
         for attempt in range(attempts):
+            proxied = self._checkout()
+            conn = proxied.driver_connection
             try:
-                with self.connection() as conn:
-                    return fn(conn)
+                return fn(conn)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                if is_disconnect(exc) and attempt + 1 < attempts:
-                    continue
+                if is_disconnect(exc, conn):
+                    self.invalidate_all(proxied, exc)
+                    if attempt + 1 < attempts:
+                        continue
                 raise ConnectionError(
                     f"lost the connection to {mask_url(self.url)}: {_first_line(exc)}"
                 ) from exc
+            finally:
+                proxied.close()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def pool_status(self) -> dict[str, int]:
@@ -154,14 +152,42 @@ class Database:
         self.engine.dispose()
 
 
+class _Checkout:
+    """``with db.connection() as conn``: a class, not a generator, to keep point reads cheap."""
+
+    __slots__ = ("_db", "_proxied")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._proxied: Any = None
+
+    def __enter__(self) -> psycopg.Connection[Any]:
+        self._proxied = self._db._checkout()
+        return self._proxied.driver_connection  # type: ignore[no-any-return]
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        proxied, self._proxied = self._proxied, None
+        try:
+            if exc is not None and is_disconnect(exc, proxied.driver_connection):
+                self._db.invalidate_all(proxied, exc)
+        finally:
+            proxied.close()
+
+
+_IDLE = pq.TransactionStatus.IDLE
+
+
 def _rollback_if_in_transaction(dbapi_conn: Any, record: Any) -> None:
     """Check-in hook: leave no transaction open, without a round trip in the common case."""
     if dbapi_conn is None:
         return
     conn: psycopg.Connection[Any] = dbapi_conn
+    # pgconn.transaction_status is a plain attribute read; conn.info builds an object per access
+    if conn.autocommit and conn.pgconn.transaction_status == _IDLE:
+        return
     if conn.closed:
         return
-    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+    if conn.pgconn.transaction_status != _IDLE:
         try:
             conn.rollback()
         except psycopg.Error:
