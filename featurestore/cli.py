@@ -171,6 +171,137 @@ def server_status(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--symbol", help="Symbol of one-symbol files (they then have no symbol column).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "feather"]), help="Override the format from the extension.")
+@click.option("--on-conflict", type=click.Choice(["update", "ignore", "error"]), default="update", show_default=True)
+@click.option("--map", "mapping", multiple=True, metavar="SRC=DST", help="Rename a source column (DST empty drops it); repeatable.")
+@click.option("--assume-tz", metavar="TZ", help="Treat naive timestamps as this zone (e.g. UTC); default: reject them.")
+@click.option("--chunk-rows", type=int, help="Rows per streamed chunk.")
+@click.option("--no-create-symbols", is_flag=True, help="Fail on symbols the store does not know.")
+@click.option("--json", "as_json", is_flag=True, help="Print the load result as JSON.")
+@click.pass_context
+def load(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    symbol: str | None,
+    fmt: str | None,
+    on_conflict: str,
+    mapping: tuple[str, ...],
+    assume_tz: str | None,
+    chunk_rows: int | None,
+    no_create_symbols: bool,
+    as_json: bool,
+) -> None:
+    """Load CSV, Parquet or Feather files (or directories, globs) in one transaction.
+
+    \b
+    Example:
+      featurestore load data/*.parquet
+      featurestore load GOOG.csv --symbol GOOG --assume-tz UTC --map Date=ts --map "Adj Close="
+    """
+    column_map: dict[str, str | None] = {}
+    for item in mapping:
+        src, sep, dst = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: use SRC=DST", param_hint="--map")
+        column_map[src] = dst or None
+    with _open(ctx) as store:
+        result = store.load(
+            list(paths),
+            format=fmt,
+            symbol=symbol,
+            column_map=column_map or None,
+            chunk_rows=chunk_rows,
+            on_conflict=on_conflict,
+            create_symbols=not no_create_symbols,
+            assume_tz=assume_tz,
+        )
+    facts = result.as_dict()
+    _print_json(facts) if as_json else _print_info(facts)
+
+
+@cli.group()
+def views() -> None:
+    """List, create, describe or drop feature views.
+
+    \b
+    Example:
+      featurestore views create tech sma_20 rsi_14 macd_12_26_9
+    """
+
+
+@views.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.pass_context
+def views_list(ctx: click.Context, as_json: bool) -> None:
+    """List every registered view version.
+
+    \b
+    Example:
+      featurestore views list
+    """
+    with _open(ctx) as store:
+        items = store.list_views()
+    if as_json:
+        _print_json(items)
+        return
+    for v in items:
+        click.echo(f"{v['name']} v{v['version']}  {v['status']}  {v['table']}  {' '.join(v['indicators'] + v['user_columns'])}")
+
+
+@views.command("create")
+@click.argument("name")
+@click.argument("indicators", nargs=-1)
+@click.option("--column", "columns", multiple=True, help="A user-supplied float column; repeatable.")
+@click.option("--jobs", "n_jobs", type=int, default=1, show_default=True, help="Parallel backfill workers (joblib).")
+@click.pass_context
+def views_create(ctx: click.Context, name: str, indicators: tuple[str, ...], columns: tuple[str, ...], n_jobs: int) -> None:
+    """Register view NAME with INDICATORS and backfill it from the stored bars.
+
+    \b
+    Example:
+      featurestore views create tech sma_20 ema_50 rsi_14 macd_12_26_9 bbands_20_2 atr_14 adx_14
+    """
+    with _open(ctx) as store:
+        view = store.create_view(name, list(indicators), columns=list(columns) or None, n_jobs=n_jobs)
+        _print_info(store.describe_view(view.name, view.version))
+
+
+@views.command("describe")
+@click.argument("name")
+@click.option("--version", type=int, help="A version (default: the newest).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.pass_context
+def views_describe(ctx: click.Context, name: str, version: int | None, as_json: bool) -> None:
+    """Describe view NAME: version, table, status, columns, rows.
+
+    \b
+    Example:
+      featurestore views describe tech
+    """
+    with _open(ctx) as store:
+        facts = store.describe_view(name, version)
+    _print_json(facts) if as_json else _print_info(facts)
+
+
+@views.command("drop")
+@click.argument("name")
+@click.option("--version", type=int, help="Drop only this version (default: every version).")
+@click.pass_context
+def views_drop(ctx: click.Context, name: str, version: int | None) -> None:
+    """Drop view NAME (or one version of it) with its table.
+
+    \b
+    Example:
+      featurestore views drop tech --version 1
+    """
+    with _open(ctx) as store:
+        dropped = store.drop_view(name, version)
+    click.echo(f"dropped {name} version(s) {', '.join(map(str, dropped))}")
+
+
+@cli.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """Run the main job end to end on the embedded server and print a report.

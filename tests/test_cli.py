@@ -78,3 +78,31 @@ def test_server_commands(tmp_path: Path) -> None:
     facts = json.loads(status.output)
     assert status.exit_code == 0 and facts["running"] is True and facts["pid"] > 0
     assert runner.invoke(cli, ["--home", home, "server", "stop"]).output.strip() == "stopped"
+
+
+def test_load_and_views_commands(make_database: Any, tmp_path: Path) -> None:
+    from helpers import make_bars
+
+    url = make_database("cli_load").render_as_string(hide_password=False)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--url", url, "migrate"]).exit_code == 0
+    df = make_bars(["AAA"], 80).drop(columns=["symbol"]).rename(columns={"ts": "Date", "close": "Close"})
+    df["Date"] = df["Date"].dt.tz_localize(None)
+    df["Adj Close"] = df["Close"]
+    path = tmp_path / "aaa.csv"
+    df.to_csv(path, index=False)
+    args = ["--url", url, "load", str(path), "--symbol", "AAA", "--map", "Date=ts", "--map", "Close=close", "--map", "Adj Close="]
+    naive = runner.invoke(cli, args)
+    assert naive.exit_code == 1 and "assume_tz" in naive.output
+    ok = runner.invoke(cli, [*args, "--assume-tz", "UTC", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["inserted"] == 80
+    created = runner.invoke(cli, ["--url", url, "views", "create", "tech", "sma_20", "rsi_14"])
+    assert created.exit_code == 0 and "rows: 80" in created.output
+    listed = json.loads(runner.invoke(cli, ["--url", url, "views", "list", "--json"]).output)
+    assert [(v["name"], v["version"]) for v in listed] == [("tech", 1)]
+    desc = json.loads(runner.invoke(cli, ["--url", url, "views", "describe", "tech", "--json"]).output)
+    assert desc["columns"] == ["sma_20", "rsi_14"]
+    assert "dropped tech version(s) 1" in runner.invoke(cli, ["--url", url, "views", "drop", "tech"]).output
+    bad = runner.invoke(cli, ["--url", url, "views", "describe", "tech"])
+    assert bad.exit_code == 1 and "no view 'tech'" in bad.output
