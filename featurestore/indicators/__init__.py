@@ -1,0 +1,54 @@
+"""Technical indicators that match TA-Lib 0.8 bit for bit, batched over symbols, resumable.
+
+The ``compute`` step of the data path: ``compute_batch`` runs one numba kernel over every
+symbol at once and returns the state that ``update_batch`` continues from on append. Specs are
+``IndicatorSpec`` objects or short strings (``"sma_20"``, ``"macd_12_26_9"``, ``"bbands_20_2"``);
+see ``registry`` for the naming rule and ``api`` for the NaN behaviour and the state contract.
+
+Importing this package compiles nothing and does not import numba: kernels compile (or load
+from numba's on-disk cache) on first use, or up front with ``warmup()``.
+"""
+
+from __future__ import annotations
+
+from featurestore.indicators.api import (
+    STATE_LAYOUTS,
+    STATE_VERSION,
+    compute,
+    compute_batch,
+    new_state,
+    resolve_spec,
+    state_from_bytes,
+    state_to_bytes,
+    update_batch,
+    warmup,
+)
+from featurestore.indicators.registry import (
+    REGISTRY,
+    IndicatorDef,
+    IndicatorSpec,
+    ParamDef,
+    indicator,
+    parse_indicator,
+    parse_output_name,
+)
+
+__all__ = [
+    "REGISTRY",
+    "STATE_LAYOUTS",
+    "STATE_VERSION",
+    "IndicatorDef",
+    "IndicatorSpec",
+    "ParamDef",
+    "compute",
+    "compute_batch",
+    "indicator",
+    "new_state",
+    "parse_indicator",
+    "parse_output_name",
+    "resolve_spec",
+    "state_from_bytes",
+    "state_to_bytes",
+    "update_batch",
+    "warmup",
+]
