@@ -302,16 +302,47 @@ def views_drop(ctx: click.Context, name: str, version: int | None) -> None:
 
 
 @cli.command()
+@click.option("--home", "demo_home", type=click.Path(file_okay=False, path_type=Path), help="Demo data directory (default: beside the default home, never your real store).")
+@click.option("--symbols", type=int, default=500, show_default=True, help="Symbols to generate.")
+@click.option("--days", type=int, default=1260, show_default=True, help="Daily bars per symbol (1260 = 5 years).")
+@click.option("--from", "source", type=click.Path(exists=True, path_type=Path), help="Load these files instead of generating bars.")
+@click.option("--clean", is_flag=True, help="Stop the demo server and delete its data, then exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def demo(ctx: click.Context) -> None:
+def demo(
+    ctx: click.Context,
+    demo_home: Path | None,
+    symbols: int,
+    days: int,
+    source: Path | None,
+    clean: bool,
+    as_json: bool,
+) -> None:
     """Run the main job end to end on the embedded server and print a report.
+
+    Generates 5 years of daily bars for 500 symbols (or loads --from PATH), creates a view with
+    the seven seed indicators, ingests, appends a day, corrects a bar, reads a range, the latest
+    rows and a point-in-time training frame (twice: the second time from the cache). Safe to run
+    twice.
 
     \b
     Example:
       featurestore demo
+      featurestore demo --symbols 50 --days 500
+      featurestore demo --clean
     """
-    with _open(ctx) as store:
-        _print_info(store.info())
+    from featurestore import demo as _demo
+
+    if clean:
+        removed = _demo.clean(demo_home)
+        click.echo("removed the demo data" if removed else "no demo data to remove")
+        return
+    url = (ctx.find_root().obj or {}).get("url")
+    report = _demo.run_demo(home=demo_home, url=url, symbols=symbols, days=days, source=source)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        click.echo(report.render())
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from featurestore.consistency import CachedReads
+    from featurestore.read import Reader
     from featurestore.indicators import IndicatorSpec
     from featurestore.load import BarChunk
     from featurestore.views import FeatureView
@@ -46,6 +48,12 @@ class FeatureStore:
     ``auto_migrate``: ``None`` (default) migrates the embedded server automatically and only
     checks a database given by URL; ``True``/``False`` force either behaviour.
     ``check_schema=False`` skips the revision check (only for running migrations).
+
+    Reads go through an in-process result cache: ``cache`` names the eviction policy (``"lru"``,
+    ``"lfu"``, ``"arc"``, ``"slru"``, ``"clock"``, ``"adaptive"``, ``"w-tinylfu"``, ``"s3-fifo"``,
+    ``"sieve"``; ``None`` disables it), bounded by ``cache_bytes`` (and ``cache_entries``).
+    ``consistency`` is ``"local"``, ``"notify"`` or ``"strict"``: see featurestore.consistency
+    for exactly what each guarantees.
     """
 
     def __init__(
@@ -59,6 +67,10 @@ class FeatureStore:
         pool_recycle: float = 3600.0,
         auto_migrate: bool | None = None,
         check_schema: bool = True,
+        cache: str | None = "arc",
+        cache_bytes: int = 256 << 20,
+        cache_entries: int | None = None,
+        consistency: str = "local",
     ) -> None:
         self.settings = Settings.resolve(
             url,
@@ -83,6 +95,8 @@ class FeatureStore:
         )
         self._closed = False
         self.last_load: LoadResult | None = None
+        self._reads: CachedReads | None = None
+        self._reader: Reader | None = None
         try:
             if auto_migrate is None:
                 auto_migrate = self._server is not None
@@ -91,6 +105,17 @@ class FeatureStore:
             self.schema_revision: str | None = None
             if check_schema:
                 self.schema_revision = _migrate.check_schema(self.db.engine)
+            if cache is not None:
+                from featurestore.cache import make_cache
+                from featurestore.config import libpq_url
+                from featurestore.consistency import CachedReads, entry_size
+
+                self._reads = CachedReads(
+                    make_cache(cache, maxsize=cache_bytes, maxentries=cache_entries, getsizeof=entry_size),
+                    consistency=consistency,
+                    generation=self._generation,
+                    listen_url=libpq_url(db_url) if consistency == "notify" else None,
+                )
         except sa.exc.OperationalError as exc:
             self.db.close()
             first = str(exc.orig or exc).strip().splitlines()[0]
@@ -119,6 +144,10 @@ class FeatureStore:
         if self._closed:
             return
         self._closed = True
+        if self._reads is not None:
+            self._reads.close()
+        if self._reader is not None:
+            self._reader.close()
         self.db.close()
 
     def __enter__(self) -> FeatureStore:
@@ -179,6 +208,59 @@ class FeatureStore:
             "pool": self.db.pool_status(),
         }
         return out
+
+    def stats(self) -> dict[str, Any]:
+        """Memory, pool, cache, server and last-load figures, for ``featurestore info`` and monitoring.
+
+        ``process``: RSS and peak RSS (psutil; peak from the OS high-water mark); ``pool``: size,
+        checked out, overflow; ``cache``: bytes, entries, hits, misses, hit ratio and policy;
+        ``server``: database size and, per table, rows (planner estimate), table and index bytes;
+        ``last_load``: the figures of this store's last load.
+        """
+        import resource
+
+        import psutil
+
+        proc = psutil.Process()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+        def server(conn: Any) -> dict[str, Any]:
+            db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+            rows = conn.execute(
+                "SELECT c.relname, greatest(c.reltuples, 0)::int8, pg_table_size(c.oid), "
+                "pg_indexes_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY c.relname"
+            ).fetchall()
+            tables = {r[0]: {"rows_estimate": int(r[1]), "table_bytes": int(r[2]), "index_bytes": int(r[3])} for r in rows}
+            exact = {}
+            for table in ("entities", "bars"):
+                if table in tables:
+                    stmt = sql.SQL("SELECT count(*) FROM {}").format(ident(table))
+                    exact[table] = conn.execute(stmt).fetchone()[0]
+            return {"database_bytes": int(db_bytes), "rows": exact, "tables": tables}
+
+        return {
+            "process": {"rss_bytes": proc.memory_info().rss, "peak_rss_bytes": max(peak, proc.memory_info().rss)},
+            "pool": self.db.pool_status(),
+            "cache": self.cache_stats(),
+            "server": self.db.run(server, idempotent=True),
+            "last_load": self.last_load.as_dict() if self.last_load else None,
+        }
+
+    def cache_stats(self) -> dict[str, Any] | None:
+        """The result cache's figures: policy, consistency, hits, misses, hit ratio, bytes (None when off)."""
+        return self._reads.stats() if self._reads is not None else None
+
+    def clear_cache(self) -> None:
+        """Drop every cached result (and keep the counters)."""
+        if self._reads is not None:
+            self._reads.invalidate(None)
+
+    def _generation(self) -> int:
+        def q(conn: Any) -> int:
+            return int(conn.execute("SELECT generation FROM store_state WHERE id = 1", prepare=True).fetchone()[0])
+
+        return self.db.run(q, idempotent=True)
 
     # -- feature views --------------------------------------------------------------------------
 
@@ -261,8 +343,11 @@ class FeatureStore:
         """Drop one version of a view (or all of them) with its table; return the versions dropped."""
         from featurestore import views as _views
 
+        from featurestore.write import bump_generation
+
         with self.db.connection() as conn, conn.transaction():
             dropped = _views.drop_view(conn, name, version)
+            bump_generation(conn, None)
         self._invalidate(None)
         return dropped
 
@@ -362,13 +447,165 @@ class FeatureStore:
                     result = writer.finish()
         finally:
             bar.close()
-        if result.changed_entities:
-            self._invalidate(result.changed_entities)
+        if result.changed_symbols:
+            self._invalidate(list(result.changed_symbols))
         self.last_load = result
         return result
 
-    def _invalidate(self, entity_ids: Sequence[int] | None) -> None:
-        """Drop cached results a write could have changed (None: everything)."""
+    def _invalidate(self, symbols: Sequence[str] | None) -> None:
+        """Drop cached results a write could have changed (None: everything), before it returns."""
+        if self._reads is not None:
+            self._reads.invalidate(symbols)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def reader(self) -> Reader:
+        """The uncached read step (featurestore.read.Reader) of this store."""
+        if self._reader is None:
+            from featurestore.read import Reader
+
+            self._reader = Reader(self.db)
+        return self._reader
+
+    def _read(self, key: tuple[Any, ...], symbols: Iterable[str], compute: Any) -> Any:
+        if self._reads is None:
+            return compute()
+        return self._reads.read(key, symbols, compute)
+
+    def get_bars(
+        self,
+        symbols: str | Sequence[str],
+        start: Any = None,
+        end: Any = None,
+        *,
+        columns: str | Sequence[str] | None = None,
+        as_arrow: bool = False,
+    ) -> pd.DataFrame | pa.Table:
+        """Bars of ``symbols`` with ``start <= ts <= end``: a (symbol, ts)-indexed DataFrame or Arrow.
+
+        See featurestore.read for the exact result contract (dtypes, order, missing symbols).
+        """
+        syms = _syms(symbols)
+        key = ("bars", syms, _tkey(start), _tkey(end), _ckey(columns), as_arrow)
+        return self._read(key, syms, lambda: self.reader.get_bars(list(syms), start, end, columns=columns, as_arrow=as_arrow))
+
+    def get_features(
+        self,
+        symbols: str | Sequence[str],
+        start: Any = None,
+        end: Any = None,
+        *,
+        view: str,
+        version: int | None = None,
+        columns: str | Sequence[str] | None = None,
+        include_bars: bool = False,
+        as_arrow: bool = False,
+    ) -> pd.DataFrame | pa.Table:
+        """Feature rows of ``view`` for ``symbols`` with ``start <= ts <= end`` (bars too with ``include_bars``)."""
+        syms = _syms(symbols)
+        key = ("features", syms, _tkey(start), _tkey(end), view, version, _ckey(columns), include_bars, as_arrow)
+        return self._read(
+            key,
+            syms,
+            lambda: self.reader.get_features(
+                list(syms), start, end, view=view, version=version, columns=columns,
+                include_bars=include_bars, as_arrow=as_arrow,
+            ),
+        )
+
+    def get_latest(
+        self,
+        symbols: str | Sequence[str],
+        *,
+        as_of: Any = None,
+        view: str | None = None,
+        version: int | None = None,
+        columns: str | Sequence[str] | None = None,
+        as_arrow: bool = False,
+    ) -> pd.DataFrame | pa.Table:
+        """One row per symbol: the last bar (and feature row with ``view``) at or before ``as_of`` (now)."""
+        syms = _syms(symbols)
+        key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow)
+        return self._read(
+            key,
+            syms,
+            lambda: self.reader.get_latest(list(syms), as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow),
+        )
+
+    def get_training_frame(
+        self,
+        events: pd.DataFrame,
+        *,
+        view: str,
+        version: int | None = None,
+        columns: str | Sequence[str] | None = None,
+        tolerance: Any = None,
+        event_time_col: str = "ts",
+        symbol_col: str = "symbol",
+        include_bars: bool = False,
+    ) -> pd.DataFrame:
+        """Point-in-time join: each event gets the feature row with the greatest ``ts <= event time``.
+
+        The result has exactly the events' rows, in their order, with their other columns (labels),
+        plus the features (NaN where nothing qualifies); never a row from after the event.
+        """
+        import pandas as pd
+
+        if not isinstance(events, pd.DataFrame):
+            raise ConfigError(f"events must be a pandas DataFrame, not {type(events).__name__}")
+        digest = _frame_digest(events)
+        key = ("training", digest, view, version, _ckey(columns), str(tolerance), event_time_col, symbol_col, include_bars)
+        syms: Iterable[str] = ()
+        if symbol_col in events.columns:
+            syms = [s for s in pd.unique(events[symbol_col]) if isinstance(s, str)]
+        return self._read(
+            key,
+            syms,
+            lambda: self.reader.get_training_frame(
+                events, view=view, version=version, columns=columns, tolerance=tolerance,
+                event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars,
+            ),
+        )
+
+
+def _syms(symbols: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(symbols, str):
+        return (symbols,)
+    return tuple(symbols)
+
+
+def _tkey(value: Any) -> Any:
+    """A hashable, normalized form of a time argument for cache keys (UTC instant)."""
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return ("raw", repr(value))
+    if ts.tzinfo is None:
+        return ("naive", ts.value)  # the read rejects it; keep the key distinct
+    return ts.value
+
+
+def _ckey(columns: str | Sequence[str] | None) -> Any:
+    if columns is None or isinstance(columns, str):
+        return columns
+    return tuple(columns)
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    """A content hash of a DataFrame (values, index, column names and dtypes) for cache keys."""
+    import hashlib
+
+    import pandas as pd
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return h.hexdigest()
 
 
 class _NoProgress:

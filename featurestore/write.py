@@ -57,8 +57,8 @@ COPY_ROWS = 250_000
 # Entities per feature batch: bounds the bars held in memory while computing features
 # (2,500 daily bars x 256 entities = 640k rows, ~45 MB).
 FEATURE_BATCH_ENTITIES = 256
-# pg_notify payloads are limited to 8000 bytes; past this many ids, notify "everything changed"
-NOTIFY_MAX_IDS = 600
+# pg_notify payloads are limited to 8000 bytes; past this, notify "everything changed"
+NOTIFY_MAX_BYTES = 7900
 
 BAR_TYPES = ("int4", "timestamptz", "float8", "float8", "float8", "float8", "float8")
 _NO_TS = np.iinfo(np.int64).min
@@ -85,6 +85,7 @@ class LoadResult:
     load_id: int | None = None
     generation: int | None = None
     changed_entities: tuple[int, ...] = field(default=(), repr=False)
+    changed_symbols: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def rows_per_s(self) -> float:
@@ -92,7 +93,7 @@ class LoadResult:
         return self.rows_in / self.elapsed_s if self.elapsed_s > 0 else float("inf")
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "changed_entities"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("changed_entities", "changed_symbols")}
         d["rows_per_s"] = round(self.rows_per_s, 1)
         return d
 
@@ -595,7 +596,8 @@ class LoadWriter:
         res.symbols = len(self.ids)
         res.changed_entities = tuple(touched)
         if touched:
-            res.generation = bump_generation(self.conn, touched)
+            res.generation, symbols = bump_generation(self.conn, touched)
+            res.changed_symbols = tuple(symbols)
         row = self.conn.execute(
             "INSERT INTO loads (source, started_at, rows_in, rows_inserted, rows_updated, rows_unchanged, "
             "symbols, features_written, checksum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING load_id",
@@ -639,19 +641,29 @@ class LoadWriter:
         return changed
 
 
-def bump_generation(conn: psycopg.Connection[Any], entity_ids: Sequence[int]) -> int:
-    """Bump the touched entities' and the store's write generation; NOTIFY listeners. Returns it.
+def bump_generation(conn: psycopg.Connection[Any], entity_ids: Sequence[int] | None) -> tuple[int, list[str]]:
+    """Bump the touched entities' and the store's write generation; NOTIFY listeners.
 
-    Runs last in the write transaction: the one-row ``store_state`` lock is held only until commit.
+    Returns (store generation, symbols touched). ``entity_ids=None`` means "anything may have
+    changed" (a view dropped): listeners drop everything. Runs last in the write transaction, so
+    the one-row ``store_state`` lock is held only until commit; the notification is delivered
+    at commit, never for a rolled-back write.
     """
-    ids = sorted(set(int(e) for e in entity_ids))
-    conn.execute("UPDATE entities SET generation = generation + 1 WHERE entity_id = ANY(%s)", (ids,))
+    symbols: list[str] = []
+    if entity_ids is not None:
+        ids = sorted(set(int(e) for e in entity_ids))
+        rows = conn.execute(
+            "UPDATE entities SET generation = generation + 1 WHERE entity_id = ANY(%s) RETURNING symbol", (ids,)
+        ).fetchall()
+        symbols = sorted(r[0] for r in rows)
     row = conn.execute("UPDATE store_state SET generation = generation + 1 WHERE id = 1 RETURNING generation").fetchone()
     assert row is not None
     generation = int(row[0])
-    payload = json.dumps({"g": generation, "e": ids if len(ids) <= NOTIFY_MAX_IDS else None})
+    payload = json.dumps({"g": generation, "s": symbols if entity_ids is not None else None})
+    if len(payload) > NOTIFY_MAX_BYTES:
+        payload = json.dumps({"g": generation, "s": None})
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, payload))
-    return generation
+    return generation, symbols
 
 
 # -- backfill ---------------------------------------------------------------------------------
