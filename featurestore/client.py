@@ -576,18 +576,16 @@ def _syms(symbols: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def _tkey(value: Any) -> Any:
-    """A hashable, normalized form of a time argument for cache keys (UTC instant)."""
+    """A hashable, normalized form of a time argument for cache keys (the UTC instant, in ns)."""
     if value is None:
         return None
-    import pandas as pd
+    from featurestore.errors import FeatureStoreError
+    from featurestore.read import _utc
 
     try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return ("raw", repr(value))
-    if ts.tzinfo is None:
-        return ("naive", ts.value)  # the read rejects it; keep the key distinct
-    return ts.value
+        return _utc(value, "time").value
+    except (FeatureStoreError, ValueError, TypeError):
+        return ("invalid", repr(value))  # the read itself raises the proper error
 
 
 def _ckey(columns: str | Sequence[str] | None) -> Any:
