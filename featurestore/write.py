@@ -48,10 +48,14 @@ __all__ = ["LoadResult", "LoadWriter", "write_features", "NOTIFY_CHANNEL", "ON_C
 ON_CONFLICT = ("update", "ignore", "error")
 NOTIFY_CHANNEL = "featurestore"
 
-# Below this many rows a load is one prepared unnest INSERT instead of COPY + staging: chosen
-# by benchmarks/load.py ("small writes"), where COPY's extra round trips and the staging table
-# stop paying off.
-SMALL_WRITE_ROWS = 2_000
+# Below this many rows a load is one prepared unnest INSERT instead of COPY + staging:
+# benchmarks/load.py ("small writes") measured the prepared path tying COPY at 10-50 rows and
+# 1.2-1.5x slower from 100 rows up (it writes WAL per row; COPY batches per page).
+SMALL_WRITE_ROWS = 50
+# Appended rows kept in memory for the features step (5 columns, 32 bytes a row), so features
+# need not read them back (benchmarks/load.py: the read-back was 24% of a fresh load). Past this
+# the load falls back to reading bars back, keeping memory bounded.
+MEMORY_ROWS_MAX = 20_000_000
 # Rows per COPY message while streaming: DESIGN.md measured 250k-row chunks for binary COPY.
 COPY_ROWS = 250_000
 # Entities per feature batch: bounds the bars held in memory while computing features
@@ -201,25 +205,55 @@ _BARS_SINCE = sql.SQL(
 )
 
 
+class MemoryBars:
+    """The appended rows of a load, kept in memory so features need not read them back.
+
+    Sorted by (entity, ts); ``rows(ids)`` returns the rows of those entities, in that order.
+    """
+
+    def __init__(self, eid: np.ndarray, ts: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> None:
+        key_sorted = eid.size < 2 or bool(
+            np.all((eid[1:] > eid[:-1]) | ((eid[1:] == eid[:-1]) & (ts[1:] > ts[:-1])))
+        )
+        if not key_sorted:
+            order = np.lexsort((ts, eid))
+            eid, ts, high, low, close = eid[order], ts[order], high[order], low[order], close[order]
+        self.eid, self.ts, self.high, self.low, self.close = eid, ts, high, low, close
+
+    def rows(self, ids: Sequence[int]) -> list[np.ndarray]:
+        wanted = np.asarray(ids, dtype=self.eid.dtype)
+        lo = np.searchsorted(self.eid, wanted, side="left")
+        hi = np.searchsorted(self.eid, wanted, side="right")
+        lengths = hi - lo
+        # positions lo[k]..hi[k] of every wanted entity, concatenated without a Python loop
+        starts = np.repeat(lo - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+        idx = starts + np.arange(int(lengths.sum()))
+        return [self.eid[idx], self.ts[idx], self.high[idx], self.low[idx], self.close[idx]]
+
+
 def write_features(
     conn: psycopg.Connection[Any],
     view: FeatureView,
     entity_ids: Sequence[int],
     old_last: dict[int, int | None],
     changed_past: set[int],
+    memory: MemoryBars | None = None,
 ) -> tuple[int, int]:
     """Bring ``view``'s features for ``entity_ids`` up to date with ``bars``; return (rows, recomputed).
 
     ``old_last[e]`` is entity e's last bar before this write (None if it had none) and
-    ``changed_past`` the entities whose bars changed at or before it.
+    ``changed_past`` the entities whose bars changed at or before it. ``memory`` holds the
+    load's appended rows: entities whose new bars are all there (appends, and entities that had
+    no bars) are computed from it; the others read their bars back from the table.
     """
     if not entity_ids:
         return 0, 0
     ids = np.asarray(sorted(entity_ids), dtype=np.int32)
     rows = conn.execute(
         "SELECT entity_id, " + _ts_us_sql("last_ts") + ", n_bars, state FROM indicator_state "
-        "WHERE view_id = %s AND entity_id = ANY(%s)",
+        "WHERE view_id = %s AND entity_id = ANY(%b)",
         (view.view_id, ids.tolist()),
+        binary=True,
     ).fetchall()
     saved = {r[0]: (r[1], r[2], r[3]) for r in rows}
     incremental: list[int] = []
@@ -241,36 +275,49 @@ def write_features(
         if not ok.all():  # written by another library version or spec: recompute those
             bad = [e for e, k in zip(incremental, ok) if not k]
             full_replace.extend(bad)
+            full_replace.sort()
             keep = np.flatnonzero(ok)
             incremental = [incremental[i] for i in keep]
             matrix = matrix[keep]
-        for lo in range(0, len(incremental), FEATURE_BATCH_ENTITIES * 8):
-            part = incremental[lo : lo + FEATURE_BATCH_ENTITIES * 8]
-            since = [saved[e][0] for e in part]
+        step = FEATURE_BATCH_ENTITIES * 8
+        for lo in range(0, len(incremental), step):
+            part = incremental[lo : lo + step]
             counts = {e: saved[e][1] for e in part}
             state_part = matrix[lo : lo + len(part)]
-            written += _compute_and_store(
-                conn, view, _BARS_SINCE, (part, since), part, state_part, counts, replace=False
-            )
-    for group, replace in ((full_fresh, False), (full_replace, True)):
+            if memory is not None:
+                bars = memory.rows(part)
+            else:
+                bars = _read_bars(conn, _BARS_SINCE, (part, [saved[e][0] for e in part]))
+            written += _compute_and_store(conn, view, bars, part, state_part, counts, replace=False)
+    in_memory = [e for e in full_fresh if memory is not None and old_last.get(e) is None and e not in changed_past]
+    read_back = sorted(set(full_fresh) - set(in_memory))
+    for lo in range(0, len(in_memory), FEATURE_BATCH_ENTITIES * 8):
+        part = in_memory[lo : lo + FEATURE_BATCH_ENTITIES * 8]
+        written += _compute_and_store(conn, view, memory.rows(part), part, None, None, replace=False)  # type: ignore[union-attr]
+    for group, replace in ((read_back, False), (full_replace, True)):
         for lo in range(0, len(group), FEATURE_BATCH_ENTITIES):
             part = group[lo : lo + FEATURE_BATCH_ENTITIES]
-            written += _compute_and_store(conn, view, _BARS_FULL, (part,), part, None, None, replace=replace)
+            bars = _read_bars(conn, _BARS_FULL, (part,))
+            written += _compute_and_store(conn, view, bars, part, None, None, replace=replace)
     return written, len(full_fresh) + len(full_replace)
+
+
+def _read_bars(conn: psycopg.Connection[Any], query: sql.Composable, params: tuple[Any, ...]) -> list[np.ndarray]:
+    eid, ts, _o, high, low, close, _v = copy_out(conn, query, params, BAR_TYPES)
+    return [eid, ts, high, low, close]
 
 
 def _compute_and_store(
     conn: psycopg.Connection[Any],
     view: FeatureView,
-    query: sql.Composable,
-    params: tuple[Any, ...],
+    bars: list[np.ndarray],
     entities: list[int],
     state: np.ndarray | None,
     prior_counts: dict[int, int] | None,
     *,
     replace: bool,
 ) -> int:
-    eid, ts, _o, high, low, close, _v = copy_out(conn, query, params, BAR_TYPES)
+    eid, ts, high, low, close = bars
     uniq, offsets = _segments(eid)
     if state is not None:
         # state rows follow `entities`; the read holds only entities that have new bars
@@ -328,8 +375,8 @@ def _compute_and_store(
         blobs = pack_states(view, new_states)
         conn.execute(
             "INSERT INTO indicator_state (view_id, entity_id, last_ts, n_bars, state) "
-            "SELECT %s, e, " + _us_sql("t") + ", n, s "
-            "FROM unnest(%s::int4[], %s::int8[], %s::int8[], %s::bytea[]) AS u(e, t, n, s) "
+            "SELECT %b, e, " + _us_sql("t") + ", n, s "
+            "FROM unnest(%b::int4[], %b::int8[], %b::int8[], %b::bytea[]) AS u(e, t, n, s) "
             "ON CONFLICT (view_id, entity_id) DO UPDATE SET last_ts = excluded.last_ts, "
             "n_bars = excluded.n_bars, state = excluded.state",
             (view.view_id, uniq.tolist(), last_ts.tolist(), n_bars.tolist(), blobs),
@@ -408,6 +455,8 @@ class LoadWriter:
         self.extra_cols: list[str] = []
         self.staged = False
         self.extra_staged = False
+        self._mem: list[list[np.ndarray]] | None = []
+        self._mem_rows = 0
         self.checksum = hashlib.sha256()
         self._proc = psutil.Process()
         self._peak = self._proc.memory_info().rss
@@ -421,12 +470,13 @@ class LoadWriter:
         new = sorted(s for s in symbols.tolist() if s not in self.ids)
         if not new:
             return
-        if self.create_symbols:
+        known = {r[0] for r in self.conn.execute("SELECT symbol FROM entities WHERE symbol = ANY(%s)", (new,)).fetchall()}
+        if self.create_symbols and len(known) < len(new):
             # sorted inserts: concurrent loads creating the same symbols queue in one order
             cur = self.conn.execute(
                 "INSERT INTO entities (symbol) SELECT s FROM unnest(%s::text[]) AS u(s) ORDER BY s "
                 "ON CONFLICT (symbol) DO NOTHING",
-                (new,),
+                ([x for x in new if x not in known],),
             )
             self.result.symbols_created += max(cur.rowcount, 0)
         rows = self.conn.execute(
@@ -482,6 +532,13 @@ class LoadWriter:
                 self.appended[e] = self.appended.get(e, 0) + k
         if chunk.extra:
             self._stage_extra(eid, chunk)
+        if self._mem is not None:
+            idx = np.flatnonzero(is_append)
+            self._mem_rows += int(idx.size)
+            if self._mem_rows > MEMORY_ROWS_MAX:
+                self._mem = None
+            else:
+                self._mem.append([eid[idx], chunk.ts[idx], chunk.high[idx], chunk.low[idx], chunk.close[idx]])
         try:
             if self.small:
                 self._small_upsert(cols, is_append, uniq_ids, n_app)
@@ -519,7 +576,7 @@ class LoadWriter:
     def _small_upsert(
         self, cols: list[np.ndarray], is_append: np.ndarray, uniq_ids: np.ndarray, n_app: np.ndarray
     ) -> None:
-        params = [c.tolist() for c in cols]
+        params = [c.tolist() for c in cols]  # a few rows: the per-element conversion is cheap
         if self.on_conflict == "error":
             hit = self.conn.execute(_conflict_sql(_UNNEST_ROWS), params, prepare=True).fetchone()
             if hit is not None:
@@ -577,17 +634,28 @@ class LoadWriter:
                 hit = self.conn.execute(_conflict_sql(src)).fetchone()
                 if hit is not None:
                     self._raise_conflict(int(hit[0]), int(hit[1]))
+            # Only rows that are new or differ reach the upsert: an identical reload then reads
+            # bars instead of locking and rewriting every row (benchmarks/load.py, scenario d).
+            differs = "" if self.on_conflict != "update" else (
+                " OR (b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume)"
+            )
             rows = self.conn.execute(
                 _upsert_sql(
-                    "SELECT entity_id, ts, open, high, low, close, volume FROM _fs_stage ORDER BY entity_id, ts",
+                    "SELECT s.entity_id, s.ts, s.open, s.high, s.low, s.close, s.volume FROM _fs_stage s "
+                    "LEFT JOIN bars b ON b.entity_id = s.entity_id AND b.ts = s.ts "
+                    "WHERE b.entity_id IS NULL" + differs + " ORDER BY 1, 2",
                     self.on_conflict,
                 )
             ).fetchall()
             self._count(rows, {})
         res.unchanged = res.rows_in - res.inserted - res.updated
         changed = sorted(set(self.appended) | self.changed_past)
+        memory = None
+        if self._mem and self.views and changed:
+            memory = MemoryBars(*(np.concatenate(cols) for cols in zip(*self._mem)))
+        self._mem = None
         for view in self.views:
-            written, recomputed = write_features(self.conn, view, changed, self.old_last, self.changed_past)
+            written, recomputed = write_features(self.conn, view, changed, self.old_last, self.changed_past, memory)
             res.features_written += written
             res.entities_recomputed += recomputed
             self._sample_memory()
