@@ -182,32 +182,25 @@ class FeatureStore:
     # -- facts --------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        """Facts about the store: URL (password masked), server, schema, row counts, pool."""
+        """Facts about the store: URL (password masked), server, schema, rows, pool, cache, memory.
 
-        def query(conn: Any) -> dict[str, Any]:
-            version = conn.execute("SHOW server_version").fetchone()[0]
-            counts = {}
-            for table in ("entities", "bars", "feature_views", "loads"):
-                exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
-                if exists:
-                    stmt = sql.SQL("SELECT count(*) FROM {}").format(ident(table))
-                    counts[table] = conn.execute(stmt).fetchone()[0]
-            return {"server_version": version, "rows": counts}
-
-        facts = self.db.run(query, idempotent=True)
+        Everything :meth:`stats` reports, plus the server version and schema revision;
+        ``featurestore info`` prints it.
+        """
         with self.db.engine.connect() as conn:
             revision = _migrate.current_revision(conn)
-        out: dict[str, Any] = {
+        version = self.db.run(lambda c: c.execute("SHOW server_version").fetchone()[0], idempotent=True)
+        stats = self.stats()
+        return {
             "url": self.url,
             "embedded": self.embedded,
             "data_dir": str(self._server.data_dir) if self._server else None,
-            "server_version": facts["server_version"],
+            "server_version": version,
             "schema_revision": revision,
             "schema_head": _migrate.head_revision(),
-            "rows": facts["rows"],
-            "pool": self.db.pool_status(),
+            "rows": stats["server"]["rows"],
+            **stats,
         }
-        return out
 
     def stats(self) -> dict[str, Any]:
         """Memory, pool, cache, server and last-load figures, for ``featurestore info`` and monitoring.
@@ -233,7 +226,7 @@ class FeatureStore:
             ).fetchall()
             tables = {r[0]: {"rows_estimate": int(r[1]), "table_bytes": int(r[2]), "index_bytes": int(r[3])} for r in rows}
             exact = {}
-            for table in ("entities", "bars"):
+            for table in ("entities", "bars", "feature_views", "loads"):
                 if table in tables:
                     stmt = sql.SQL("SELECT count(*) FROM {}").format(ident(table))
                     exact[table] = conn.execute(stmt).fetchone()[0]

@@ -131,7 +131,7 @@ def run_demo(
 
     home_path = Path(home) if home is not None else demo_home()
     report = DemoReport(home=str(home_path) if url is None else "(given URL)")
-    (store, t_open) = _timed(lambda: FeatureStore(url, home=home_path))
+    (store, t_open) = _timed(lambda: FeatureStore(url, home=home_path, auto_migrate=True))
     with store:
         report.add("open store (start server, migrate)", t_open)
         (view, t_view) = _timed(lambda: store.create_view("demo", list(SEED_INDICATORS)))
@@ -143,7 +143,7 @@ def run_demo(
             bars = generate_bars(symbols, days)
             (res, t) = _timed(lambda: store.ingest(bars, progress=progress))
         report.add(
-            "ingest history", t, rows=res.rows_in, inserted=res.inserted, unchanged=res.unchanged,
+            "ingest history", t, rows=res.rows_in, inserted=res.inserted, updated=res.updated, unchanged=res.unchanged,
             features=res.features_written, rows_per_s=res.rows_per_s,
         )
         names = _symbols(store)
