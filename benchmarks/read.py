@@ -1,0 +1,392 @@
+"""Read paths side by side: range reads, latest rows, point-in-time training frames.
+
+Starts an embedded PostgreSQL server (a temporary home unless ``--home``), loads N symbols x M
+daily bars with ``store.ingest`` into a 15-feature view (the seven seed indicators, 11 columns, plus
+sma_50, ema_20, rsi_7, atr_20), ANALYZEs, then times, in one run:
+
+range    get_features for 100 symbols and for all symbols (full history) vs ``pandas.read_sql``,
+         psycopg ``fetchall``, psycopg binary COPY parsed by ``decode_binary_copy`` (the other
+         candidate path), connectorx (if it installs and can reach a unix socket) and a bare ADBC
+         ``fetch_arrow_table`` of the very same SQL text (the floor our pandas/Arrow conversion
+         adds to). Targets: >= 5x read_sql; >= 0.8x the bare ADBC rows/s.
+latest   one symbol, p50 of many calls, vs a prepared ``ORDER BY ts DESC LIMIT 1`` on a held
+         connection (target <= 2x); 1,000 symbols vs the bare LATERAL query on a held connection
+         (target <= 1.2x) and vs a per-symbol loop of the prepared query.
+training 1M events (100k with --quick) over all symbols: get_training_frame (auto, and each
+         strategy forced) vs ``pandas.merge_asof`` on frames already in memory (sort the events,
+         merge by symbol; target <= 3x including our DB read), and a Feast-style N x M SQL join
+         (every earlier row joined, then ROW_NUMBER) on a 2,000-event sample.
+
+Every number is the median of ``--repeats`` runs; the candidates of one row are interleaved, so
+noise from the shared 2-core machine spreads over all of them alike.
+
+    python benchmarks/read.py [--quick] [--markdown] [--repeats N] [--home DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+from featurestore.client import FeatureStore
+from featurestore.config import libpq_url
+from featurestore.embedded import EmbeddedServer
+from featurestore.encode import decode_binary_copy
+from featurestore.read import Reader, latest_sql, range_sql, render
+
+VIEW = [
+    "sma_20", "ema_50", "rsi_14", "macd_12_26_9", "bbands_20_2", "atr_14", "adx_14",
+    "sma_50", "ema_20", "rsi_7", "atr_20",
+]
+UTC = dt.timezone.utc
+OPEN = {"start": dt.datetime(1, 1, 1, tzinfo=UTC), "end": dt.datetime(9999, 12, 31, tzinfo=UTC)}
+
+
+# -- setup ------------------------------------------------------------------------------------
+
+
+def make_bars(n_symbols: int, n_bars: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = n_symbols * n_bars
+    close = (100 * np.exp(np.cumsum(rng.normal(0, 0.015, (n_symbols, n_bars)), axis=1))).ravel()
+    open_ = close * (1 + rng.normal(0, 0.004, n))
+    high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.004, n)))
+    low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.004, n)))
+    symbols = np.repeat(np.array([f"S{i:05d}" for i in range(n_symbols)], dtype=object), n_bars)
+    ts = np.tile(pd.date_range("2015-01-01", periods=n_bars, freq="D").as_unit("us").to_numpy(), n_symbols)
+    return pd.DataFrame({
+        "symbol": symbols, "ts": pd.DatetimeIndex(ts).tz_localize("UTC"), "open": open_, "high": high,
+        "low": low, "close": close, "volume": rng.integers(100, 10_000, n).astype(float),
+    })
+
+
+def prepare(admin: sa.URL, n_symbols: int, n_bars: int) -> sa.URL:
+    """A database with the bars and the view; reused when a previous run left it complete."""
+    name = f"fs_bench_read_{n_symbols}x{n_bars}"
+    url = admin.set(database=name)
+    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    if exists:
+        try:
+            with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+                bars = conn.execute("SELECT count(*) FROM bars").fetchone()[0]  # type: ignore[index]
+                ready = conn.execute("SELECT count(*) FROM feature_views WHERE status = 'ready'").fetchone()[0]  # type: ignore[index]
+            if bars == n_symbols * n_bars and ready == 1:
+                print(f"reusing database {name}", file=sys.stderr)
+                return url
+        except psycopg.Error:
+            pass
+    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    t0 = time.perf_counter()
+    with FeatureStore(url, auto_migrate=True) as fs:
+        fs.create_view("tech", VIEW)
+        fs.ingest(make_bars(n_symbols, n_bars), progress=False)
+        with fs.db.connection() as conn:
+            conn.execute("VACUUM ANALYZE")
+    print(f"loaded {n_symbols} x {n_bars} bars + features in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return url
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, once: set[str] = frozenset()) -> dict[str, float]:  # type: ignore[assignment]
+    """Median seconds per candidate; the order rotates each repeat; ``once`` run a single time."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(repeats):
+        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+            if k in once and times[k]:
+                continue
+            times[k].append(timed(fns[k]))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def p50_calls(fns: dict[str, Callable[[], Any]], calls: int, chunk: int = 50) -> dict[str, float]:
+    """p50 latency (s) per candidate over ``calls`` calls, run in rotating chunks of ``chunk``."""
+    lat: dict[str, list[float]] = {k: [] for k in fns}
+    keys = list(fns)
+    for f in fns.values():  # warm: prepare statements, open connections
+        for _ in range(5):
+            f()
+    clock = time.perf_counter
+    for r in range(calls // chunk):
+        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+            f = fns[k]
+            for _ in range(chunk):
+                t0 = clock()
+                f()
+                lat[k].append(clock() - t0)
+    return {k: statistics.median(v) for k, v in lat.items()}
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, url: sa.URL, n_symbols: int, n_bars: int, repeats: int) -> None:
+        self.url, self.n_symbols, self.n_bars, self.repeats = url, n_symbols, n_bars, repeats
+        self.uri = libpq_url(url)
+        self.store = FeatureStore(url)
+        self.reader = Reader(self.store.db)
+        self.held = psycopg.connect(self.uri, autocommit=True)
+        import adbc_driver_postgresql.dbapi as adbc
+
+        self.adbc = adbc.connect(self.uri, autocommit=True)
+        self.engine = sa.create_engine(url)
+        self.symbols = [f"S{i:05d}" for i in range(n_symbols)]
+        with self.store.db.connection() as conn:
+            self.ids = dict(conn.execute("SELECT symbol, entity_id FROM entities").fetchall())
+            row = conn.execute("SELECT table_name, spec FROM feature_views WHERE name = 'tech'").fetchone()
+        assert row is not None
+        self.table = row[0]
+        from featurestore.views import list_views
+
+        with self.store.db.connection() as conn:
+            self.features = list(list_views(conn)[0].feature_columns)
+        self.rows: list[tuple[str, str, float, str, str]] = []  # section, label, value, unit, note
+
+    def close(self) -> None:
+        self.reader.close()
+        self.adbc.close()
+        self.held.close()
+        self.engine.dispose()
+        self.store.close()
+
+    def add(self, section: str, label: str, value: float, unit: str, note: str = "") -> None:
+        self.rows.append((section, label, value, unit, note))
+        print(f"  {label:<58} {value:>12,.1f} {unit:<8} {note}", file=sys.stderr, flush=True)
+
+    # -- range reads --------------------------------------------------------------------------
+
+    def range_reads(self) -> None:
+        for n in (100, self.n_symbols):
+            syms = self.symbols[:: max(1, self.n_symbols // n)][:n]
+            ids = np.array(sorted(self.ids[s] for s in syms), dtype=np.int32)
+            query = range_sql(self.table, [], self.features)
+            params = {"ids": ids, **OPEN}
+            text = render(query, params)
+            nrows = n * self.n_bars
+            types = ["int4", "timestamptz", *["float8"] * len(self.features)]
+
+            def adbc_bare() -> Any:
+                with self.adbc.cursor() as cur:
+                    cur.execute(text)
+                    return cur.fetch_arrow_table()
+
+            def copy_numpy() -> Any:
+                stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(sql.SQL(text))  # type: ignore[arg-type]
+                with self.held.cursor() as cur, cur.copy(stmt) as cp:
+                    return decode_binary_copy(b"".join(cp), types)
+
+            def fetchall() -> Any:
+                return self.held.execute(query, {"ids": ids.tolist(), **OPEN}, binary=True).fetchall()
+
+            def read_sql() -> Any:
+                return pd.read_sql(sa.text(text), self.engine)
+
+            fns: dict[str, Callable[[], Any]] = {
+                "featurestore get_features (pandas)": lambda: self.reader.get_features(syms, view="tech"),
+                "featurestore get_features (as_arrow)": lambda: self.reader.get_features(syms, view="tech", as_arrow=True),
+                "bare ADBC fetch_arrow_table, same SQL": adbc_bare,
+                "psycopg binary COPY + decode_binary_copy": copy_numpy,
+                "psycopg fetchall (binary)": fetchall,
+                "pandas.read_sql (SQLAlchemy)": read_sql,
+            }
+            try:
+                import connectorx as cx
+
+                cx_uri = self.uri  # connectorx cannot use a unix-socket host; skipped if it fails
+                cx.read_sql(cx_uri, "SELECT 1", return_type="arrow")
+                fns["connectorx (arrow)"] = lambda: cx.read_sql(cx_uri, text, return_type="arrow")
+            except Exception as exc:  # noqa: BLE001 - optional candidate
+                print(f"  (connectorx skipped: {str(exc).splitlines()[0][:80]})", file=sys.stderr)
+            slow = {"psycopg fetchall (binary)", "pandas.read_sql (SQLAlchemy)"} if n > 100 else set()
+            res = interleaved(fns, self.repeats, once=slow)
+            section = f"range read, {n} symbols x {self.n_bars} bars, {len(self.features)} features ({nrows:,} rows)"
+            print(section, file=sys.stderr)
+            for k, v in res.items():
+                self.add(section, k, nrows / v / 1e6, "M rows/s", f"{v:.3f} s" + (" (1 run)" if k in slow else ""))
+            ours = res["featurestore get_features (pandas)"]
+            self.add(section, "ratio: read_sql time / ours (target >= 5)", res["pandas.read_sql (SQLAlchemy)"] / ours, "x")
+            self.add(section, "ratio: our rows/s / bare ADBC rows/s, pandas (target >= 0.8)", res["bare ADBC fetch_arrow_table, same SQL"] / ours, "x")
+            self.add(section, "ratio: our rows/s / bare ADBC rows/s, as_arrow (target >= 0.8)",
+                     res["bare ADBC fetch_arrow_table, same SQL"] / res["featurestore get_features (as_arrow)"], "x")
+            self.add(section, "ratio: COPY+numpy time / bare ADBC time", res["psycopg binary COPY + decode_binary_copy"] / res["bare ADBC fetch_arrow_table, same SQL"], "x")
+
+    # -- latest -------------------------------------------------------------------------------
+
+    def latest(self, calls: int) -> None:
+        sym = self.symbols[len(self.symbols) // 2]
+        eid = self.ids[sym]
+        point = "SELECT ts, open, high, low, close, volume FROM bars WHERE entity_id = %s ORDER BY ts DESC LIMIT 1"
+        lateral = latest_sql("bars", ["open", "high", "low", "close", "volume"])
+        now = dt.datetime.now(UTC)
+        one = p50_calls({
+            "featurestore get_latest(1 symbol) (pandas)": lambda: self.reader.get_latest(sym),
+            "featurestore get_latest(1 symbol) (as_arrow)": lambda: self.reader.get_latest(sym, as_arrow=True),
+            "held connection, prepared ORDER BY ts DESC LIMIT 1": lambda: self.held.execute(point, (eid,), prepare=True).fetchone(),
+            "held connection, prepared LATERAL for 1 symbol": lambda: self.held.execute(
+                lateral, {"symbols": [sym], "as_of": now}, prepare=True).fetchall(),
+        }, calls)
+        section = "latest row, 1 symbol (p50 per call)"
+        print(section, file=sys.stderr)
+        for k, v in one.items():
+            self.add(section, k, v * 1e6, "µs")
+        floor = one["held connection, prepared ORDER BY ts DESC LIMIT 1"]
+        self.add(section, "ratio: pandas / held prepared (target <= 2)", one["featurestore get_latest(1 symbol) (pandas)"] / floor, "x")
+        self.add(section, "ratio: as_arrow / held prepared (target <= 2)", one["featurestore get_latest(1 symbol) (as_arrow)"] / floor, "x")
+
+        syms = self.symbols[: min(1000, len(self.symbols))]
+        ids = [self.ids[s] for s in syms]
+
+        def loop() -> Any:
+            return [self.held.execute(point, (e,), prepare=True).fetchone() for e in ids]
+
+        many = interleaved({
+            "featurestore get_latest(1,000 symbols) (pandas)": lambda: self.reader.get_latest(syms),
+            "featurestore get_latest(1,000 symbols) (as_arrow)": lambda: self.reader.get_latest(syms, as_arrow=True),
+            "bare LATERAL query, held connection, prepared": lambda: self.held.execute(
+                lateral, {"symbols": syms, "as_of": now}, prepare=True).fetchall(),
+            "naive loop: prepared LIMIT 1 per symbol, held connection": loop,
+        }, max(15, self.repeats * 5))
+        section = f"latest row, {len(syms):,} symbols (one call)"
+        print(section, file=sys.stderr)
+        for k, v in many.items():
+            self.add(section, k, v * 1e3, "ms")
+        bare = many["bare LATERAL query, held connection, prepared"]
+        self.add(section, "ratio: pandas / bare LATERAL (target <= 1.2)", many["featurestore get_latest(1,000 symbols) (pandas)"] / bare, "x")
+        self.add(section, "ratio: as_arrow / bare LATERAL (target <= 1.2)", many["featurestore get_latest(1,000 symbols) (as_arrow)"] / bare, "x")
+        self.add(section, "ratio: naive loop / ours (pandas)", many["naive loop: prepared LIMIT 1 per symbol, held connection"] / many["featurestore get_latest(1,000 symbols) (pandas)"], "x")
+
+    # -- training frame -----------------------------------------------------------------------
+
+    def training(self, n_events: int) -> None:
+        rng = np.random.default_rng(7)
+        t0 = pd.Timestamp("2015-01-01", tz="UTC")
+        span_s = self.n_bars * 86_400
+        events = pd.DataFrame({
+            "symbol": np.array(self.symbols, dtype=object)[rng.integers(0, len(self.symbols), n_events)],
+            "ts": t0 + pd.to_timedelta(rng.integers(-86_400 * 5, span_s + 86_400 * 5, n_events), unit="s"),
+            "label": rng.random(n_events),
+        })
+        events["ts"] = events["ts"].astype("datetime64[us, UTC]")
+        in_memory = self.reader.get_features(self.symbols, view="tech").reset_index()
+        in_memory = in_memory.sort_values("ts", kind="stable")
+
+        def merge_asof() -> pd.DataFrame:
+            return pd.merge_asof(events.sort_values("ts"), in_memory, on="ts", by="symbol")
+
+        def merge_asof_in_event_order() -> pd.DataFrame:
+            ordered = events.sort_values("ts").reset_index()
+            return pd.merge_asof(ordered, in_memory, on="ts", by="symbol").set_index("index").sort_index()
+
+        fns: dict[str, Callable[[], Any]] = {
+            "featurestore get_training_frame (auto)": lambda: self.reader.get_training_frame(events, view="tech"),
+            "featurestore get_training_frame (strategy='range')": lambda: self.reader.get_training_frame(events, view="tech", strategy="range"),
+            "featurestore get_training_frame (strategy='per_event')": lambda: self.reader.get_training_frame(events, view="tech", strategy="per_event"),
+            "in-memory: sort events + pandas.merge_asof(by='symbol')": merge_asof,
+        }
+        res = interleaved(fns, self.repeats)
+        # the same answer as merge_asof (a sanity check, not timed)
+        ours = self.reader.get_training_frame(events, view="tech")
+        ref = merge_asof_in_event_order()
+        same = np.array_equal(ours["ema_50"].to_numpy(), ref["ema_50"].to_numpy(), equal_nan=True)
+        section = f"training frame, {n_events:,} events over {len(self.symbols):,} symbols ({self.n_bars} bars each)"
+        print(section, file=sys.stderr)
+        for k, v in res.items():
+            self.add(section, k, n_events / v / 1e3, "k ev/s", f"{v:.2f} s")
+        self.add(section, "ratio: ours (auto) / in-memory merge_asof (target <= 3)",
+                 res["featurestore get_training_frame (auto)"] / res["in-memory: sort events + pandas.merge_asof(by='symbol')"], "x",
+                 "same values as merge_asof" if same else "VALUES DIFFER from merge_asof")
+
+        # Feast-style: every event joined to every earlier row, then the newest kept
+        sample = events.iloc[:2_000]
+        e_ids = np.array([self.ids[s] for s in sample["symbol"]], dtype=np.int32)
+        e_us = sample["ts"].array.asi8
+        feast = (
+            "SELECT * FROM (SELECT ev.k, f.*, row_number() OVER (PARTITION BY ev.k ORDER BY f.ts DESC) AS rn "
+            "FROM unnest(%(ids)s::int4[], %(ts)s::int8[]) WITH ORDINALITY AS ev(e, t, k) "
+            f"JOIN {self.table} f ON f.entity_id = ev.e AND f.ts <= 'epoch'::timestamptz + ev.t * interval '1 microsecond') j WHERE rn = 1"
+        )
+        secs = timed(lambda: self.held.execute(feast, {"ids": e_ids.tolist(), "ts": e_us.tolist()}).fetchall())
+        self.add(section, f"Feast-style N x M SQL join, {len(sample):,}-event sample", len(sample) / secs / 1e3, "k ev/s", f"{secs:.2f} s")
+        self.add(section, "ratio: ours (auto) events/s / Feast-style events/s",
+                 (n_events / res["featurestore get_training_frame (auto)"]) / (len(sample) / secs), "x")
+
+
+def markdown(rows: list[tuple[str, str, float, str, str]], header: str) -> str:
+    out = [header, ""]
+    section = None
+    for sec, label, value, unit, note in rows:
+        if sec != section:
+            out += ["", f"#### {sec}", "", "| what | value | unit | note |", "|---|---:|---|---|"]
+            section = sec
+        out.append(f"| {label} | {value:,.2f} | {unit} | {note} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="500 symbols x 1,000 bars, 100k events")
+    ap.add_argument("--markdown", action="store_true", help="print the results as Markdown")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--home", type=Path, help="server home to use and keep (reuses a loaded database)")
+    args = ap.parse_args()
+    n_symbols, n_bars, n_events = (500, 1_000, 100_000) if args.quick else (2_000, 2_500, 1_000_000)
+    home = args.home or Path(tempfile.mkdtemp(prefix="fs-bench-read-"))
+    server = EmbeddedServer(home, cleanup="keep")
+    admin = server.start()
+    try:
+        url = prepare(admin, n_symbols, n_bars)
+        bench = Bench(url, n_symbols, n_bars, args.repeats)
+        try:
+            bench.range_reads()
+            bench.latest(calls=600 if args.quick else 1_000)
+            bench.training(n_events)
+        finally:
+            bench.close()
+    finally:
+        server.stop()
+        if args.home is None:
+            shutil.rmtree(home, ignore_errors=True)
+    if args.markdown:
+        import platform
+
+        import adbc_driver_postgresql
+
+        header = (
+            f"### benchmarks/read.py{' --quick' if args.quick else ''}: {n_symbols:,} symbols x {n_bars:,} bars, "
+            f"medians of {args.repeats}\n\nPython {platform.python_version()}, pandas {pd.__version__}, "
+            f"psycopg {psycopg.__version__}, adbc-driver-postgresql {adbc_driver_postgresql.__version__}, "
+            "embedded PostgreSQL 18, unix socket, client and server on the same 2 shared cores."
+        )
+        print(markdown(bench.rows, header))
+
+
+if __name__ == "__main__":
+    main()
