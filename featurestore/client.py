@@ -474,14 +474,16 @@ class FeatureStore:
         *,
         columns: str | Sequence[str] | None = None,
         as_arrow: bool = False,
+        downcast: bool = False,
     ) -> pd.DataFrame | pa.Table:
         """Bars of ``symbols`` with ``start <= ts <= end``: a (symbol, ts)-indexed DataFrame or Arrow.
 
         See featurestore.read for the exact result contract (dtypes, order, missing symbols).
+        ``downcast=True`` returns float32 values and categorical symbols (featurestore.read.downcast).
         """
         syms = _syms(symbols)
-        key = ("bars", syms, _tkey(start), _tkey(end), _ckey(columns), as_arrow)
-        return self._read(key, syms, lambda: self.reader.get_bars(list(syms), start, end, columns=columns, as_arrow=as_arrow))
+        key = ("bars", syms, _tkey(start), _tkey(end), _ckey(columns), as_arrow, downcast)
+        return self._read(key, syms, _maybe_downcast(downcast, lambda: self.reader.get_bars(list(syms), start, end, columns=columns, as_arrow=as_arrow)))
 
     def get_features(
         self,
@@ -494,17 +496,18 @@ class FeatureStore:
         columns: str | Sequence[str] | None = None,
         include_bars: bool = False,
         as_arrow: bool = False,
+        downcast: bool = False,
     ) -> pd.DataFrame | pa.Table:
         """Feature rows of ``view`` for ``symbols`` with ``start <= ts <= end`` (bars too with ``include_bars``)."""
         syms = _syms(symbols)
-        key = ("features", syms, _tkey(start), _tkey(end), view, version, _ckey(columns), include_bars, as_arrow)
+        key = ("features", syms, _tkey(start), _tkey(end), view, version, _ckey(columns), include_bars, as_arrow, downcast)
         return self._read(
             key,
             syms,
-            lambda: self.reader.get_features(
+            _maybe_downcast(downcast, lambda: self.reader.get_features(
                 list(syms), start, end, view=view, version=version, columns=columns,
                 include_bars=include_bars, as_arrow=as_arrow,
-            ),
+            )),
         )
 
     def get_latest(
@@ -516,14 +519,15 @@ class FeatureStore:
         version: int | None = None,
         columns: str | Sequence[str] | None = None,
         as_arrow: bool = False,
+        downcast: bool = False,
     ) -> pd.DataFrame | pa.Table:
         """One row per symbol: the last bar (and feature row with ``view``) at or before ``as_of`` (now)."""
         syms = _syms(symbols)
-        key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow)
+        key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, downcast)
         return self._read(
             key,
             syms,
-            lambda: self.reader.get_latest(list(syms), as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow),
+            _maybe_downcast(downcast, lambda: self.reader.get_latest(list(syms), as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow)),
         )
 
     def get_training_frame(
@@ -537,6 +541,7 @@ class FeatureStore:
         event_time_col: str = "ts",
         symbol_col: str = "symbol",
         include_bars: bool = False,
+        downcast: bool = False,
     ) -> pd.DataFrame:
         """Point-in-time join: each event gets the feature row with the greatest ``ts <= event time``.
 
@@ -548,18 +553,26 @@ class FeatureStore:
         if not isinstance(events, pd.DataFrame):
             raise ConfigError(f"events must be a pandas DataFrame, not {type(events).__name__}")
         digest = _frame_digest(events)
-        key = ("training", digest, view, version, _ckey(columns), str(tolerance), event_time_col, symbol_col, include_bars)
+        key = ("training", digest, view, version, _ckey(columns), str(tolerance), event_time_col, symbol_col, include_bars, downcast)
         syms: Iterable[str] = ()
         if symbol_col in events.columns:
             syms = [s for s in pd.unique(events[symbol_col]) if isinstance(s, str)]
         return self._read(
             key,
             syms,
-            lambda: self.reader.get_training_frame(
+            _maybe_downcast(downcast, lambda: self.reader.get_training_frame(
                 events, view=view, version=version, columns=columns, tolerance=tolerance,
                 event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars,
-            ),
+            )),
         )
+
+
+def _maybe_downcast(enabled: bool, fn: Any) -> Any:
+    if not enabled:
+        return fn
+    from featurestore.read import downcast
+
+    return lambda: downcast(fn())
 
 
 def _syms(symbols: str | Sequence[str]) -> tuple[str, ...]:

@@ -494,3 +494,25 @@ def test_close_is_idempotent_and_final(store: Any, data: Any) -> None:
     r.close()
     with pytest.raises(Exception, match="closed"):
         r.get_features("AAA", view="v")
+
+
+def test_downcast_halves_values_and_round_trips_within_float32(store: Any, plan_data: Any) -> None:
+    from featurestore.read import downcast
+
+    symbols = [f"P{i:04d}" for i in range(1, 201)]
+    full = store.reader.get_bars(symbols)
+    assert len(full) == 200 * N_PLAN_BARS
+    small = downcast(full)
+    assert all(t == np.float32 for t in small.dtypes)
+    assert isinstance(small.index.get_level_values("symbol").dtype, pd.CategoricalDtype)
+    before, after = full.memory_usage(deep=True, index=True).sum(), small.memory_usage(deep=True, index=True).sum()
+    # float64 -> float32 halves the values; the categorical symbol level shrinks the index too
+    assert after < 0.6 * before, (before, after)
+    rel = np.abs(small.to_numpy(np.float64) - full.to_numpy()) / np.abs(full.to_numpy())
+    assert float(np.nanmax(rel)) <= 2.0**-24
+    assert list(small.index.get_level_values("ts")) == list(full.index.get_level_values("ts"))
+    arrow = downcast(store.reader.get_bars(symbols[:5], as_arrow=True))
+    assert arrow.schema.field("close").type == pa.float32()
+    assert pa.types.is_dictionary(arrow.schema.field("symbol").type)
+    cached = store.get_bars(symbols[:5], downcast=True)
+    assert cached.dtypes.eq(np.float32).all()
