@@ -56,8 +56,9 @@ def generate_bars(
     tick = 0.01
     open_ = np.maximum(np.round(open_ / tick) * tick, tick)
     close = np.maximum(np.round(close / tick) * tick, tick)
-    high = np.ceil(np.maximum(open_, close) * (1 + wick) / tick) * tick
-    low = np.maximum(np.floor(np.minimum(open_, close) * (1 - wick) / tick) * tick, tick / 2)
+    high = np.round(np.ceil(np.maximum(open_, close) * (1 + wick) / tick) * tick, 2)
+    low = np.round(np.maximum(np.floor(np.minimum(open_, close) * (1 - wick) / tick) * tick, tick), 2)
+    open_, close = np.round(open_, 2), np.round(close, 2)
     volume = np.round(rng.lognormal(13, 0.6, (days, symbols)) * (1 + 20 * np.abs(rets)))
     ts = pd.bdate_range(start, periods=days, tz="UTC")
     names = np.array([f"SYM{i:04d}" for i in range(symbols)], dtype=object)
