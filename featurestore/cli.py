@@ -302,6 +302,89 @@ def views_drop(ctx: click.Context, name: str, version: int | None) -> None:
 
 
 @cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--symbol", "symbols", multiple=True, help="A symbol to export (repeatable; default: all).")
+@click.option("--start", help="First ts (inclusive), with a zone, e.g. 2024-01-01T00:00Z.")
+@click.option("--end", help="Last ts (inclusive), with a zone.")
+@click.option("--view", help="Add this view's feature columns (such a file is for other tools, not for `load`).")
+@click.option("--version", type=int, help="View version (default: newest).")
+@click.option("--column", "columns", multiple=True, help="A feature column of the view (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "csv"]), help="Default: from the extension.")
+@click.option("--compression", help="parquet: zstd|snappy|gzip|none; feather: lz4|zstd|none.")
+@click.option("--chunk-symbols", type=int, default=200, show_default=True, help="Symbols per streamed batch.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def export(
+    ctx: click.Context,
+    path: Path,
+    symbols: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    view: str | None,
+    version: int | None,
+    columns: tuple[str, ...],
+    fmt: str | None,
+    compression: str | None,
+    chunk_symbols: int,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Export bars (and optionally a view's features) to PATH: Parquet, Feather or CSV.
+
+    \b
+    Example:
+      featurestore export bars.parquet
+      featurestore export tech.feather --view tech --start 2024-01-01T00:00Z
+    """
+    with _open(ctx) as store:
+        result = store.export(
+            path,
+            symbols=list(symbols) or None,
+            start=start,
+            end=end,
+            view=view,
+            version=version,
+            columns=list(columns) or None,
+            format=fmt,
+            compression=compression,
+            chunk_symbols=chunk_symbols,
+            overwrite=overwrite,
+        )
+    facts = result.as_dict()
+    _print_json(facts) if as_json else _print_info(facts)
+
+
+@cli.command()
+@click.option("--full", is_flag=True, help="Full sizes (slow); default: quick mode.")
+@click.option("--only", multiple=True, help="Run only this benchmark (repeatable): indicators, load, read, cache, serialization, pool.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmark-report.md"), show_default=True)
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots (they need matplotlib: pip install featurestore[plots]).")
+@click.option("--timeout", type=float, help="Seconds allowed per benchmark script.")
+def bench(full: bool, only: tuple[str, ...], output: Path, no_plots: bool, timeout: float | None) -> None:
+    """Run the benchmarks in benchmarks/ and write one Markdown report with plots.
+
+    Runs from a source checkout (the scripts are not in the wheel).
+
+    \b
+    Example:
+      featurestore bench --only indicators --only pool
+      featurestore bench --full -o report.md
+    """
+    from featurestore.bench import run_benchmarks
+
+    report = run_benchmarks(
+        quick=not full,
+        output=output,
+        only=list(only) or None,
+        plots=not no_plots,
+        timeout=timeout,
+        log=lambda m: click.echo(m, err=True),
+    )
+    click.echo(f"report written to {report}")
+
+
+@cli.command()
 @click.option("--home", "demo_home", type=click.Path(file_okay=False, path_type=Path), help="Demo data directory (default: beside the default home, never your real store).")
 @click.option("--symbols", type=int, default=500, show_default=True, help="Symbols to generate.")
 @click.option("--days", type=int, default=1260, show_default=True, help="Daily bars per symbol (1260 = 5 years).")

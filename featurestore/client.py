@@ -255,6 +255,17 @@ class FeatureStore:
 
         return self.db.run(q, idempotent=True)
 
+    def export(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Write bars (and, with ``view=``, features) to Parquet, Feather or CSV, streamed by symbol batches.
+
+        Options: ``symbols``, ``start``, ``end``, ``view``, ``version``, ``columns``, ``format``,
+        ``compression``, ``chunk_symbols``, ``chunk_rows``, ``overwrite``, ``progress``; see
+        featurestore.export.export. A bars export loads back into a store unchanged.
+        """
+        from featurestore.export import export as _export
+
+        return _export(self, path, **options)
+
     # -- feature views --------------------------------------------------------------------------
 
     def create_view(
