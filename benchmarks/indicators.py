@@ -3,9 +3,14 @@
 Cases:
   full      1 symbol x 1M bars and 2,000 symbols x 2,500 bars: our batched kernels (one call
             for all symbols, fresh outputs and reused ``out=`` buffers), TA-Lib (one call per
-            symbol) and the pandas formulations from the registry (one call per symbol).
-  update    append one bar to each of 2,000 symbols: one ``update_batch`` call vs
-            ``talib.stream`` objects and ``talipp`` indicators, one Python call per symbol.
+            symbol; and the same followed by np.concatenate of its outputs into one array per
+            output, which is what our fresh-output call returns) and the pandas formulations
+            from the registry (one call per symbol).
+  update    append one bar to each of 2,000 symbols: one ``update_batch`` call, one
+            ``update_batch_inplace`` call, vs ``talib.stream`` objects and ``talipp``
+            indicators, one Python call per symbol. Interleaved with those, so every call of ours
+            starts with caches that the previous contender (talipp, whose garbage collections
+            sweep its whole heap) has evicted; "warm" repeats ``update_batch`` back to back.
   compile   first use of every kernel in a fresh process: cold (empty NUMBA_CACHE_DIR) and warm.
 
 Repeats of the contenders are interleaved, and medians reported, because the machine is
@@ -33,6 +38,7 @@ from featurestore.indicators import (  # noqa: E402
     compute_batch,
     parse_indicator,
     update_batch,
+    update_batch_inplace,
     warmup,
 )
 
@@ -58,6 +64,19 @@ def interleaved(contenders: dict[str, Callable[[], object]], repeats: int) -> di
             fn()
             times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def talib_assembled(spec: IndicatorSpec, segs: list[dict[str, np.ndarray]]) -> Callable[[], object]:
+    """TA-Lib per symbol, then its outputs concatenated into one array per output."""
+    ta = talib_call(spec)
+
+    def run() -> object:
+        res = [ta(s) for s in segs]
+        if isinstance(res[0], tuple):
+            return [np.concatenate(col) for col in zip(*res)]
+        return np.concatenate(res)
+
+    return run
 
 
 def talib_call(spec: IndicatorSpec) -> Callable[[dict[str, np.ndarray]], object]:
@@ -88,6 +107,7 @@ def bench_full(n_symbols: int, n_bars: int, repeats: int, pandas_repeats: int) -
                 "ours": lambda: compute_batch(spec, ins, offsets),
                 "ours_out": lambda: compute_batch(spec, ins, offsets, out=reuse),
                 "talib": lambda: [ta(s) for s in segs],
+                "talib_cat": talib_assembled(spec, segs),
             },
             repeats,
         )
@@ -162,13 +182,32 @@ def bench_update(n_symbols: int, history: int, talipp_history: int, repeats: int
             for i in range(n_symbols):
                 update_batch(spec, state[i], {k: new_in[k][i : i + 1] for k in new_in})
 
+        # The in-place state advances by one bar per call; distinct bars keep BBANDS's window
+        # from going flat (which would make it re-centre on every bar).
+        st_inplace = state.copy()
+        inplace_bars = [
+            {k: v + np.round(rng.normal(0, 0.2, n_symbols), 2) for k, v in new_in.items()}
+            for _ in range(16)
+        ]
+        if hlc:
+            for b in inplace_bars:
+                b["high"] = np.maximum(b["high"], b["close"])
+                b["low"] = np.minimum(b["low"], b["close"])
+        turn = [0]
+
+        def run_inplace() -> None:
+            turn[0] += 1
+            update_batch_inplace(spec, st_inplace, inplace_bars[turn[0] % 16], one)
+
         contenders: dict[str, Callable[[], object]] = {
             "ours": lambda: update_batch(spec, state, new_in, one),
             "stream": run_stream,
+            "ours_inplace": run_inplace,
         }
         if tps[0] is not None:
             contenders["talipp"] = run_talipp
         res = interleaved(contenders, repeats)
+        res.update(interleaved({"ours_warm": lambda: update_batch(spec, state, new_in, one)}, repeats))
         res.update(interleaved({"ours_per_symbol": run_ours_per_symbol}, max(3, repeats // 10)))
         rows.append({"indicator": name, **res})
     return rows
@@ -223,12 +262,14 @@ def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: di
     lines.append("Full computation, medians (ms); ratios are time / TA-Lib time (lower is better):")
     lines.append("")
     table(
-        ["case", "indicator", "ours", "ours out=", "TA-Lib", "pandas", "ours/TA-Lib", "ours out=/TA-Lib", "pandas/ours"],
+        ["case", "indicator", "ours", "ours out=", "TA-Lib", "TA-Lib+concat", "pandas", "ours/TA-Lib",
+         "ours out=/TA-Lib", "ours/TA-Lib+concat", "pandas/ours"],
         [
             [
                 str(r["case"]), str(r["indicator"]), fmt_ms(r["ours"]), fmt_ms(r["ours_out"]),  # type: ignore[arg-type]
-                fmt_ms(r["talib"]), fmt_ms(r["pandas"]),  # type: ignore[arg-type]
+                fmt_ms(r["talib"]), fmt_ms(r["talib_cat"]), fmt_ms(r["pandas"]),  # type: ignore[arg-type]
                 f"{r['ours'] / r['talib']:.2f}x", f"{r['ours_out'] / r['talib']:.2f}x",  # type: ignore[operator]
+                f"{r['ours'] / r['talib_cat']:.2f}x",  # type: ignore[operator]
                 f"{r['pandas'] / r['ours']:.1f}x",  # type: ignore[operator]
             ]
             for r in full
@@ -237,13 +278,17 @@ def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: di
     lines.append(f"Incremental: one new bar for each of {n_upd:,} symbols, medians (µs per round):")
     lines.append("")
     table(
-        ["indicator", "ours: 1 call", "ns/symbol", "ours: call/symbol", "talib.stream", "talipp", "stream/ours", "talipp/ours"],
+        ["indicator", "ours: 1 call", "in place", "warm", "ours: call/symbol", "talib.stream", "talipp",
+         "stream/ours", "stream/in place", "stream/warm", "talipp/ours"],
         [
             [
-                str(r["indicator"]), fmt_us(r["ours"]), f"{r['ours'] / n_upd * 1e9:.1f}",  # type: ignore[operator]
+                str(r["indicator"]), fmt_us(r["ours"]), fmt_us(r["ours_inplace"]),  # type: ignore[arg-type]
+                fmt_us(r["ours_warm"]),  # type: ignore[arg-type]
                 fmt_us(r["ours_per_symbol"]), fmt_us(r["stream"]),  # type: ignore[arg-type]
                 fmt_us(r["talipp"]) if "talipp" in r else "n/a",  # type: ignore[arg-type]
                 f"{r['stream'] / r['ours']:.0f}x",  # type: ignore[operator]
+                f"{r['stream'] / r['ours_inplace']:.0f}x",  # type: ignore[operator]
+                f"{r['stream'] / r['ours_warm']:.0f}x",  # type: ignore[operator]
                 f"{r['talipp'] / r['ours']:.0f}x" if "talipp" in r else "n/a",  # type: ignore[operator]
             ]
             for r in upd

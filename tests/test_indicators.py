@@ -35,6 +35,7 @@ from featurestore.indicators import (  # noqa: E402
     state_from_bytes,
     state_to_bytes,
     update_batch,
+    update_batch_inplace,
 )
 
 # --------------------------------------------------------------------------- helpers / data
@@ -316,7 +317,16 @@ def test_incremental_batched_many_symbols(spec: IndicatorSpec, lengths: list[int
             pos[j] = b
         cat = {k: np.concatenate([c[k] for c in chunks]) for k in spec.inputs}
         offsets = np.r_[0, np.cumsum([c["close" if "close" in c else spec.inputs[0]].size for c in chunks])]
-        outs, state = update_batch(spec, state, cat, offsets)
+        mode = r % 3
+        if mode == 0:
+            outs, state = update_batch(spec, state, cat, offsets)
+        elif mode == 1:  # in place, on a fresh C-contiguous copy
+            state = state.copy()
+            outs = update_batch_inplace(spec, state, cat, offsets)
+        else:  # a column slice of a wider matrix, as the write path passes it
+            wide = np.hstack([np.full((state.shape[0], 3), -7.0), state, np.full((state.shape[0], 2), 9.0)])
+            outs, state = update_batch(spec, wide[:, 3 : 3 + spec.state_len], cat, offsets)
+            assert state.flags.c_contiguous
         for j in range(len(series)):
             for name in spec.outputs:
                 pieces[j][name].append(outs[name][offsets[j] : offsets[j + 1]])
@@ -334,6 +344,81 @@ def test_update_does_not_mutate_input_state() -> None:
     before = state.copy()
     update_batch(spec, state, x[10:])
     assert_bits(state, before, "state")
+
+
+@pytest.mark.parametrize("name", ["sma_5", "bbands_5_2_1p5", "macd_3_5_2", "adx_4"])
+def test_update_inplace(name: str) -> None:
+    """update_batch_inplace == update_batch, advances the state in place, and checks before writing."""
+    spec = parse_indicator(name)
+    data = make_series("walk", 60, 5)
+    ins = {k: data[k] for k in spec.inputs}
+    head = {k: v[:40] for k, v in ins.items()}
+    tail = {k: v[40:] for k, v in ins.items()}
+    _, state = compute_batch(spec, head, [0, 15, 15, 40])
+    ref_outs, ref_state = update_batch(spec, state, tail, [0, 5, 12, 20])
+    st = state.copy()
+    outs = update_batch_inplace(spec, st, tail, np.array([0, 5, 12, 20]))
+    assert_bits(st, ref_state, "state")
+    for k in spec.outputs:
+        assert_bits(outs[k], ref_outs[k], k)
+    bufs = {k: np.full(20, 3.0) for k in spec.outputs}
+    st = state.copy()
+    outs = update_batch_inplace(spec, st, tail, np.array([0, 5, 12, 20]), out=bufs)
+    assert all(outs[k] is bufs[k] for k in spec.outputs)
+    assert_bits(st, ref_state, "state with out=")
+    # every check happens before anything is written
+    for bad_offsets, match in (([0, 5, 12, 21], "offsets"), ([0, 5, 20], "shape")):
+        st = state.copy()
+        with pytest.raises(IndicatorError, match=match):
+            update_batch_inplace(spec, st, tail, np.array(bad_offsets))
+        assert_bits(st, state, "unchanged")
+    st = state.copy()
+    st[2, 0] = 0.5
+    before = st.copy()
+    with pytest.raises(IndicatorError, match="count"):
+        update_batch_inplace(spec, st, tail, np.array([0, 5, 12, 20]))
+    assert_bits(st, before, "unchanged after a bad count")
+    for bad_state in (np.asfortranarray(state), state.astype(np.float32), state.tolist(), state[0]):
+        with pytest.raises(IndicatorError, match="writable C-contiguous"):
+            update_batch_inplace(spec, bad_state, tail, np.array([0, 5, 12, 20]))  # type: ignore[arg-type]
+    ro = state.copy()
+    ro.flags.writeable = False
+    with pytest.raises(IndicatorError, match="writable"):
+        update_batch_inplace(spec, ro, tail, np.array([0, 5, 12, 20]))
+
+
+def test_unusual_arguments_convert_without_recompiling() -> None:
+    """Read-only, strided, other-dtype and list arguments give the same bits, and the kernel
+    keeps its single compiled signature (others are converted, never compiled)."""
+    from featurestore.indicators import kernels
+
+    spec = parse_indicator("atr_5")
+    data = make_series("walk", 50, 9)
+    ins = {k: data[k] for k in spec.inputs}
+    ref_outs, ref_state = compute_batch(spec, ins, np.array([0, 20, 50]))
+    ro = {k: v.copy() for k, v in ins.items()}
+    for v in ro.values():
+        v.flags.writeable = False
+    variants = [
+        (ro, np.array([0, 20, 50])),
+        ({k: np.repeat(v, 2)[::2] for k, v in ins.items()}, [0, 20, 50]),
+        ({k.upper(): v.tolist() for k, v in ins.items()}, np.array([0, 20, 50], dtype=np.int32)),
+        ({k: pd.Series(v) for k, v in ins.items()}, (0, 20, 50)),
+    ]
+    for inputs, offsets in variants:
+        outs, state = compute_batch(spec, inputs, offsets)
+        assert_bits(outs[spec.name], ref_outs[spec.name])
+        assert_bits(state, ref_state)
+    head, tail = {k: v[:30] for k, v in ins.items()}, {k: v[30:] for k, v in ins.items()}
+    _, st = compute_batch(spec, head, [0, 20, 30])
+    full, _ = compute_batch(spec, ins, [0, 20, 50])
+    ro_state = st.copy()
+    ro_state.flags.writeable = False
+    for state in (ro_state, st.tolist(), st.astype(">f8"), np.asfortranarray(st)):
+        outs, new = update_batch(spec, state, tail, [0, 0, 20])
+        assert_bits(outs[spec.name], full[spec.name][30:])
+        assert_bits(new, ref_state)
+    assert len(kernels.atr_run.signatures) == 1
 
 
 # ------------------------------------------------------------------------------ real data

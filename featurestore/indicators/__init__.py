@@ -21,6 +21,7 @@ from featurestore.indicators.api import (
     state_from_bytes,
     state_to_bytes,
     update_batch,
+    update_batch_inplace,
     warmup,
 )
 from featurestore.indicators.registry import (
@@ -50,5 +51,6 @@ __all__ = [
     "state_from_bytes",
     "state_to_bytes",
     "update_batch",
+    "update_batch_inplace",
     "warmup",
 ]

@@ -6,6 +6,13 @@ plus int64 ``offsets`` (``offsets[k]..offsets[k+1]`` is symbol k), which runs on
 for all of them and returns the state to continue from. ``update_batch`` continues from that
 state over new bars only: ``compute_batch(x[:k])`` then ``update_batch(x[k:])`` gives exactly
 ``compute_batch(x)``, bit for bit, for any k, including k inside the warm-up.
+``update_batch_inplace`` does the same but advances the caller's state array in place.
+
+Call cost: with a dict of float64 arrays and int64 offsets (what the write path passes), a call
+is O(1) Python (a cached per-spec plan, two ``np.empty``) plus one kernel dispatch; the kernel
+validates offsets, state shape and bar counts in the same call, before writing anything. Other
+argument types take a checked path that converts them (the kernels never compile a second
+signature).
 
 Results are TA-Lib 0.8's, bit for bit, with TA-Lib's defaults, including its handling of NaN:
 leading bars where any input is NaN are skipped (output NaN, the indicator starts at the first
@@ -16,7 +23,8 @@ NaN, depending on which input was missing. The store rejects NaN prices on load,
 this arises from stored bars.
 
 State contract: one float64 row per symbol (``spec.state_len`` values, layouts in
-``STATE_LAYOUTS``), a 2-D C-contiguous array for a batch. Column 0 counts the bars consumed since
+``STATE_LAYOUTS``), a 2-D array for a batch (C-contiguous when returned; any layout is accepted,
+e.g. a column slice of a wider matrix). Column 0 counts the bars consumed since
 the first bar with all inputs present. ``state_to_bytes`` / ``state_from_bytes`` give a
 versioned byte form (a 24-byte header, then the rows as little-endian float64) that checks the
 spec, the row length and the layout version on the way back.
@@ -27,7 +35,6 @@ cache); importing this module imports neither numba nor pandas.
 
 from __future__ import annotations
 
-import functools
 import struct
 import sys
 import zlib
@@ -54,6 +61,7 @@ __all__ = [
     "state_from_bytes",
     "state_to_bytes",
     "update_batch",
+    "update_batch_inplace",
     "warmup",
 ]
 
@@ -81,6 +89,8 @@ _HEADER = struct.Struct("<4sHHIIQ")  # magic, version, reserved, crc32(spec name
 _MAGIC = b"FSIS"
 
 _kernels: ModuleType | None = None
+_F8 = np.dtype(np.float64)
+_I8 = np.dtype(np.int64)
 
 
 def _kernel_module() -> ModuleType:
@@ -161,63 +171,202 @@ def _inputs_tuple(spec: IndicatorSpec, inputs: Inputs | npt.ArrayLike) -> list[n
 
 
 def _offsets(offsets: npt.ArrayLike | None, n: int) -> np.ndarray:
+    """offsets as a 1-D int64 C-contiguous array; the kernel checks the values."""
     if offsets is None:
         return np.array([0, n], dtype=np.int64)
     off = offsets
-    if not (type(off) is np.ndarray and off.dtype == np.int64 and off.ndim == 1 and off.flags.c_contiguous):
+    if not (type(off) is np.ndarray and off.dtype is _I8 and off.ndim == 1 and off.flags.c_contiguous):
         off = np.asarray(offsets)
         if off.ndim != 1:
             raise IndicatorError(f"offsets must be a 1-D array of n_symbols+1 integers, got shape {off.shape}")
         if off.size and off.dtype.kind not in "iu":
             raise IndicatorError(f"offsets must be integers, got dtype {off.dtype}")
         off = np.ascontiguousarray(off, dtype=np.int64)
-    bad = _kernel_module().check_offsets(off, n)
-    if bad >= 0:
+    if off.size == 0:
+        raise IndicatorError("offsets must have n_symbols+1 entries, got none")
+    return off
+
+
+# Kernel return codes (kernels.BAD_*; repeated so that this module need not import numba).
+_BAD_STATE_SHAPE = -(2**62)
+_BAD_INPUT_LENGTHS = 2**62
+
+
+class _Plan:
+    """What a call needs from a spec, resolved once: the kernel, its parameters and the shapes.
+
+    ``kernel`` accepts only its one compiled signature (``kernels.specialize``) and raises
+    TypeError for anything else, which the fast paths below rely on.
+    """
+
+    __slots__ = ("spec", "name", "kernel", "params", "inputs", "outputs", "n_out", "state_len")
+
+    def __init__(self, spec: IndicatorSpec) -> None:
+        defn = spec.definition
+        self.spec = spec
+        self.name = spec.name
+        self.kernel = _kernel_module().specialize(
+            defn.kernel, len(defn.inputs), tuple(p.type for p in defn.params), len(defn.outputs)
+        )
+        self.params = tuple(v for _, v in spec.params)
+        self.inputs = spec.inputs
+        self.outputs = spec.outputs
+        self.n_out = len(spec.outputs)
+        self.state_len = spec.state_len
+
+
+#: Plans by spec object or spec string (both hash cheaply: strings and specs cache their hash).
+_PLANS: dict[Any, _Plan] = {}
+
+
+def _plan(spec: SpecLike) -> _Plan:
+    try:
+        return _PLANS[spec]
+    except (KeyError, TypeError):  # TypeError: unhashable, which resolve_spec reports
+        pass
+    s = resolve_spec(spec)
+    plan = _PLANS.get(s)
+    if plan is None:
+        plan = _Plan(s)
+    if len(_PLANS) >= 1024:
+        _PLANS.clear()
+    _PLANS[s] = plan
+    if isinstance(spec, str):
+        _PLANS[spec] = plan
+    return plan
+
+
+def _arrays(plan: _Plan, inputs: Inputs | npt.ArrayLike) -> tuple[np.ndarray, ...]:
+    """The kernel's input arrays (converted to 1-D C-contiguous float64 where needed)."""
+    if type(inputs) is dict and len(plan.inputs) == 1:
+        a = inputs.get(plan.inputs[0])
+        if type(a) is np.ndarray and a.dtype is _F8 and a.ndim == 1 and a.flags.c_contiguous:
+            return (a,)
+    return tuple(_inputs_tuple(plan.spec, inputs))
+
+
+def _new_outputs(plan: _Plan, n: int) -> tuple[np.ndarray, ...]:
+    if plan.n_out == 1:
+        return (np.empty(n),)
+    return tuple(np.empty((plan.n_out, n)))  # one allocation; each output is a contiguous row
+
+
+def _given_outputs(plan: _Plan, n: int, out: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    outs = []
+    for name in plan.outputs:
+        buf = out.get(name) if isinstance(out, Mapping) else None
+        if (
+            not isinstance(buf, np.ndarray) or buf.dtype != np.float64 or buf.ndim != 1
+            or buf.size != n or not buf.flags.c_contiguous or not buf.flags.writeable
+        ):
+            raise IndicatorError(
+                f"out[{name!r}] must be a writable C-contiguous 1-D float64 array of length {n}"
+            )
+        outs.append(buf)
+    return tuple(outs)
+
+
+def _result(
+    plan: _Plan, bad: int, outs: tuple[np.ndarray, ...], arrays: tuple[np.ndarray, ...],
+    off: np.ndarray, state_in: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The outputs by name, or the error that the kernel's return code stands for."""
+    if bad == 0:
+        if plan.n_out == 1:
+            return {plan.outputs[0]: outs[0]}
+        return dict(zip(plan.outputs, outs))
+    n = arrays[0].size
+    if bad == _BAD_INPUT_LENGTHS:
+        sizes = ", ".join(f"{k}={a.size}" for k, a in zip(plan.inputs, arrays))
+        raise IndicatorError(f"{plan.name}: inputs differ in length ({sizes})")
+    if bad == _BAD_STATE_SHAPE:
+        ns = off.size - 1
+        raise IndicatorError(
+            f"{plan.name}: state has shape {state_in.shape}, expected ({ns}, {plan.state_len}) "
+            "(one row per symbol in offsets, spec.state_len columns)"
+        )
+    if bad > 0:
+        j = bad - 1
         if off.size == 0:
             raise IndicatorError("offsets must have n_symbols+1 entries, got none")
         raise IndicatorError(
             f"offsets must start at 0, never decrease and end at the number of values ({n}); "
-            f"offsets[{bad}] = {int(off[bad])} breaks that"
+            f"offsets[{j}] = {int(off[j])} breaks that"
         )
-    return off
+    k = -bad - 1
+    raise IndicatorError(
+        f"{plan.name}: state row {k}: column 0 (bar count) must be a non-negative integer, "
+        f"got {state_in[k, 0]!r}"
+    )
 
 
-@functools.lru_cache(maxsize=256)
-def _kernel_and_params(spec: IndicatorSpec) -> tuple[Any, tuple[int | float, ...]]:
-    return getattr(_kernel_module(), spec.definition.kernel), tuple(v for _, v in spec.params)
-
-
-def new_state(spec: SpecLike, n_symbols: int) -> np.ndarray:
-    """The state of ``n_symbols`` symbols that have seen no bar (what ``compute_batch`` starts from)."""
-    s = resolve_spec(spec)
-    return np.zeros((int(n_symbols), s.state_len), dtype=np.float64)
-
-
-def _run(
-    spec: IndicatorSpec,
-    arrays: list[np.ndarray],
-    off: np.ndarray,
-    state: np.ndarray,
+def _checked_run(
+    plan: _Plan,
+    inputs: Inputs | npt.ArrayLike,
+    offsets: npt.ArrayLike | None,
+    state: Any,
     out: Mapping[str, np.ndarray] | None,
-) -> dict[str, np.ndarray]:
-    kernel, params = _kernel_and_params(spec)
+    mode: str,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The general path: converts and checks everything, then one kernel call.
+
+    ``mode``: "new" starts from a zero state, "copy" continues ``state`` into a new array,
+    "inplace" continues ``state`` in place.
+    """
+    arrays = _arrays(plan, inputs)
     n = arrays[0].size
-    if out is None:
-        outs = [np.empty(n, dtype=np.float64) for _ in spec.output_keys]
+    off = _offsets(offsets, n)
+    ns = off.size - 1
+    outs = _new_outputs(plan, n) if out is None else _given_outputs(plan, n, out)
+    if mode == "new":
+        st = st_in = np.zeros((ns, plan.state_len))
+    elif mode == "inplace":
+        if not (
+            type(state) is np.ndarray and state.dtype is _F8 and state.ndim == 2
+            and state.flags.c_contiguous and state.flags.writeable
+        ):
+            raise IndicatorError(
+                f"{plan.name}: update_batch_inplace needs the state as a writable C-contiguous "
+                "2-D float64 array"
+            )
+        st = st_in = state
     else:
-        outs = []
-        for name in spec.outputs:
-            buf = out.get(name) if isinstance(out, Mapping) else None
-            if (
-                not isinstance(buf, np.ndarray) or buf.dtype != np.float64 or buf.ndim != 1
-                or buf.size != n or not buf.flags.c_contiguous or not buf.flags.writeable
-            ):
+        if type(state) is np.ndarray and state.dtype is _F8 and state.ndim == 2:
+            st_in = state  # any layout: the kernel copies it row by row
+        else:
+            st_in = np.asarray(state, dtype=np.float64)  # read only: no copy needed
+            if st_in.ndim == 1:
+                st_in = st_in.reshape(1, -1)
+            if st_in.ndim != 2:
                 raise IndicatorError(
-                    f"out[{name!r}] must be a writable C-contiguous 1-D float64 array of length {n}"
+                    f"{plan.name}: state has shape {st_in.shape}, expected "
+                    f"({ns}, {plan.state_len})"
                 )
-            outs.append(buf)
-    kernel(*arrays, off, *params, state, *outs)
-    return dict(zip(spec.outputs, outs))
+        st = np.empty((ns, plan.state_len))
+    bad = plan.kernel(*arrays, off, *plan.params, st_in, st, *outs)
+    return _result(plan, bad, outs, arrays, off, st_in), st
+
+
+def _fast_run(
+    plan: _Plan, inputs: dict[str, Any], offsets: Any, state_in: Any, st: np.ndarray | None
+) -> tuple[int, tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray]:
+    """The O(1) path for the usual call: a dict of float64 arrays and int64 offsets.
+
+    Raises KeyError/TypeError/ValueError, before anything is written, for anything else
+    (missing or other-typed inputs, None or other-typed offsets, state of another dtype or
+    ndim); the caller then takes ``_checked_run``. Everything else is checked in the kernel.
+    """
+    names = plan.inputs
+    if len(names) == 1:
+        arrays: tuple[np.ndarray, ...] = (inputs[names[0]],)
+    else:
+        arrays = (inputs[names[0]], inputs[names[1]], inputs[names[2]])
+    n = len(arrays[0])
+    if st is None:
+        st = np.empty((len(offsets) - 1, plan.state_len))  # ValueError for empty offsets
+    outs = (np.empty(n),) if plan.n_out == 1 else tuple(np.empty((plan.n_out, n)))
+    bad = plan.kernel(*arrays, offsets, *plan.params, state_in, st, *outs)  # TypeError
+    return bad, outs, arrays, st
 
 
 def compute_batch(
@@ -232,17 +381,23 @@ def compute_batch(
     ``inputs`` maps input names (``close``, or ``high``/``low``/``close``) to the concatenated
     values of all symbols; ``offsets`` (n_symbols+1 int64, from 0 to the length; ``None`` means
     one symbol) delimits them. Outputs are keyed by column name (``spec.outputs``); ``state`` is
-    ``[n_symbols, spec.state_len]`` and feeds ``update_batch``.
+    ``[n_symbols, spec.state_len]`` and feeds ``update_batch``. The outputs of a multi-output
+    indicator are the rows of one ``[n_outputs, n]`` block (each row C-contiguous).
 
     ``out`` optionally maps each output name to a preallocated float64 array to write into
     (for instance a column of a Fortran-ordered feature block, or a buffer reused across
     calls): a fresh 40 MB array costs ~8 ms of page faults here, more than some kernels.
     """
-    s = resolve_spec(spec)
-    arrays = _inputs_tuple(s, inputs)
-    off = _offsets(offsets, arrays[0].size)
-    state = np.zeros((off.size - 1, s.state_len), dtype=np.float64)
-    return _run(s, arrays, off, state, out), state
+    plan = _plan(spec)
+    if out is None and type(inputs) is dict and type(offsets) is np.ndarray:
+        try:
+            st = np.zeros((len(offsets) - 1, plan.state_len))
+            bad, outs, arrays, st = _fast_run(plan, inputs, offsets, st, st)
+        except (KeyError, TypeError, ValueError):
+            pass
+        else:
+            return _result(plan, bad, outs, arrays, offsets, st), st
+    return _checked_run(plan, inputs, offsets, None, out, "new")
 
 
 def update_batch(
@@ -256,30 +411,61 @@ def update_batch(
     """Continue ``spec`` from ``state`` over new bars only; return (outputs for them, new state).
 
     ``state`` is what ``compute_batch``/``update_batch`` returned (or ``state_from_bytes``), one
-    row per symbol in ``offsets`` order; a symbol with no new bars keeps its row. The input
-    state is not modified. ``out`` is as for ``compute_batch``.
+    row per symbol in ``offsets`` order, in any memory layout (a column slice of a wider state
+    matrix is fine); a symbol with no new bars keeps its row. The input state is not modified.
+    ``out`` is as for ``compute_batch``.
+
+    Cost: one kernel call, which checks offsets and state, copies each state row into the new
+    state as it continues it, and computes. Python adds O(1) work when ``inputs`` is a dict of
+    float64 arrays and ``offsets`` an int64 array. ``update_batch_inplace`` saves the copy.
     """
+    plan = _plan(spec)
+    if out is None and type(inputs) is dict:
+        try:
+            bad, outs, arrays, st = _fast_run(plan, inputs, offsets, state, None)
+        except (KeyError, TypeError, ValueError):
+            pass
+        else:
+            return _result(plan, bad, outs, arrays, offsets, state), st
+    return _checked_run(plan, inputs, offsets, state, out, "copy")
+
+
+def update_batch_inplace(
+    spec: SpecLike,
+    state: np.ndarray,
+    inputs: Inputs | npt.ArrayLike,
+    offsets: npt.ArrayLike | None = None,
+    *,
+    out: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """``update_batch`` that advances ``state`` in place and returns only the outputs.
+
+    For a caller that owns the state and does not need the old one (the write path stores the
+    new state and drops the old): it saves allocating and writing a second state array, which
+    is most of the cost of a one-bar update of SMA or BBANDS (rows of period+1 and period+5
+    values). ``state`` must be a writable C-contiguous float64 ``[n_symbols, spec.state_len]``
+    array. Offsets and state are checked before anything is written, so after an
+    IndicatorError ``state`` is unchanged. With ``out=`` buffers reused across calls the call
+    allocates nothing but the result dict.
+    """
+    plan = _plan(spec)
+    if (
+        out is None and type(inputs) is dict and type(state) is np.ndarray
+        and state.flags.c_contiguous and state.flags.writeable
+    ):
+        try:
+            bad, outs, arrays, st = _fast_run(plan, inputs, offsets, state, state)
+        except (KeyError, TypeError, ValueError):
+            pass
+        else:
+            return _result(plan, bad, outs, arrays, offsets, state)
+    return _checked_run(plan, inputs, offsets, state, out, "inplace")[0]
+
+
+def new_state(spec: SpecLike, n_symbols: int) -> np.ndarray:
+    """The state of ``n_symbols`` symbols that have seen no bar (what ``compute_batch`` starts from)."""
     s = resolve_spec(spec)
-    arrays = _inputs_tuple(s, inputs)
-    off = _offsets(offsets, arrays[0].size)
-    if type(state) is np.ndarray and state.dtype == np.float64 and state.flags.c_contiguous:
-        st = state.copy()
-    else:
-        st = np.array(state, dtype=np.float64, order="C", copy=True)
-    if st.ndim == 1:
-        st = st.reshape(1, -1)
-    if st.shape != (off.size - 1, s.state_len):
-        raise IndicatorError(
-            f"{s.name}: state has shape {st.shape}, expected ({off.size - 1}, {s.state_len}) "
-            "(one row per symbol in offsets, spec.state_len columns)"
-        )
-    bad = _kernel_module().check_counts(st)
-    if bad >= 0:
-        raise IndicatorError(
-            f"{s.name}: state row {bad}: column 0 (bar count) must be a non-negative integer, "
-            f"got {st[bad, 0]!r}"
-        )
-    return _run(s, arrays, off, st, out), st
+    return np.zeros((int(n_symbols), s.state_len), dtype=np.float64)
 
 
 def compute(

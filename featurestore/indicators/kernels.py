@@ -1,12 +1,17 @@
 """numba kernels that reproduce TA-Lib 0.8 bit for bit, batched over symbols, resumable from state.
 
-Every kernel has the same shape: ``<name>_run(inputs..., offsets, params..., state, out...)``.
+Every kernel has the same shape:
+``<name>_run(inputs..., offsets, params..., state_in, state, out...) -> int``.
 ``offsets[k]..offsets[k+1]`` is symbol k's slice of the concatenated inputs, in time order;
-``state[k]`` is symbol k's state row, read at the start and written back at the end, so a full
-computation is simply a run from a zeroed state and an append is a run from the saved one. That
-makes ``run(x[:k]) then run(x[k:]) == run(x)`` hold by construction, bar for bar, including
-inside the warm-up. The operation order, seeds and ``fma`` calls follow TA-Lib 0.8 exactly (see
-``reference/talib-semantics.md``); ``fastmath`` must never be used here.
+``state_in[k]`` is symbol k's state row at the start and ``state[k]`` receives it at the end
+(``state_in`` may be ``state`` itself: an in-place run), so a full computation is simply a run
+from a zeroed state and an append is a run from the saved one. That makes
+``run(x[:k]) then run(x[k:]) == run(x)`` hold by construction, bar for bar, including inside the
+warm-up. A kernel first validates its call (``_check``: offsets, state shapes, bar counts and,
+for high/low/close, equal lengths) and returns a non-zero code without writing anything if it
+is invalid, so one dispatch does what used to take three. ``specialize`` pins each kernel to
+the one signature the api uses. The operation order, seeds and ``fma`` calls follow TA-Lib 0.8
+exactly (see ``reference/talib-semantics.md``); ``fastmath`` must never be used here.
 
 Column 0 of every state row is the number of bars consumed since the symbol's first bar with
 all inputs non-NaN (TA-Lib's ``begidx`` rule: leading bars with any NaN input are skipped and
@@ -80,12 +85,61 @@ def _true_range(h: float, l: float, yc: float) -> float:
     return out
 
 
+#: Codes a kernel returns instead of 0 when the call is invalid (besides ``1 + j`` for a bad
+#: ``offsets[j]`` and ``-(1 + k)`` for a bad bar count in state row k); see ``_check``.
+BAD_STATE_SHAPE = -(2**62)
+BAD_INPUT_LENGTHS = 2**62
+
+
+@njit(cache=True, inline="always")  # inlined: no separate compile per literal width
+def _check(offsets, n, state_in, state, width):  # type: ignore[no-untyped-def]
+    """Validate a call before anything is written: 0 if it is valid, else the first problem.
+
+    ``1 + j`` if ``offsets[j]`` breaks "starts at 0, never decreases, ends at n";
+    ``BAD_STATE_SHAPE`` unless both states are [n_symbols, width]; ``-(1 + k)`` if state row k's
+    bar count (column 0) is not a non-negative integer. Doing this inside the kernel call costs
+    one pass over data that the kernel reads anyway, instead of more dispatches from Python.
+    """
+    ns = offsets.size - 1
+    if ns < 0 or offsets[0] != 0:
+        return 1
+    for k in range(ns):
+        if offsets[k + 1] < offsets[k]:
+            return k + 2
+    if offsets[ns] != n:
+        return ns + 1
+    if (
+        state_in.shape[0] != ns or state_in.shape[1] != width
+        or state.shape[0] != ns or state.shape[1] != width
+    ):
+        return BAD_STATE_SHAPE
+    for k in range(ns):
+        c = state_in[k, 0]
+        if not (c >= 0.0 and c == math.floor(c)):
+            return -(k + 1)
+    return 0
+
+
+@njit(cache=True, inline="always")
+def _copy_row(state_in, state, k, copy):  # type: ignore[no-untyped-def]
+    """Start symbol k from ``state_in[k]`` when the result goes to another array (the copy of
+    ``update_batch``'s new state, made row by row while the row is in cache anyway)."""
+    if copy:
+        for j in range(state.shape[1]):
+            state[k, j] = state_in[k, j]
+
+
 # --------------------------------------------------------------------------------------- SMA
 @njit(cache=True)
-def sma_run(x, offsets, period, state, out):  # type: ignore[no-untyped-def]
+def sma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """SMA. State: [count, running total T, ring of the last period-1 inputs (slot = index % (period-1))]."""
     m = period - 1
+    bad = _check(offsets, x.size, state_in, state, period + 1)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
         c = np.int64(state[k, 0])
@@ -125,14 +179,20 @@ def sma_run(x, offsets, period, state, out):  # type: ignore[no-untyped-def]
                 state[k, 2 + (c0 + j - p) % m] = x[j]
         state[k, 0] = c0 + (end - p)
         state[k, 1] = total
+    return 0
 
 
 # --------------------------------------------------------------------------------------- EMA
 @njit(cache=True)
-def ema_run(x, offsets, period, state, out):  # type: ignore[no-untyped-def]
+def ema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """EMA seeded by the SMA of the first period bars. State: [count, sum (warm-up) or EMA]."""
     kk = 2.0 / (period + 1)
+    bad = _check(offsets, x.size, state_in, state, 2)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
         c = np.int64(state[k, 0])
@@ -165,15 +225,21 @@ def ema_run(x, offsets, period, state, out):  # type: ignore[no-untyped-def]
             i += 1
         state[k, 0] = c0 + (end - p)
         state[k, 1] = s
+    return 0
 
 
 # --------------------------------------------------------------------------------------- RSI
 @njit(cache=True)
-def rsi_run(x, offsets, period, state, out):  # type: ignore[no-untyped-def]
+def rsi_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """Wilder RSI, seeded by the mean of the first period moves. State: [count, G, L, previous close]."""
     inv = 1.0 / period
     nm1 = float(period - 1)
+    bad = _check(offsets, x.size, state_in, state, 4)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
         c = np.int64(state[k, 0])
@@ -222,11 +288,12 @@ def rsi_run(x, offsets, period, state, out):  # type: ignore[no-untyped-def]
         state[k, 1] = g_avg
         state[k, 2] = l_avg
         state[k, 3] = prev
+    return 0
 
 
 # -------------------------------------------------------------------------------------- MACD
 @njit(cache=True)
-def macd_run(x, offsets, fast, slow, signal, state, out_macd, out_signal, out_hist):  # type: ignore[no-untyped-def]
+def macd_run(x, offsets, fast, slow, signal, state_in, state, out_macd, out_signal, out_hist):  # type: ignore[no-untyped-def]
     """MACD with both EMAs seeded at bar slow-1. State: [count, fast EMA, slow EMA, signal EMA].
 
     During the warm-up the three slots hold the running sums of their seeds. ``fast <= slow``
@@ -238,7 +305,12 @@ def macd_run(x, offsets, fast, slow, signal, state, out_macd, out_signal, out_hi
     kf = 2.0 / (fast + 1)
     ks = 2.0 / (slow + 1)
     kg = 2.0 / (signal + 1)
+    bad = _check(offsets, x.size, state_in, state, 4)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
         c = np.int64(state[k, 0])
@@ -303,6 +375,7 @@ def macd_run(x, offsets, fast, slow, signal, state, out_macd, out_signal, out_hi
         state[k, 1] = f
         state[k, 2] = sl
         state[k, 3] = g
+    return 0
 
 
 # ------------------------------------------------------------------------------------ BBANDS
@@ -335,7 +408,7 @@ def _bb_bands(mid, sd, up, dn, i, out_upper, out_middle, out_lower):  # type: ig
 
 
 @njit(cache=True)
-def bbands_run(x, offsets, period, nbdevup, nbdevdn, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+def bbands_run(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
     """Bollinger bands (SMA middle, population std) with TA-Lib 0.8's shifted, re-centred sums.
 
     State: [count, T, S1, S2, K, re-centre countdown, ring of the last period-1 inputs].
@@ -344,7 +417,12 @@ def bbands_run(x, offsets, period, nbdevup, nbdevdn, state, out_upper, out_middl
     inv = 1.0 / period
     reset = 32 * period
     win = np.empty(period)
+    bad = _check(offsets, x.size, state_in, state, period + 5)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
         c = np.int64(state[k, 0])
@@ -435,13 +513,21 @@ def bbands_run(x, offsets, period, nbdevup, nbdevdn, state, out_upper, out_middl
         state[k, 3] = s2
         state[k, 4] = kk
         state[k, 5] = cnt
+    return 0
 
 
 # ------------------------------------------------------------------------------------ TRANGE
 @njit(cache=True)
-def trange_run(high, low, close, offsets, state, out):  # type: ignore[no-untyped-def]
+def trange_run(high, low, close, offsets, state_in, state, out):  # type: ignore[no-untyped-def]
     """True range from bar 1. State: [count, previous close]."""
+    if low.size != high.size or close.size != high.size:
+        return BAD_INPUT_LENGTHS
+    bad = _check(offsets, high.size, state_in, state, 2)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
         c = np.int64(state[k, 0])
@@ -463,11 +549,12 @@ def trange_run(high, low, close, offsets, state, out):  # type: ignore[no-untype
             i += 1
         state[k, 0] = c0 + (end - p)
         state[k, 1] = pc
+    return 0
 
 
 # --------------------------------------------------------------------------------------- ATR
 @njit(cache=True)
-def atr_run(high, low, close, offsets, period, state, out):  # type: ignore[no-untyped-def]
+def atr_run(high, low, close, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """Wilder ATR seeded by the mean of TR[1..period] (TR[0] unused); fma form of TA-Lib 0.8.
 
     State: [count, TR sum (warm-up) or ATR, previous close]. Period 1 runs the same recursion
@@ -475,7 +562,14 @@ def atr_run(high, low, close, offsets, period, state, out):  # type: ignore[no-u
     """
     a = (period - 1) / period
     b = 1.0 - a
+    if low.size != high.size or close.size != high.size:
+        return BAD_INPUT_LENGTHS
+    bad = _check(offsets, high.size, state_in, state, 3)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
         c = np.int64(state[k, 0])
@@ -512,18 +606,26 @@ def atr_run(high, low, close, offsets, period, state, out):  # type: ignore[no-u
         state[k, 0] = c0 + (end - p)
         state[k, 1] = s
         state[k, 2] = pc
+    return 0
 
 
 # --------------------------------------------------------------------------------------- ADX
 @njit(cache=True)
-def adx_run(high, low, close, offsets, period, state, out):  # type: ignore[no-untyped-def]
+def adx_run(high, low, close, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """Wilder ADX, TA-Lib's sums of period-1 DM/TR terms, no fma (unchanged since TA-Lib 0.4).
 
     State: [count, prev high, prev low, prev close, -DM sum, +DM sum, TR sum, DX sum or ADX].
     """
     nm1 = float(period - 1)
     lb = 2 * period - 1
+    if low.size != high.size or close.size != high.size:
+        return BAD_INPUT_LENGTHS
+    bad = _check(offsets, high.size, state_in, state, 8)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
         c = np.int64(state[k, 0])
@@ -616,29 +718,36 @@ def adx_run(high, low, close, offsets, period, state, out):  # type: ignore[no-u
         state[k, 5] = pdm
         state[k, 6] = trs
         state[k, 7] = adx
+    return 0
 
 
-# -------------------------------------------------------------------------------- checks
-@njit(cache=True)
-def check_offsets(offsets, n):  # type: ignore[no-untyped-def]
-    """-1 if offsets run from 0 to n without decreasing, else the first bad position."""
-    if offsets.size == 0:
-        return 0
-    if offsets[0] != 0:
-        return 0
-    for k in range(offsets.size - 1):
-        if offsets[k + 1] < offsets[k]:
-            return k + 1
-    if offsets[offsets.size - 1] != n:
-        return offsets.size - 1
-    return -1
+# ------------------------------------------------------------------------------ dispatch
+_RO_F8 = types.Array(types.float64, 1, "C", readonly=True)
+_RO_I8 = types.Array(types.int64, 1, "C", readonly=True)
+_RO_STATE = types.Array(types.float64, 2, "A", readonly=True)
+_specialized: set[str] = set()
 
 
-@njit(cache=True)
-def check_counts(state):  # type: ignore[no-untyped-def]
-    """-1 if every state row's bar count (column 0) is a non-negative integer, else the row."""
-    for k in range(state.shape[0]):
-        c = state[k, 0]
-        if not (c >= 0.0 and c == math.floor(c)):
-            return k
-    return -1
+def specialize(name: str, n_inputs: int, param_types: tuple[type, ...], n_outputs: int) -> object:
+    """The kernel ``name``, compiled (or loaded from numba's disk cache) for the one signature
+    the api calls it with, and barred from compiling any other.
+
+    That signature takes inputs, offsets and the input state read-only (so read-only arrays
+    need no copy), the input state in any layout (so a column slice of a wider state matrix
+    needs no copy either), params as int64/float64, and the new state and outputs as writable
+    C-contiguous arrays. Arguments of any other type make the call raise TypeError at once,
+    instead of compiling a new specialization for a second or more; the api then converts them.
+    """
+    kernel = globals()[name]
+    if name not in _specialized:
+        sig = (
+            (_RO_F8,) * n_inputs
+            + (_RO_I8,)
+            + tuple(types.int64 if t is int else types.float64 for t in param_types)
+            + (_RO_STATE, types.float64[:, ::1])
+            + (types.float64[::1],) * n_outputs
+        )
+        kernel.compile(sig)
+        kernel.disable_compile()
+        _specialized.add(name)
+    return kernel

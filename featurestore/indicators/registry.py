@@ -103,7 +103,8 @@ class IndicatorDef:
     """Everything the library knows about one indicator kind.
 
     ``outputs`` are output keys ("" for the main output); ``kernel`` is the name of the
-    function in ``kernels``, called as ``kernel(*inputs, offsets, *params, state, *outputs)``.
+    function in ``kernels``, called as
+    ``kernel(*inputs, offsets, *params, state_in, state, *outputs)`` (it returns 0 or an error code).
     """
 
     kind: str
@@ -160,6 +161,15 @@ class IndicatorSpec:
         raw = dict(self.params.items() if isinstance(self.params, Mapping) else self.params)
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "params", _normalize_params(REGISTRY[kind], raw))
+        # Hashed once: specs key the api's per-spec call plans, looked up on every call.
+        object.__setattr__(self, "_hash", hash((self.kind, self.params)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[no-any-return,attr-defined]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild (and so re-hash) on unpickling: string hashes differ between processes.
+        return (type(self), (self.kind, self.params))
 
     # -- views ------------------------------------------------------------------------------
     @property
