@@ -2,7 +2,7 @@
 
 Data: a seeded numpy random walk of N symbols x 2,500 daily bars (valid OHLC) as a pandas
 DataFrame (symbol, ts tz-aware UTC, open, high, low, close, volume); 2,000 symbols (5M rows) by
-default, 400 (1M rows) with ``--quick``. Everything runs on a temporary embedded PostgreSQL server,
+default, 100 (250k rows) with ``--quick``. Everything runs on a temporary embedded PostgreSQL server,
 one fresh database per scenario (migrated with ``FeatureStore(url, auto_migrate=True)``).
 
 Scenarios:
@@ -20,6 +20,10 @@ Scenarios:
 
 Repeats of (a)-(d) are interleaved (a, a2, b, c, d per repeat) and medians reported, because the
 machine is shared and noisy; the full size affords 2 repeats (``--repeats``).
+
+``--quick`` (what ``featurestore bench`` runs; ~40 s) prints the same tables on less: 100 symbols
+(250k rows), 2 repeats of (a)-(d), (e) on 5,000 rows (``method="multi"`` on 2,000), (h) for N in
+QUICK_SMALL_NS with up to 3 repeats instead of SMALL_NS with up to 5.
 
     python benchmarks/load.py [--quick] [--markdown] [--repeats N] [--profile] [--output FILE]
 """
@@ -73,6 +77,7 @@ RAW_DDL = (
     "high float8 NOT NULL, low float8 NOT NULL, close float8 NOT NULL, volume float8 NOT NULL{pk})"
 )
 SMALL_NS = [10, 50, 100, 200, 500, 1000, 2000, 5000, 20000]
+QUICK_SMALL_NS = [10, 50, 200, 1000, 5000]  # (h) with --quick
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -325,13 +330,14 @@ def timed_ingest(store: FeatureStore, df: pd.DataFrame, profile: bool = False) -
     return dt, res, ph
 
 
-def slow_inserts(url: URL, data: Bars, n: int, repeats: int) -> dict[str, tuple[float, int]]:
-    """(e): rows/s of pandas to_sql and psycopg executemany on the first ``n`` rows."""
+def slow_inserts(url: URL, data: Bars, n: int, repeats: int, n_multi: int = 20_000) -> dict[str, tuple[float, int]]:
+    """(e): rows/s of pandas to_sql and psycopg executemany on the first ``n`` rows
+    (``method="multi"`` on at most ``n_multi``: it is that slow)."""
     sample = data.df.head(n)
     frame = pd.DataFrame({"entity_id": data.raw[0][:n], **{c: sample[c] for c in BAR_COLS[1:]}})
     engine = sa.create_engine(url)
     times: dict[str, list[float]] = defaultdict(list)
-    n_multi = min(n, 20_000)
+    n_multi = min(n, n_multi)
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute(RAW_DDL.format(name="bars_e", pk=", PRIMARY KEY (entity_id, ts)"))
 
@@ -438,9 +444,11 @@ def daily_appends(store: FeatureStore, data: Bars, count: int) -> tuple[list[flo
     return times, phases, first, path
 
 
-def small_writes(store: FeatureStore, data: Bars, with_views: bool, repeats: int) -> dict[int, dict[bool, float]]:
-    """(h): seconds per write of N appended rows via the small path vs the COPY path."""
-    out: dict[int, dict[bool, list[float]]] = {n: {True: [], False: []} for n in SMALL_NS}
+def small_writes(
+    store: FeatureStore, data: Bars, with_views: bool, repeats: int, sizes: list[int] = SMALL_NS
+) -> dict[int, dict[bool, float]]:
+    """(h): seconds per write of N appended rows (N in ``sizes``) via the small path vs the COPY path."""
+    out: dict[int, dict[bool, list[float]]] = {n: {True: [], False: []} for n in sizes}
     with store.db.connection() as conn:
         views = store._views(conn) if with_views else []  # noqa: SLF001
     # one untimed write per path first (prepared statements, kernels, temp-table catalog)
@@ -450,7 +458,7 @@ def small_writes(store: FeatureStore, data: Bars, with_views: bool, repeats: int
             w = fs_write.LoadWriter(conn, source="bench", views=views, small=small)
             w.write_chunk(chunk)
             w.finish()
-    for n in SMALL_NS:
+    for n in sizes:
         reps = repeats if n <= 2000 else max(2, repeats - 2)
         for r in range(reps):
             order = (True, False) if r % 2 == 0 else (False, True)
@@ -540,9 +548,9 @@ def rate(rows: int, s: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="400 symbols x 2,500 bars (1M rows)")
+    ap.add_argument("--quick", action="store_true", help="100 symbols x 2,500 bars (250k rows), smaller (e) and (h)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    ap.add_argument("--repeats", type=int, default=None, help="repeats of (a)-(d) (default 2 full, 3 quick)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats of (a)-(d) (default 2)")
     ap.add_argument("--profile", action="store_true", help="also cProfile one extra (c) run")
     ap.add_argument("--output", type=Path, default=None, help="also write the report to this file")
     ap.add_argument("--symbols", type=int, default=None)
@@ -551,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_load:
         child_load(*args.child_load)
         return 0
-    n_sym = args.symbols or (400 if args.quick else 2000)
-    repeats = args.repeats or (3 if args.quick else 2)
+    n_sym = args.symbols or (100 if args.quick else 2000)
+    repeats = args.repeats or 2
     md = args.markdown
     report: list[str] = []
 
@@ -636,9 +644,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"(d') {proto}")
 
         # (e)
-        n_e = 50_000
+        n_e = 5_000 if args.quick else 50_000
         url_e = srv.fresh("fs_load_e")
-        slow = slow_inserts(url_e, data, n_e, repeats=2)
+        slow = slow_inserts(url_e, data, n_e, repeats=2, n_multi=2_000 if args.quick else 20_000)
         srv.drop("fs_load_e")
         log(f"(e) {slow}")
 
@@ -653,8 +661,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"(g) {g}")
 
         # (h)
-        h_bars = small_writes(store_b, data, with_views=False, repeats=5)
-        h_view = small_writes(store_c, data, with_views=True, repeats=5)
+        h_ns, h_reps = (QUICK_SMALL_NS, 3) if args.quick else (SMALL_NS, 5)
+        h_bars = small_writes(store_b, data, with_views=False, repeats=h_reps, sizes=h_ns)
+        h_view = small_writes(store_c, data, with_views=True, repeats=h_reps, sizes=h_ns)
         log("(h) done")
 
         # -- report ----------------------------------------------------------------------------
@@ -719,11 +728,11 @@ def main(argv: list[str] | None = None) -> int:
         say(fmt_table(["phase", "(b) s", "(c) s", "(d) s", "(c) share", "(f) ms"], prow, md))
 
         say()
-        say(f"Small writes: N rows appended as new days, one transaction each (median of up to 5, paths interleaved); "
+        say(f"Small writes: N rows appended as new days, one transaction each (median of up to {h_reps}, paths interleaved); "
             f"SMALL_WRITE_ROWS = {fs_write.SMALL_WRITE_ROWS}:")
         say()
         srows = []
-        for nn in SMALL_NS:
+        for nn in h_ns:
             a, b = h_bars[nn][True], h_bars[nn][False]
             c_, d_ = h_view[nn][True], h_view[nn][False]
             srows.append([f"{nn:,}", f"{a * 1e3:.1f}", f"{b * 1e3:.1f}", f"{b / a:.2f}", f"{c_ * 1e3:.1f}", f"{d_ * 1e3:.1f}", f"{d_ / c_:.2f}"])
