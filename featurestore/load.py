@@ -74,6 +74,7 @@ All checks are vectorized (numpy / pyarrow compute); no Python loop runs over ro
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import re
@@ -154,6 +155,18 @@ def _show(value: object, limit: int = 50) -> str:
     """repr() of a bad value, truncated so a 10,000-character string stays readable."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show_names(names: Sequence[object], limit: int = 20) -> str:
+    """Column names for a message: each truncated, at most ``limit`` of them (a header may be hostile)."""
+    shown = ", ".join(_show(n, 80) for n in names[:limit])
+    return shown + (f", ... ({len(names)} columns in all)" if len(names) > limit else "")
+
+
+def _column_label(name: object) -> str:
+    """A column name for ValidationError.column, truncated when absurdly long (it is echoed)."""
+    text = str(name)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def validate_symbol(symbol: object) -> str:
@@ -287,7 +300,7 @@ def _resolve_columns(
         seen[name] = seen.get(name, 0) + 1
     dups = [name for name, count in seen.items() if count > 1]
     if dups:
-        raise ValidationError(f"duplicated column name(s): {', '.join(map(repr, dups))}", source=source)
+        raise ValidationError(f"duplicated column name(s): {_show_names(dups)}", source=source)
     if len(names) == 1 and isinstance(names[0], str):
         for sep in (";", "\t", "|"):
             if sep in names[0]:
@@ -305,7 +318,7 @@ def _resolve_columns(
         if target in targets:
             other = names[targets[target]]  # type: ignore[index]
             raise ValidationError(
-                f"columns {other!r} and {name!r} both map to {target!r}", source=source
+                f"columns {_show(other)} and {_show(name)} both map to {target!r}", source=source
             )
         if target in REQUIRED or target in extras:
             targets[target] = pos  # type: ignore[index]
@@ -314,17 +327,17 @@ def _resolve_columns(
     if symbol is not None and "symbol" in targets:
         src = names[targets["symbol"]]
         raise ValidationError(
-            f"symbol={symbol!r} was given but the data also has a symbol column {src!r}; drop one "
-            f"(column_map={{{src!r}: None}})",
+            f"symbol={symbol!r} was given but the data also has a symbol column {_show(src)}; drop one "
+            f"(column_map={{{_show(src)}: None}})",
             source=source,
-            column=str(src),
+            column=_column_label(src),
         )
     from_index: dict[str, Column] = index_targets(set(targets)) if index_targets else {}
     # extra columns are optional: a load may carry some, all or none of the declared ones
     wanted = [t for t in REQUIRED if not (t == "symbol" and symbol is not None)]
     missing = [t for t in wanted if t not in targets and t not in from_index]
     if missing:
-        present = ", ".join(repr(n) for n in names) or "none"
+        present = _show_names(names) or "none"
         hint = ""
         if "symbol" in missing:
             hint = "; pass symbol=... if the whole source is one symbol"
@@ -336,10 +349,10 @@ def _resolve_columns(
     if unexpected:
         name = unexpected[0]
         raise ValidationError(
-            f"unexpected column {name!r}: declare it in extra_columns, or drop it with "
-            f"column_map={{{name!r}: None}}",
+            f"unexpected column {_show(name)}: declare it in extra_columns, or drop it with "
+            f"column_map={{{_show(name)}: None}}",
             source=source,
-            column=str(name),
+            column=_column_label(name),
         )
     return targets, from_index
 
@@ -400,11 +413,11 @@ def _null_mask(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _to_arrow(series: pd.Series, name: str, ctx: _Ctx, want_string: bool = False) -> pa.Array:
+def _to_arrow(series: pd.Series, name: str, ctx: _Ctx, want_string: bool = False, times: bool = False) -> pa.Array:
     """A pandas column as an Arrow array; object columns of mixed types name the first odd row."""
     try:
         return pa.array(series, from_pandas=True, type=pa.string() if want_string else None)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:  # Overflow: ints past int64
         values = series.to_numpy(dtype=object)
         notnull = ~pd.isna(values)
         if want_string:
@@ -414,6 +427,15 @@ def _to_arrow(series: pd.Series, name: str, ctx: _Ctx, want_string: bool = False
                 pos = int(np.argmax(bad))
                 raise ctx.fail(
                     pos, name, f"expected a string, got {type(values[pos]).__name__} {_show(values[pos])}"
+                ) from None
+        elif times:
+            # name the first value that is neither text nor a date/time (numbers, bytes, ...)
+            is_time = np.frompyfunc(lambda v: isinstance(v, (str, dt.date, np.datetime64)), 1, 1)(values).astype(bool)
+            bad = notnull & ~is_time
+            if bad.any():
+                pos = int(np.argmax(bad))
+                raise ctx.fail(
+                    pos, name, f"unsupported value {_show(values[pos])} ({type(values[pos]).__name__}); {_NUMERIC_TS}"
                 ) from None
         raise ctx.fail(0, name, f"column mixes value types that cannot be converted: {exc}") from exc
 
@@ -428,7 +450,7 @@ def _floats(col: Column, name: str, ctx: _Ctx) -> np.ndarray:
             return np.array(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, order="C")
         try:
             col = pa.array(col, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             # Mixed Python objects (numbers and strings): let pandas find the first non-number.
             values = col.to_numpy(dtype=object)
             coerced = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
@@ -633,7 +655,7 @@ def _timestamps(col: Column, ctx: _Ctx, assume_tz: str | None, name: str = "ts")
             raise ctx.fail(0, name, f"column has type {dtype}; expected timestamps")
         if pd.api.types.is_numeric_dtype(dtype):
             raise ctx.fail(0, name, _NUMERIC_TS)
-        col = _to_arrow(col, name, ctx)
+        col = _to_arrow(col, name, ctx, times=True)
     arr = _as_array(col)
     t = arr.type
     if not len(arr):

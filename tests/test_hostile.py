@@ -1,0 +1,525 @@
+"""Hostile and broken input through the public API: a clear error and an unchanged store, every time.
+
+Each case goes through ``store.load`` / ``store.ingest`` / ``store.create_view`` / the reads on
+one store (this module's ``store`` fixture, seeded with bars and a view) and asserts
+
+* the error is a FeatureStoreError subclass whose message names the problem (and stays short,
+  even for a 10,000-character symbol), and
+* the store's fingerprint (every table a load can change, view tables included) is unchanged.
+
+The few inputs that must load (mixed UTC offsets) are checked for the exact UTC values stored.
+A hypothesis fuzzer throws malformed frames at ``ingest``: each either loads exactly what was
+given or fails cleanly with the store unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+import pytest
+from helpers import fingerprint, make_bars
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from featurestore.client import FeatureStore
+from featurestore.errors import ConfigError, FeatureStoreError, IndicatorError, NotFoundError, ValidationError
+
+VIEW = ["sma_5", "ema_10", "rsi_14"]
+HEADER = "symbol,ts,open,high,low,close,volume"
+GOOD_ROW = "AAA,2030-01-02T00:00:00Z,10,11,9,10.5,100"
+MAX_MESSAGE = 600  # characters: an error names the problem, it does not echo a megabyte of input
+
+HOSTILE_SYMBOLS = [
+    "",
+    "A" * 10_000,
+    'A"B',
+    "A'B",
+    "A;B",
+    "'; DROP TABLE bars; --",
+    "A\x00B",
+    "🚀",
+    "AA\u200bPL",  # zero-width space
+    " AAPL",
+    "AAPL\n",
+    "$(rm -rf /)",
+    "A" * 65,  # one past SYMBOL_MAX_LEN
+    "...",  # no letter or digit
+]
+# odd but legal by the documented symbol rule: they must load and read back unchanged
+ODD_LEGAL_SYMBOLS = ["../../etc/passwd", "A" * 64, "BRK.B", "^GSPC", "EUR/USD", "ES=F", "X:Y@Z+1", "-1"]
+HOSTILE_NAMES = [
+    "",
+    "bars",  # fine as a view name? it only becomes fv_bars_v1: must not be rejected for the wrong reason
+    "x" * 10_000,
+    "Tech",
+    "tech-v2",
+    "te'ch",
+    'te"ch',
+    "tech; DROP TABLE bars; --",
+    "tech\x00",
+    "🚀",
+    "1tech",
+    "tech v2",
+    "pg_catalog.pg_class",
+]
+
+
+# -- fixtures and helpers -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeded(store: FeatureStore) -> FeatureStore:
+    store.ingest(make_bars(["AAA", "BBB"], 60, seed=1))
+    store.create_view("tech", VIEW)
+    return store
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hostile")
+
+
+def _fp(fs: FeatureStore) -> dict[str, Any]:
+    with fs.db.connection() as conn:
+        out = fingerprint(conn)
+        out["relations"] = conn.execute(
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = current_schema()"
+        ).fetchone()
+    return out
+
+
+def rejected(
+    fs: FeatureStore,
+    call: Callable[[], Any],
+    match: str,
+    exc: type[FeatureStoreError] = ValidationError,
+) -> FeatureStoreError:
+    """``call()`` raises ``exc`` with a message matching ``match``, and the store is unchanged."""
+    before = _fp(fs)
+    with pytest.raises(FeatureStoreError) as info:
+        call()
+    err = info.value
+    assert isinstance(err, exc), f"{type(err).__name__}: {err}"
+    text = str(err)
+    assert re.search(match, text, re.IGNORECASE | re.DOTALL), text
+    assert len(text) <= MAX_MESSAGE, f"message of {len(text)} characters: {text[:200]}..."
+    assert _fp(fs) == before
+    return err
+
+
+def frame(rows: int = 3, symbol: str = "HOS", start: str = "2031-01-01") -> pd.DataFrame:
+    df = make_bars([symbol], rows, start=start, seed=7)
+    return df
+
+
+def write(path: Path, data: str | bytes) -> Path:
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return path
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def test_empty_file(seeded: FeatureStore, files: Path) -> None:
+    p = write(files / "empty.csv", b"")
+    rejected(seeded, lambda: seeded.load(p), r"empty")
+
+
+def test_header_only(seeded: FeatureStore, files: Path) -> None:
+    p = write(files / "header.csv", HEADER + "\n")
+    err = rejected(seeded, lambda: seeded.load(p), r"no data rows")
+    assert str(p) in str(err)
+
+
+def test_wrong_delimiter(seeded: FeatureStore, files: Path) -> None:
+    p = write(files / "semi.csv", HEADER.replace(",", ";") + "\n" + GOOD_ROW.replace(",", ";") + "\n")
+    rejected(seeded, lambda: seeded.load(p), r"delimiter=';'")
+    t = write(files / "tab.csv", HEADER.replace(",", "\t") + "\n" + GOOD_ROW.replace(",", "\t") + "\n")
+    rejected(seeded, lambda: seeded.load(t), r"delimiter='\\t'")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "feather"])
+@pytest.mark.parametrize("cut", [0.5, 0.97, 8])
+def test_truncated_binary_files(seeded: FeatureStore, files: Path, fmt: str, cut: float) -> None:
+    src = files / f"good.{fmt}"
+    df = make_bars(["TRU"], 2000, seed=3)
+    df.to_parquet(src) if fmt == "parquet" else df.to_feather(src)
+    data = src.read_bytes()
+    keep = int(len(data) * cut) if cut < 1 else int(cut)
+    p = write(files / f"truncated_{keep}.{fmt}", data[:keep])
+    rejected(seeded, lambda: seeded.load(p), "Parquet" if fmt == "parquet" else "Feather|Arrow IPC")
+
+
+def test_non_utf8_csv(seeded: FeatureStore, files: Path) -> None:
+    p = write(files / "latin1.csv", (HEADER + "\n" + "M\u00dcNCHEN,2030-01-02T00:00:00Z,10,11,9,10.5,100\n").encode("latin-1"))
+    rejected(seeded, lambda: seeded.load(p), r"not valid utf8.*encoding")
+
+
+def test_csv_header_that_is_one_gigantic_field(seeded: FeatureStore, files: Path) -> None:
+    # an unterminated quote makes the "header" swallow the whole file: the reader must fail
+    # cleanly (and quickly) instead of buffering a gigantic column name
+    body = '"' + "x" * 2_000_000 + "\n" + (GOOD_ROW + "\n") * 10
+    p = write(files / "giant_header.csv", body)
+    rejected(seeded, lambda: seeded.load(p), r"giant_header\.csv")
+    # the same with the quote closed: one 2 MB column name, which must not be echoed in full
+    p2 = write(files / "giant_name.csv", '"' + "y" * 2_000_000 + '",ts\nA,1\n')
+    rejected(seeded, lambda: seeded.load(p2), r"missing required column|unexpected column")
+
+
+def test_parquet_footer_claiming_gigabytes(seeded: FeatureStore, files: Path) -> None:
+    src = files / "footer.parquet"
+    make_bars(["PQF"], 50).to_parquet(src)
+    data = bytearray(src.read_bytes())
+    assert data[-4:] == b"PAR1"
+    data[-8:-4] = struct.pack("<I", 0xFFFFFFF0)  # metadata length: ~4 GB
+    p = write(files / "footer_huge.parquet", bytes(data))
+    rejected(seeded, lambda: seeded.load(p), r"Parquet")
+
+
+def test_feather_footer_claiming_gigabytes(seeded: FeatureStore, files: Path) -> None:
+    src = files / "footer.feather"
+    feather.write_feather(make_bars(["FTF"], 50), src, compression="uncompressed")
+    data = bytearray(src.read_bytes())
+    assert data[-6:] == b"ARROW1"
+    data[-10:-6] = struct.pack("<i", 0x7FFFFFF0)  # footer length: 2 GB
+    p = write(files / "footer_huge.feather", bytes(data))
+    rejected(seeded, lambda: seeded.load(p), r"Feather|Arrow IPC")
+
+
+def test_missing_and_duplicated_columns_in_files(seeded: FeatureStore, files: Path) -> None:
+    p = write(files / "missing.csv", HEADER.replace(",volume", "") + "\n" + GOOD_ROW.rsplit(",", 1)[0] + "\n")
+    rejected(seeded, lambda: seeded.load(p), r"missing required column\(s\) 'volume'")
+    p = write(files / "dup.csv", HEADER + ",close\n" + GOOD_ROW + ",10.5\n")
+    rejected(seeded, lambda: seeded.load(p), r"duplicated column")
+    t = pa.table({"symbol": ["A"], "ts": ["2030-01-01T00:00Z"], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0]})
+    t = t.append_column("close", pa.array([1.0])).append_column("volume", pa.array([1.0]))
+    q = files / "dup.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(t, q)
+    rejected(seeded, lambda: seeded.load(q), r"duplicated column")
+
+
+def test_strings_in_numeric_columns_of_a_file(seeded: FeatureStore, files: Path) -> None:
+    rows = [GOOD_ROW.replace("2030-01-02", f"2030-01-{d:02d}") for d in range(2, 12)]
+    rows[6] = rows[6].replace(",10.5,", ",ten,")
+    p = write(files / "strings.csv", HEADER + "\n" + "\n".join(rows) + "\n")
+    err = rejected(seeded, lambda: seeded.load(p), r"row 7.*'close'.*not a number: 'ten'")
+    assert isinstance(err, ValidationError) and err.row == 7 and err.column == "close"
+
+
+# -- frames: columns and values -----------------------------------------------------------------
+
+
+def test_missing_and_duplicated_columns_in_frames(seeded: FeatureStore) -> None:
+    df = frame()
+    rejected(seeded, lambda: seeded.ingest(df.drop(columns=["close"])), r"missing required column\(s\) 'close'")
+    dup = pd.concat([df, df[["high"]]], axis=1)
+    rejected(seeded, lambda: seeded.ingest(dup), r"duplicated column name\(s\): 'high'")
+    rejected(seeded, lambda: seeded.ingest(df.assign(extra=1.0)), r"unexpected column 'extra'")
+    rejected(seeded, lambda: seeded.ingest(pd.DataFrame()), r"missing required column")
+
+
+def test_strings_in_numeric_columns_of_a_frame(seeded: FeatureStore) -> None:
+    df = frame(5).astype({"open": object})
+    df.loc[3, "open"] = "12,5"
+    rejected(seeded, lambda: seeded.ingest(df), r"row 3.*'open'.*not a number: '12,5'")
+    df = frame(5).astype({"volume": object})
+    df.loc[1, "volume"] = "'; DROP TABLE bars; --"
+    rejected(seeded, lambda: seeded.ingest(df), r"'volume'.*not a number")
+    df = frame(5).assign(close=True)
+    rejected(seeded, lambda: seeded.ingest(df), r"'close'.*bool")
+
+
+@pytest.mark.parametrize(
+    ("ts", "match"),
+    [
+        (["0001-01-01T00:00:00Z"], r"outside the allowed range"),
+        (["9999-12-31T23:59:59+00:00"], r"outside the allowed range"),
+        ([dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)], r"outside the allowed range|cannot|timestamp"),
+        ([dt.datetime(9999, 12, 31, tzinfo=dt.timezone.utc)], r"outside the allowed range|cannot|timestamp"),
+        (["2030-01-02 10:00"], r"naive.*assume_tz"),
+        ([pd.Timestamp("2030-01-02 10:00")], r"naive.*assume_tz"),
+        ([1_900_000_000], r"numeric.*unit"),
+        ([1_900_000_000_000.0], r"numeric.*unit"),
+        (["1900000000"], r"cannot parse timestamp"),
+        (["not a date"], r"cannot parse timestamp '?not a date"),
+        ([None], r"missing timestamp"),
+        (["2030-01-02T10:00:00.1234567Z"], r"more than microsecond"),
+        (["2030-02-30T10:00Z"], r"cannot parse"),
+    ],
+)
+def test_bad_timestamps(seeded: FeatureStore, ts: list[Any], match: str) -> None:
+    df = frame(1)
+    df["ts"] = pd.Series(ts, dtype=object)
+    rejected(seeded, lambda: seeded.ingest(df), match)
+
+
+def test_epoch_of_the_wrong_unit_in_arrow(seeded: FeatureStore) -> None:
+    ms = pd.date_range("2030-01-01", periods=3, freq="D", tz="UTC").as_unit("ms").asi8
+    df = frame(3)
+    table = pa.Table.from_pandas(df.drop(columns=["ts"]), preserve_index=False).append_column(
+        "ts", pa.array(ms, pa.timestamp("s", tz="UTC"))  # milliseconds read as seconds: year ~60000
+    )
+    rejected(seeded, lambda: seeded.ingest(table), r"outside the allowed range")
+
+
+def test_mixed_offsets_load_as_the_right_utc_instants(seeded: FeatureStore, files: Path) -> None:
+    stamps = ["2030-03-01T09:30:00-05:00", "2030-03-02T15:30:00+01:00", "2030-03-03T14:30:00Z", "2030-03-04T20:00:00+05:30"]
+    utc = pd.to_datetime(["2030-03-01T14:30Z", "2030-03-02T14:30Z", "2030-03-03T14:30Z", "2030-03-04T14:30Z"], utc=True)
+    rows = [f"MIXTZ,{s},10,11,9,10.5,100" for s in stamps]
+    p = write(files / "mixed.csv", HEADER + "\n" + "\n".join(rows) + "\n")
+    seeded.load(p)
+    got = seeded.get_bars("MIXTZ")
+    assert list(got.index.get_level_values("ts")) == list(utc)
+    # the same through a DataFrame of offset-carrying strings, and of Timestamps in several zones
+    df = pd.DataFrame({"symbol": "MIXTZ2", "ts": stamps, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 100.0})
+    seeded.ingest(df)
+    assert list(seeded.get_bars("MIXTZ2").index.get_level_values("ts")) == list(utc)
+    objs = pd.Series([pd.Timestamp(s) for s in stamps], dtype=object)
+    before = _fp(seeded)
+    try:
+        seeded.ingest(df.assign(symbol="MIXTZ3", ts=objs))
+    except FeatureStoreError as exc:  # refusing is acceptable only cleanly, naming the column
+        assert "'ts'" in str(exc) and _fp(seeded) == before
+    else:
+        assert list(seeded.get_bars("MIXTZ3").index.get_level_values("ts")) == list(utc)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [
+        ("open", np.nan, r"'open'.*missing value"),
+        ("high", np.inf, r"'high'.*not finite"),
+        ("low", -np.inf, r"'low'.*not finite"),
+        ("close", 1e308, r"'close'.*above the maximum"),
+        ("close", -1.0, r"'close'.*negative price"),
+        ("open", -0.0001, r"'open'.*negative price"),
+        ("volume", np.nan, r"'volume'.*missing value"),
+        ("volume", -5.0, r"'volume'.*negative volume"),
+        ("volume", np.inf, r"'volume'.*not finite"),
+        ("high", 5e-324, r"'high'.*below"),
+    ],
+)
+def test_bad_numbers(seeded: FeatureStore, column: str, value: float, match: str) -> None:
+    df = frame(4)
+    df.loc[2, column] = value
+    err = rejected(seeded, lambda: seeded.ingest(df), match)
+    assert isinstance(err, ValidationError) and err.row == 2
+
+
+# -- symbols, names, and reads -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("symbol", HOSTILE_SYMBOLS, ids=range(len(HOSTILE_SYMBOLS)))
+def test_hostile_symbols_are_rejected(seeded: FeatureStore, files: Path, symbol: str) -> None:
+    df = frame(3)
+    df.loc[1, "symbol"] = symbol
+    err = rejected(seeded, lambda: seeded.ingest(df), r"'symbol'.*(invalid symbol|missing symbol)")
+    assert err.row == 1  # type: ignore[attr-defined]
+    rejected(seeded, lambda: seeded.load(_csv_with_symbol(files, symbol)), r"symbol|cannot read CSV|not valid")
+    rejected(seeded, lambda: seeded.load(_parquet(files, df.drop(columns=["symbol"])), symbol=symbol), r"symbol", ValidationError)
+
+
+def test_odd_but_legal_symbols_round_trip(seeded: FeatureStore) -> None:
+    df = pd.concat([make_bars([s], 3, start="2033-01-01", seed=i) for i, s in enumerate(ODD_LEGAL_SYMBOLS)], ignore_index=True)
+    seeded.ingest(df)
+    got = seeded.get_bars(ODD_LEGAL_SYMBOLS)
+    assert sorted(set(got.index.get_level_values("symbol"))) == sorted(ODD_LEGAL_SYMBOLS)
+    for s in ODD_LEGAL_SYMBOLS:
+        expected = df[df.symbol == s]["close"].to_numpy()
+        assert np.array_equal(got.loc[s]["close"].to_numpy(), expected)
+
+
+def _csv_with_symbol(files: Path, symbol: str) -> Path:
+    field = '"' + symbol.replace('"', '""') + '"'
+    return write(files / "sym.csv", HEADER + "\n" + GOOD_ROW.replace("AAA", field, 1) + "\n")
+
+
+def _parquet(files: Path, df: pd.DataFrame) -> Path:
+    p = files / "nosym.parquet"
+    df.to_parquet(p)
+    return p
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_hostile_view_and_column_names_create_nothing(seeded: FeatureStore, name: str) -> None:
+    if name == "bars":  # a legal name (its table is fv_bars_v1): must work, then be dropped
+        seeded.create_view(name, ["sma_5"])
+        assert seeded.drop_view(name) == [1]
+        return
+    rejected(seeded, lambda: seeded.create_view(name, ["sma_5"]), r"invalid view name", ConfigError)
+    rejected(seeded, lambda: seeded.create_view("okview", ["sma_5"], columns=[name]), r"invalid view column name", ConfigError)
+    if name:
+        rejected(seeded, lambda: seeded.create_view("okview", [f"sma_5{name}"]), r"period|indicator|invalid|unknown", IndicatorError)
+
+
+def test_hostile_indicator_specs(seeded: FeatureStore) -> None:
+    for spec in ("sma_5; DROP TABLE bars", "sma_-5", "sma_0", "sma_99999999999999999999", "sma_1e3", "__import__", "", "sma_5_5_5"):
+        err = rejected(seeded, lambda: seeded.create_view("okview", [spec]), r".", FeatureStoreError)
+        assert isinstance(err, (IndicatorError, ConfigError)), (spec, err)
+
+
+def test_hostile_reads_return_nothing_or_fail_cleanly(seeded: FeatureStore) -> None:
+    before = _fp(seeded)
+    for sym in (s for s in HOSTILE_SYMBOLS if "\x00" not in s):  # NUL: next test
+        assert len(seeded.get_bars(sym)) == 0
+        assert len(seeded.get_bars(["AAA", sym])) == 60
+        latest = seeded.get_latest([sym])
+        assert len(latest) == 1 and latest.isna().all().all()
+    for name in (n for n in HOSTILE_NAMES if "\x00" not in n):
+        with pytest.raises((NotFoundError, ConfigError)):
+            seeded.get_features("AAA", view=name)
+        with pytest.raises((NotFoundError, ConfigError)):
+            seeded.get_features("AAA", view="tech", columns=[name])
+        with pytest.raises((NotFoundError, ConfigError)):
+            seeded.get_bars("AAA", columns=[name])
+    for bad_time in ("'; DROP TABLE bars; --", "2030-01-01", 10**30, "9999-99-99Z"):
+        with pytest.raises(FeatureStoreError):
+            seeded.get_bars("AAA", start=bad_time)
+    assert _fp(seeded) == before
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda fs: fs.get_bars("A\x00B"),
+        lambda fs: fs.get_bars(["AAA", "A\x00B"]),
+        lambda fs: fs.get_latest(["A\x00B"]),
+        lambda fs: fs.get_latest("A\x00B"),
+        lambda fs: fs.get_features("A\x00B", view="tech"),
+        lambda fs: fs.get_features("AAA", view="te\x00ch"),
+        lambda fs: fs.get_training_frame(
+            pd.DataFrame({"symbol": ["A\x00B"], "ts": pd.to_datetime(["2020-02-01"], utc=True)}), view="tech"
+        ),
+    ],
+    ids=["bars", "bars-many", "latest-many", "latest-one", "features", "view-name", "training"],
+)
+def test_nul_byte_in_a_read_argument_is_not_a_driver_error(seeded: FeatureStore, read: Callable[[FeatureStore], Any]) -> None:
+    """PostgreSQL text cannot hold NUL: such a symbol exists nowhere, so a read finds nothing (or
+    refuses cleanly); psycopg's DataError must not escape."""
+    before = _fp(seeded)
+    try:
+        result = read(seeded)
+    except FeatureStoreError as exc:
+        assert "\\x00" in str(exc) or "NUL" in str(exc) or "invalid" in str(exc) or "no view" in str(exc), str(exc)
+    else:
+        if "symbol" in getattr(result, "columns", []):  # a training frame keeps its events
+            assert result.drop(columns=["symbol", "ts"]).isna().all().all()
+        else:
+            assert len(result) == 0 or result.isna().all().all()
+    assert _fp(seeded) == before
+
+
+# -- the fuzzer ------------------------------------------------------------------------------
+
+HOSTILE_TEXT = st.one_of(
+    st.text(st.sampled_from(list("AB.-_/:=^+@'\";\\ \x00\t\n%$€🚀")), min_size=0, max_size=6),
+    st.sampled_from(["DROP", "--", "AAA", "'; DROP TABLE bars; --", "A" * 65, "NaN", "inf", "1e308"]),
+)
+NUMBER = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.sampled_from([0.0, -0.0, 1e308, -1.0, 1e12, 1e12 + 1, 5e-324, np.nan, np.inf]),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(max_size=5),
+    st.none(),
+)
+MUTATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("drop"), st.sampled_from(["symbol", "ts", "open", "high", "low", "close", "volume"])),
+        st.tuples(st.just("add"), HOSTILE_TEXT),
+        st.tuples(st.just("symbol"), st.integers(0, 7), HOSTILE_TEXT),
+        st.tuples(st.just("value"), st.integers(0, 7), st.sampled_from(["open", "high", "low", "close", "volume"]), NUMBER),
+        st.tuples(st.just("ts"), st.integers(0, 7), st.one_of(HOSTILE_TEXT, st.integers(), st.sampled_from(
+            ["2030-01-01", "0001-01-01Z", "9999-01-01Z", "2030-01-01T00:00+25:00", "2030-13-01Z"]))),
+        st.tuples(st.just("dtype"), st.sampled_from(["open", "high", "low", "close", "volume", "ts", "symbol"]),
+                  st.sampled_from(["object", "str", "float32", "int64", "category"])),
+        st.tuples(st.just("duplicate_row"), st.integers(0, 7)),
+    ),
+    max_size=3,
+)
+
+
+def _mutate(df: pd.DataFrame, mutations: list[tuple[Any, ...]]) -> pd.DataFrame:
+    df = df.copy()
+    for m in mutations:
+        kind = m[0]
+        n = len(df)
+        try:
+            if kind == "drop" and m[1] in df.columns:
+                df = df.drop(columns=[m[1]])
+            elif kind == "add":
+                df[m[1]] = 1.0
+            elif kind == "symbol" and "symbol" in df.columns and n:
+                df["symbol"] = df["symbol"].astype(object)
+                df.iloc[m[1] % n, df.columns.get_loc("symbol")] = m[2]
+            elif kind == "value" and m[2] in df.columns and n:
+                df[m[2]] = df[m[2]].astype(object)
+                df.iloc[m[1] % n, df.columns.get_loc(m[2])] = m[3]
+            elif kind == "ts" and "ts" in df.columns and n:
+                df["ts"] = df["ts"].astype(object)
+                df.iloc[m[1] % n, df.columns.get_loc("ts")] = m[2]
+            elif kind == "dtype" and m[1] in df.columns:
+                df[m[1]] = df[m[1]].astype(m[2])
+            elif kind == "duplicate_row" and n:
+                df = pd.concat([df, df.iloc[[m[1] % n]]], ignore_index=True)
+        except (ValueError, TypeError, OverflowError):
+            pass  # pandas refused the mutation itself: the frame stays as it was
+    return df
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    symbols=st.lists(st.sampled_from(["FZA", "FZB", "AAA", "F.Z"]), min_size=1, max_size=2, unique=True),
+    n=st.integers(1, 6),
+    day=st.integers(0, 30),
+    mutations=MUTATIONS,
+)
+def test_fuzzed_frames_load_exactly_or_fail_cleanly(
+    seeded: FeatureStore, symbols: list[str], n: int, day: int, mutations: list[tuple[Any, ...]]
+) -> None:
+    base = make_bars(symbols, n, start=str(pd.Timestamp("2032-01-01") + pd.Timedelta(days=day)), seed=day)
+    df = _mutate(base, mutations)
+    before = _fp(seeded)
+    try:
+        seeded.ingest(df)
+    except FeatureStoreError as exc:
+        assert str(exc) and len(str(exc)) <= MAX_MESSAGE
+        assert _fp(seeded) == before, f"a failed load changed the store: {exc}"
+        return
+    # it loaded: the stored bars for those keys equal the input, converted exactly
+    from featurestore.load import validate_frame
+
+    chunk = validate_frame(df)
+    got = seeded.get_bars(sorted(set(chunk.symbol.tolist())))
+    for i in range(len(chunk)):
+        key = (chunk.symbol[i], pd.Timestamp(int(chunk.ts[i]), unit="us", tz="UTC"))
+        row = got.loc[key]
+        expected = [chunk.open[i], chunk.high[i], chunk.low[i], chunk.close[i], chunk.volume[i]]
+        assert list(row[["open", "high", "low", "close", "volume"]]) == expected
+
+
+def test_store_survived(seeded: FeatureStore) -> None:
+    """After everything above: the seeded data is intact and its features still follow the bars."""
+    bars = seeded.get_bars("AAA")
+    assert len(bars) >= 60
+    feats = seeded.get_features("AAA", view="tech")
+    assert len(feats) == len(bars)
+    import talib
+
+    close = bars["close"].to_numpy()
+    assert np.array_equal(feats["sma_5"].to_numpy(), talib.SMA(close, 5), equal_nan=True)
+    assert np.array_equal(feats["ema_10"].to_numpy(), talib.EMA(close, 10), equal_nan=True)
+    assert np.array_equal(feats["rsi_14"].to_numpy(), talib.RSI(close, 14), equal_nan=True)
