@@ -167,12 +167,14 @@ def _counted(counter: itertools.count[int]) -> int:
 class _Flight:
     """One in-progress computation that concurrent callers of the same key wait on."""
 
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "value", "since", "tags")
 
-    def __init__(self) -> None:
+    def __init__(self, since: int = 0, tags: frozenset[Hashable] = frozenset()) -> None:
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.since = since  # the cache's epoch when the computation started
+        self.tags = tags
 
     def result(self) -> Any:
         self.done.wait()
@@ -466,25 +468,31 @@ class Cache(MutableMapping[K, V], Generic[K, V]):
                 self._touch(key)
                 return value  # type: ignore[no-any-return]
             self._misses += 1
+            tagset = tags if isinstance(tags, frozenset) else frozenset(tags)
             flight = self._inflight.get(key)
+            # a computation that started before an invalidation of this key or its tags may
+            # return the old value: a caller arriving after the invalidation starts its own
+            if flight is not None and self._is_stale(key, flight.tags, flight.since):
+                flight = None
             leader = flight is None
             if flight is None:
-                flight = self._inflight[key] = _Flight()
+                flight = self._inflight[key] = _Flight(self._epoch, tagset)
             since = self._epoch
         if not leader:
             return flight.result()  # type: ignore[no-any-return]
-        tagset = tags if isinstance(tags, frozenset) else frozenset(tags)
         try:
             value = fn()
             size = self._sizer(value)
         except BaseException as exc:
             with self._lock:
-                del self._inflight[key]
+                if self._inflight.get(key) is flight:
+                    del self._inflight[key]
             flight.error = exc
             flight.done.set()
             raise
         with self._lock:
-            del self._inflight[key]
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
             if size <= self._maxsize and not self._is_stale(key, tagset, since):
                 self._store(key, value, size, tagset)
         flight.value = value

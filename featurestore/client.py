@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -318,6 +319,7 @@ class FeatureStore:
             bar.close()
         with self.db.connection() as conn:
             conn.execute("UPDATE feature_views SET status = 'ready' WHERE view_id = %s", (view.view_id,))
+            conn.execute(sql.SQL("ANALYZE {}").format(ident(view.table_name)))  # fresh table: give the planner stats
             view = _views.get_view(conn, view.name, view.version)
         self._invalidate(None)
         return view
@@ -385,7 +387,7 @@ class FeatureStore:
         chunk = _load.validate_frame(data, extra_columns=user_cols, assume_tz=assume_tz).sorted()
         from featurestore.write import SMALL_WRITE_ROWS
 
-        return self._write([chunk], source="DataFrame", on_conflict=on_conflict,
+        return self._write(lambda: [chunk], source="DataFrame", on_conflict=on_conflict,
                            create_symbols=create_symbols, small=len(chunk) < SMALL_WRITE_ROWS,
                            progress=progress, total=len(chunk))
 
@@ -413,22 +415,26 @@ class FeatureStore:
         paths_list = _load.expand_paths(paths)
         with self.db.connection() as conn:
             user_cols = sorted({c for v in self._views(conn) for c in v.columns})
-        chunks = _load.read_chunks(
-            paths_list,
-            format=format,
-            chunk_rows=chunk_rows or _load.DEFAULT_CHUNK_ROWS,
-            extra_columns=user_cols,
-            column_map=column_map,
-            symbol=symbol,
-            assume_tz=assume_tz,
-        )
+
+        def chunks() -> Iterable[BarChunk]:
+            stream = _load.read_chunks(
+                paths_list,
+                format=format,
+                chunk_rows=chunk_rows or _load.DEFAULT_CHUNK_ROWS,
+                extra_columns=user_cols,
+                column_map=column_map,
+                symbol=symbol,
+                assume_tz=assume_tz,
+            )
+            return (c.sorted() for c in stream)
+
         source = str(paths_list[0]) if len(paths_list) == 1 else f"{paths_list[0]} (+{len(paths_list) - 1} files)"
-        return self._write((c.sorted() for c in chunks), source=source, on_conflict=on_conflict,
+        return self._write(chunks, source=source, on_conflict=on_conflict,
                            create_symbols=create_symbols, small=False, progress=progress, total=None)
 
     def _write(
         self,
-        chunks: Iterable[BarChunk],
+        chunks: Callable[[], Iterable[BarChunk]],
         *,
         source: str,
         on_conflict: str,
@@ -437,24 +443,65 @@ class FeatureStore:
         progress: bool | None,
         total: int | None,
     ) -> LoadResult:
+        """Run one load in one transaction; retry it whole if PostgreSQL broke a deadlock.
+
+        Multi-chunk loads lock entities as they meet them, so two loads that meet the same symbols
+        in opposite orders can deadlock; PostgreSQL then aborts one of them, which rolled back
+        completely and is simply run again (``chunks`` re-reads the source).
+        """
+        import psycopg
+
+        from featurestore.errors import FeatureStoreError
         from featurestore.write import LoadWriter
 
-        bar = _progress(progress, total=total, desc="load", unit="rows")
-        try:
-            with self.db.connection() as conn:
-                with conn.transaction():
-                    writer = LoadWriter(conn, source=source, on_conflict=on_conflict,
-                                        create_symbols=create_symbols, views=self._views(conn), small=small)
-                    for chunk in chunks:
-                        writer.write_chunk(chunk)
-                        bar.update(len(chunk))
-                    result = writer.finish()
-        finally:
-            bar.close()
+        attempts = 4
+        for attempt in range(attempts):
+            bar = _progress(progress, total=total, desc="load", unit="rows")
+            try:
+                with self.db.connection() as conn:
+                    with conn.transaction():
+                        writer = LoadWriter(conn, source=source, on_conflict=on_conflict,
+                                            create_symbols=create_symbols, views=self._views(conn), small=small)
+                        for chunk in chunks():
+                            writer.write_chunk(chunk)
+                            bar.update(len(chunk))
+                        result = writer.finish()
+                break
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                if attempt + 1 == attempts:
+                    raise FeatureStoreError(
+                        f"load of {source} was aborted by {attempts} deadlocks with concurrent loads; "
+                        "nothing was written: run it again"
+                    ) from exc
+                time.sleep(0.05 * (attempt + 1))
+            finally:
+                bar.close()
         if result.changed_symbols:
             self._invalidate(list(result.changed_symbols))
+        self._analyze_if_grown(result.inserted)
         self.last_load = result
         return result
+
+    def _analyze_if_grown(self, inserted: int) -> None:
+        """ANALYZE bars and the view tables after a load that grew them a lot.
+
+        Until autovacuum gets to it, a freshly loaded table has no statistics and the planner can
+        pick a nested loop that rescans bars per feature row (seconds instead of milliseconds,
+        tests/test_reliability.py). Small appends never pay for this.
+        """
+        if inserted < 1000:
+            return
+
+        def run(conn: Any) -> None:
+            tables = ["bars", *(v.table_name for v in self._views(conn))]
+            rows = conn.execute(
+                "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'", (tables,)
+            ).fetchall()
+            for name, reltuples in rows:
+                if reltuples < 0 or inserted > 0.2 * reltuples:
+                    conn.execute(sql.SQL("ANALYZE {}").format(ident(name)))
+
+        self.db.run(run)
 
     def _invalidate(self, symbols: Sequence[str] | None) -> None:
         """Drop cached results a write could have changed (None: everything), before it returns."""

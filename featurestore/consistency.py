@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from featurestore.cache import Cache, freeze, handout, sizeof
 from featurestore.errors import ConfigError
@@ -145,7 +146,7 @@ class _Listener(threading.Thread):
             try:
                 with psycopg.connect(self.url, autocommit=True, application_name="featurestore-listener") as conn:
                     self._conn = conn
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
                     # whatever happened while we were not listening is unknown: start clean
                     self.owner.invalidate(None)
                     self.connected.set()

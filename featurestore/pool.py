@@ -97,10 +97,10 @@ class Database:
                 f"{self.pool_size} pooled (+{self.max_overflow} overflow) connections are busy; "
                 "raise pool_size / max_overflow / pool_timeout when opening the FeatureStore"
             ) from None
-        except sa.exc.OperationalError as exc:
-            raise ConnectionError(
-                f"cannot connect to {mask_url(self.url)}: {_first_line(exc.orig or exc)}"
-            ) from None
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:
+            # engine.raw_connection() raises the driver's error unwrapped (server down)
+            orig = getattr(exc, "orig", None) or exc
+            raise ConnectionError(f"cannot connect to {mask_url(self.url)}: {_first_line(orig)}") from None
 
     def invalidate_all(self, proxied: Any, exc: BaseException | None = None) -> None:
         """Invalidate this connection and every connection opened before it (a server restart)."""
@@ -167,11 +167,18 @@ class _Checkout:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         proxied, self._proxied = self._proxied, None
+        lost = False
         try:
             if exc is not None and is_disconnect(exc, proxied.driver_connection):
                 self._db.invalidate_all(proxied, exc)
+                lost = True
         finally:
             proxied.close()
+        if lost:
+            # the pool is refreshed; the caller gets one clear error instead of the driver's
+            raise ConnectionError(
+                f"lost the connection to {mask_url(self._db.url)}: {_first_line(exc)}"  # type: ignore[arg-type]
+            ) from exc
 
 
 _IDLE = pq.TransactionStatus.IDLE

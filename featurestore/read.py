@@ -383,14 +383,19 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
 class Reader:
     """The read step of one store: range, latest and point-in-time reads.
 
-    Holds one ADBC connection per thread that reads in bulk (outside the pool, which cannot hand
-    out ADBC connections); call :meth:`close` when done. Point reads use the pool.
+    Bulk reads use a small pool of ADBC connections of its own (the SQLAlchemy pool cannot hand
+    out ADBC connections): at most ``bulk_connections`` (default 2) exist at once, idle ones are
+    kept for the next read, and a read that finds them all busy for ``pool_timeout`` seconds fails
+    with PoolTimeoutError. Point reads use the store's pool. Call :meth:`close` when done.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, bulk_connections: int = 2) -> None:
         self._db = db
-        self._uri = libpq_url(db.url)
-        self._local = threading.local()
+        url = db.url.update_query_dict({"application_name": "featurestore-bulk"})
+        self._uri = libpq_url(url)
+        self._bulk_connections = bulk_connections
+        self._slots = threading.BoundedSemaphore(bulk_connections)
+        self._idle: list[Any] = []
         self._adbc: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -400,6 +405,7 @@ class Reader:
         with self._lock:
             self._closed = True
             conns, self._adbc = self._adbc, []
+            self._idle = []
         for conn in conns:
             try:
                 conn.close()
@@ -479,12 +485,14 @@ class Reader:
         bar_cols, feat_cols = _split(cols) if fv is not None else (cols, [])
         if not names:
             return _empty(cols, as_arrow=as_arrow)
+        # a NUL byte cannot be sent (nor stored): such a symbol is unknown, asked as ''
+        sql_names = [n if "\x00" not in n else "" for n in names]
         if len(names) == 1:
             query = latest_one_sql(table, bar_cols, feat_cols)
-            params: dict[str, Any] = {"symbol": names[0], "as_of": cut}
+            params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
         else:
             query = latest_sql(table, bar_cols, feat_cols)
-            params = {"symbols": names, "as_of": cut}
+            params = {"symbols": sql_names, "as_of": cut}
 
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(query, params, prepare=True).fetchall()
@@ -702,10 +710,14 @@ class Reader:
 
         if not isinstance(name, str):
             raise ConfigError(f"view must be a view name (str), got {type(name).__name__}")
+        validate_identifier(name, what="view name")  # before it reaches SQL (NUL bytes, 10k chars)
         return self._db.run(lambda conn: get_view(conn, name, version), idempotent=True)
 
     def _lookup(self, names: Sequence[str]) -> dict[str, int]:
         """symbol -> entity id for the symbols that exist."""
+        # no stored symbol can hold a NUL byte (PostgreSQL text cannot), so such a name simply
+        # does not exist; sending it would be a driver error instead
+        names = [n for n in names if "\x00" not in n]
         if not names:
             return {}
 
@@ -800,11 +812,9 @@ class Reader:
                 conn.close()
                 raise ConnectionError("this Reader is closed")
             self._adbc.append(conn)
-        self._local.conn = conn
         return conn
 
     def _drop_adbc(self, conn: Any) -> None:
-        self._local.conn = None
         with self._lock:
             if conn in self._adbc:
                 self._adbc.remove(conn)
@@ -814,7 +824,7 @@ class Reader:
             pass
 
     def _fetch(self, query: str, params: dict[str, Any]) -> pa.Table:
-        """Run a bulk read through this thread's ADBC connection; reconnect once if it died.
+        """Run a bulk read on a pooled ADBC connection; reconnect once if it died.
 
         The parameters are rendered as literals (numbers and timestamps only, never user text):
         ADBC streams a query without parameters through binary COPY, a bound one not (see the
@@ -822,19 +832,42 @@ class Reader:
         """
         import adbc_driver_manager.dbapi as dbapi
 
+        from featurestore.errors import PoolTimeoutError
+
         self._check_open()
         text = render(query, params)
-        for attempt in range(2):
-            conn = getattr(self._local, "conn", None) or self._connect_adbc()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(text)
-                    return cur.fetch_arrow_table()
-            except (dbapi.OperationalError, dbapi.InterfaceError, dbapi.InternalError) as exc:
-                self._drop_adbc(conn)
-                if attempt == 0:
-                    continue
-                raise ConnectionError(f"bulk read failed on a fresh connection: {exc}") from exc
+        if not self._slots.acquire(timeout=self._db.pool_timeout):
+            raise PoolTimeoutError(
+                f"no free bulk-read connection after {self._db.pool_timeout:g} s: all "
+                f"{self._bulk_connections} are busy; raise pool_timeout, or read fewer things at once"
+            )
+        try:
+            for attempt in range(2):
+                with self._lock:
+                    conn = self._idle.pop() if self._idle else None
+                try:
+                    if conn is None:
+                        conn = self._connect_adbc()
+                    with conn.cursor() as cur:
+                        cur.execute(text)
+                        table = cur.fetch_arrow_table()
+                except (dbapi.OperationalError, dbapi.InterfaceError, dbapi.InternalError) as exc:
+                    if conn is not None:
+                        self._drop_adbc(conn)
+                    if attempt == 0:
+                        continue
+                    raise ConnectionError(f"bulk read failed on a fresh connection: {exc}") from exc
+                with self._lock:
+                    if self._closed:
+                        closing = True
+                    else:
+                        closing = False
+                        self._idle.append(conn)
+                if closing:
+                    self._drop_adbc(conn)
+                return table
+        finally:
+            self._slots.release()
         raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -283,6 +283,12 @@ def indicator(kind: str, **params: Number) -> IndicatorSpec:
 _NUM = re.compile(r"^[0-9]+(?:[.p][0-9]+)?$")
 
 
+def _short(value: object, limit: int = 60) -> str:
+    """repr() cut to ``limit`` characters: errors must not echo a hostile 10,000-character input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_indicator(text: str | IndicatorSpec) -> IndicatorSpec:
     """Parse a short spec string: ``sma_20``, ``macd_12_26_9``, ``bbands_20_2``, ``bbands_20_2_1.5``.
 
@@ -292,27 +298,27 @@ def parse_indicator(text: str | IndicatorSpec) -> IndicatorSpec:
     if isinstance(text, IndicatorSpec):
         return text
     if not isinstance(text, str):
-        raise IndicatorError(f"indicator spec must be a string, got {text!r}")
+        raise IndicatorError(f"indicator spec must be a string, got {_short(text)}")
     tokens = text.strip().lower().split("_")
     kind = tokens[0]
     if kind not in REGISTRY:
         raise IndicatorError(
-            f"unknown indicator {text!r}; known: {', '.join(sorted(REGISTRY))}"
+            f"unknown indicator {_short(text)}; known: {', '.join(sorted(REGISTRY))}"
         )
     defn = REGISTRY[kind]
     values = tokens[1:]
     if len(values) > len(defn.params):
         raise IndicatorError(
-            f"{text!r}: {kind} takes at most {len(defn.params)} parameters "
+            f"{_short(text)}: {kind} takes at most {len(defn.params)} parameters "
             f"({', '.join(p.name for p in defn.params) or 'none'})"
         )
     params: dict[str, Number] = {}
     for p, tok in zip(defn.params, values):
         if not _NUM.match(tok):
-            raise IndicatorError(f"{text!r}: {p.name} must be a non-negative number, got {tok!r}")
+            raise IndicatorError(f"{_short(text)}: {p.name} must be a non-negative number, got {_short(tok)}")
         num = tok.replace("p", ".")
         if p.type is int and not num.isdigit():
-            raise IndicatorError(f"{text!r}: {p.name} must be an integer, got {tok!r}")
+            raise IndicatorError(f"{_short(text)}: {p.name} must be an integer, got {_short(tok)}")
         params[p.name] = int(num) if p.type is int else float(num)
     if kind == "bbands" and len(values) == 2:
         params["nbdevdn"] = params["nbdevup"]
