@@ -312,8 +312,12 @@ class FeatureStore:
                 from featurestore.config import libpq_url
 
                 url = libpq_url(self.db.url)
-                jobs = (delayed(_write.backfill_worker)(url, view.name, view.version, ids) for ids in batches)
-                for _ in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+                jobs = [delayed(_write.backfill_worker)(url, view.name, view.version, ids) for ids in batches]
+                try:
+                    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+                except ValueError:  # backends such as Ray return lists only
+                    runner = Parallel(n_jobs=n_jobs)
+                for _ in runner(jobs):
                     bar.update(1)
         finally:
             bar.close()

@@ -354,7 +354,7 @@ EXACT = ["lru", "lfu", "arc", "slru", "clock", "sieve", "s3-fifo"]
 
 
 def lcs_hits(policy: str, capacity: int, trace: list[int]) -> int:
-    lcs = pytest.importorskip("libcachesim")
+    import libcachesim as lcs
     cls = {
         "lru": lcs.LRU,
         "lfu": lcs.LFU,

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-talib = pytest.importorskip("talib")
-hypothesis = pytest.importorskip("hypothesis")
+import talib
+import hypothesis
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -156,7 +156,7 @@ def big() -> dict[str, dict[str, np.ndarray]]:
 
 
 def real_frames() -> Iterator[tuple[str, pd.DataFrame]]:
-    bt = pytest.importorskip("backtesting.test")
+    import backtesting.test as bt
     for name in ("GOOG", "EURUSD", "BTCUSD"):
         yield name, getattr(bt, name)
 

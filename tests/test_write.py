@@ -356,3 +356,25 @@ def test_any_load_sequence_matches_talib(make_database: Callable[[str], URL], op
 
 def test_small_write_threshold_is_sane() -> None:
     assert 10 <= SMALL_WRITE_ROWS <= 100_000
+
+
+def test_backfill_runs_on_the_joblib_ray_backend(make_database: Callable[[str], URL]) -> None:
+    """The same backfill code runs on a cluster through joblib's Ray backend (a local Ray here)."""
+    import joblib
+    import ray
+    from ray.util.joblib import register_ray
+
+    df = make_bars(8, 200, seed=14)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        register_ray()
+        with FeatureStore(make_database("ray"), auto_migrate=True) as fs:
+            fs.ingest(df)
+            with joblib.parallel_config(backend="ray"):
+                view = fs.create_view("tech", SEED_VIEW, n_jobs=2, batch_entities=2)
+            assert view.status == "ready" and fs.describe_view("tech")["rows"] == 1600
+            with fs.db.connection() as conn:
+                for sym in ("S0000", "S0007"):
+                    assert_features_match_talib(conn, "fv_tech_v1", sym)
+    finally:
+        ray.shutdown()
