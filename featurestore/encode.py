@@ -265,14 +265,17 @@ def encode_binary_copy(
 _scan_kernel: Callable[..., Any] | None = None
 
 
-def _scan_python(
-    buf: np.ndarray, start: int, end: int, sizes: np.ndarray, offsets: np.ndarray
-) -> tuple[int, int, int]:
-    """Reference implementation of the tuple walk (same contract as the numba kernel)."""
-    ncols = len(sizes)
-    pos, row = start, 0
+def _scan(buf, start, end, sizes, offsets):  # type: ignore[no-untyped-def]
+    """Walk the tuples of a payload with NULLs: record each field's offset (-1 for NULL).
+
+    Returns (rows, position, code): code 0 at the trailer, else an error code of _SCAN_ERRORS.
+    Plain integer code that runs as Python and compiles unchanged with numba (see _scanner).
+    """
+    ncols = sizes.shape[0]
+    pos = start
+    row = 0
     while pos + 2 <= end:
-        count = (int(buf[pos]) << 8) | int(buf[pos + 1])
+        count = (np.int64(buf[pos]) << 8) | np.int64(buf[pos + 1])
         if count == 0xFFFF:
             return row, pos, 0
         if count != ncols or row >= offsets.shape[0]:
@@ -281,7 +284,14 @@ def _scan_python(
         for i in range(ncols):
             if pos + 4 > end:
                 return row, pos, 2
-            length = int.from_bytes(bytes(buf[pos : pos + 4]), "big", signed=True)
+            length = (
+                (np.int64(buf[pos]) << 24)
+                | (np.int64(buf[pos + 1]) << 16)
+                | (np.int64(buf[pos + 2]) << 8)
+                | np.int64(buf[pos + 3])
+            )
+            if length >= 0x80000000:
+                length -= 0x100000000
             pos += 4
             if length == -1:
                 offsets[row, i] = -1
@@ -301,43 +311,9 @@ def _scanner() -> Callable[..., Any]:
         try:
             import numba
         except ImportError:  # pragma: no cover - numba is a declared dependency
-            _scan_kernel = _scan_python
+            _scan_kernel = _scan
         else:
-
-            def scan(buf, start, end, sizes, offsets):  # type: ignore[no-untyped-def]
-                ncols = sizes.shape[0]
-                pos = start
-                row = 0
-                while pos + 2 <= end:
-                    count = (np.int64(buf[pos]) << 8) | np.int64(buf[pos + 1])
-                    if count == 0xFFFF:
-                        return row, pos, 0
-                    if count != ncols or row >= offsets.shape[0]:
-                        return row, pos, 1
-                    pos += 2
-                    for i in range(ncols):
-                        if pos + 4 > end:
-                            return row, pos, 2
-                        length = (
-                            (np.int64(buf[pos]) << 24)
-                            | (np.int64(buf[pos + 1]) << 16)
-                            | (np.int64(buf[pos + 2]) << 8)
-                            | np.int64(buf[pos + 3])
-                        )
-                        if length >= 0x80000000:
-                            length -= 0x100000000
-                        pos += 4
-                        if length == -1:
-                            offsets[row, i] = -1
-                        elif length == sizes[i] and pos + length <= end:
-                            offsets[row, i] = pos
-                            pos += length
-                        else:
-                            return row, pos - 4, 3
-                    row += 1
-                return row, pos, 2
-
-            _scan_kernel = numba.njit(nogil=True)(scan)
+            _scan_kernel = numba.njit(nogil=True, cache=True)(_scan)
     return _scan_kernel
 
 
