@@ -9,6 +9,8 @@ The database is never mocked.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,17 +26,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
+def pg_admin_url() -> Iterator[URL]:
     """URL of the session's server, connected to its maintenance database."""
     env = os.environ.get("FEATURESTORE_TEST_URL")
     if env:
         yield normalize_url(env)
         return
-    home = tmp_path_factory.mktemp("fs-home")
+    # Not under pytest's shared temporary root: another pytest session on this machine resets that
+    # root's permissions (and prunes old runs), which would take the data directory from under a
+    # running server. A private mkdtemp directory (0700, short path for the unix socket) is ours alone.
+    home = Path(tempfile.mkdtemp(prefix="fs-test-"))
     server = EmbeddedServer(home, cleanup="keep")
-    url = server.start()
-    yield url
-    server.stop()
+    try:
+        url = server.start()
+        yield url
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
