@@ -118,7 +118,7 @@ store_state = sa.Table(
     sa.CheckConstraint("id = 1", name="single_row"),
 )
 
-_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+_IDENT = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 
 def validate_identifier(name: str, *, what: str = "name") -> str:
@@ -127,7 +127,7 @@ def validate_identifier(name: str, *, what: str = "name") -> str:
     The pattern (``[a-z][a-z0-9_]{0,47}``) leaves room for the ``fv_`` prefix and ``_v<n>``
     suffix inside PostgreSQL's 63-byte identifier limit. It is checked before any quoting.
     """
-    if not isinstance(name, str) or not _IDENT.match(name):
+    if not isinstance(name, str) or not _IDENT.fullmatch(name):
         shown = repr(name)[:80]
         raise ConfigError(
             f"invalid {what} {shown}: use 1-48 characters, lower-case letters, digits and '_', "

@@ -553,6 +553,9 @@ def test_spec_objects() -> None:
         (lambda: parse_indicator("sma_20_3"), "at most"),
         (lambda: parse_indicator("foo_3"), "unknown indicator"),
         (lambda: parse_indicator("sma_x"), "number"),
+        # a parameter token ending in a newline passed re.match(r"^...$") (issue 11 item 11)
+        (lambda: parse_indicator("bbands_20_2\n_1"), "nbdevup"),
+        (lambda: parse_indicator("macd_12\n_26_9"), "fast"),
         (lambda: indicator("sma", window=3), "unknown parameter"),
         (lambda: indicator("sma", period=True), "number"),
         (lambda: indicator("bbands", matype=1), "matype"),

@@ -19,7 +19,11 @@ def test_valid_identifiers(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "1abc", "Abc", "a-b", "a b", "a;drop table bars", 'a"b', "a'b", "é", "a\x00", "x" * 49, "_a"],
+    [
+        "", "1abc", "Abc", "a-b", "a b", "a;drop table bars", 'a"b', "a'b", "é", "a\x00", "x" * 49, "_a",
+        # a trailing newline passed re.match(r"^...$") (issue 11 item 11): the match must be full
+        "tech\n", "a\n", "x" * 48 + "\n",
+    ],
 )
 def test_invalid_identifiers(name: str) -> None:
     with pytest.raises(ConfigError, match="invalid view name"):

@@ -280,7 +280,7 @@ def indicator(kind: str, **params: Number) -> IndicatorSpec:
     return IndicatorSpec(kind, params)  # type: ignore[arg-type]
 
 
-_NUM = re.compile(r"^[0-9]+(?:[.p][0-9]+)?$")
+_NUM = re.compile(r"[0-9]+(?:[.p][0-9]+)?")
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -314,7 +314,7 @@ def parse_indicator(text: str | IndicatorSpec) -> IndicatorSpec:
         )
     params: dict[str, Number] = {}
     for p, tok in zip(defn.params, values):
-        if not _NUM.match(tok):
+        if not _NUM.fullmatch(tok):
             raise IndicatorError(f"{_short(text)}: {p.name} must be a non-negative number, got {_short(tok)}")
         num = tok.replace("p", ".")
         if p.type is int and not num.isdigit():
