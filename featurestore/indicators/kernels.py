@@ -23,6 +23,7 @@ This module imports numba at the top: import it only when a kernel is needed (``
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from llvmlite import ir
@@ -726,6 +727,9 @@ _RO_F8 = types.Array(types.float64, 1, "C", readonly=True)
 _RO_I8 = types.Array(types.int64, 1, "C", readonly=True)
 _RO_STATE = types.Array(types.float64, 2, "A", readonly=True)
 _specialized: set[str] = set()
+# Serializes first use: compile() then disable_compile() is two steps, and a second thread
+# calling compile() after the first disabled compilation would get "compilation disabled".
+_specialize_lock = threading.Lock()
 
 
 def specialize(name: str, n_inputs: int, param_types: tuple[type, ...], n_outputs: int) -> object:
@@ -739,15 +743,18 @@ def specialize(name: str, n_inputs: int, param_types: tuple[type, ...], n_output
     instead of compiling a new specialization for a second or more; the api then converts them.
     """
     kernel = globals()[name]
-    if name not in _specialized:
-        sig = (
-            (_RO_F8,) * n_inputs
-            + (_RO_I8,)
-            + tuple(types.int64 if t is int else types.float64 for t in param_types)
-            + (_RO_STATE, types.float64[:, ::1])
-            + (types.float64[::1],) * n_outputs
-        )
-        kernel.compile(sig)
-        kernel.disable_compile()
-        _specialized.add(name)
+    if name in _specialized:  # warm path: no lock
+        return kernel
+    with _specialize_lock:
+        if name not in _specialized:  # checked again: another thread may have finished it
+            sig = (
+                (_RO_F8,) * n_inputs
+                + (_RO_I8,)
+                + tuple(types.int64 if t is int else types.float64 for t in param_types)
+                + (_RO_STATE, types.float64[:, ::1])
+                + (types.float64[::1],) * n_outputs
+            )
+            kernel.compile(sig)
+            kernel.disable_compile()
+            _specialized.add(name)  # only after disable_compile: readers see a finished kernel
     return kernel
