@@ -3,7 +3,14 @@ throughput against cachetools, side by side in one run.
 
     python benchmarks/cache.py              # full run (~15-25 min on 2 busy shared cores)
     python benchmarks/cache.py --quick      # small traces, ~40 s (what `featurestore bench` runs)
-    python benchmarks/cache.py --markdown   # Markdown tables (benchmarks/results/cache.md)
+    python benchmarks/cache.py --store-only # only the end-to-end FeatureStore timings (cache-store.md)
+
+Every run writes benchmarks/results/cache.{json,md} (see benchmarks/_results.py); the output is
+Markdown (``--markdown`` is accepted and changes nothing).
+
+End to end, it measures hits (default cache and strict consistency vs ``cache=None``) and the
+cost of a miss: a one-symbol ``get_latest`` whose key is new each call, default cache vs
+``cache=None`` on the same ``as_of`` values (target: a miss costs at most 1.1x an uncached read).
 
 Traces use integer keys and unit sizes, so capacities are in entries and every policy, OPT and
 libCacheSim see exactly the same requests. Timings are medians of interleaved repeats.
@@ -31,7 +38,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from featurestore.cache import POLICIES, make_cache  # noqa: E402
+from _results import Results, add_arguments
+
+from featurestore.cache import POLICIES, make_cache
 
 # LFUDA is left out: libcachesim 0.3.5 hangs on it at some capacities (20 entries; ~700 on Zipf 0.8)
 LCS_POLICIES = ["LRU", "LFU", "ARC", "SLRU", "Clock", "Sieve", "S3FIFO", "WTinyLFU", "LIRS"]
@@ -186,20 +195,7 @@ def lcs_hit_ratios(trace: np.ndarray, capacity: int, hashpower: int | None = Non
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# tables
-# --------------------------------------------------------------------------------------------
-def table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), *(fmt.format(*r) for r in rows)])
-
-
-def hit_ratio_benchmarks(quick: bool, markdown: bool) -> None:
+def hit_ratio_benchmarks(quick: bool, out: Results) -> None:
     """Hit ratio of every policy, OPT and libCacheSim on each trace at 0.1%, 1% and 10%."""
     traces = make_traces(quick)
     ours = list(POLICIES)
@@ -220,26 +216,28 @@ def hit_ratio_benchmarks(quick: bool, markdown: bool) -> None:
             for policy in ours:
                 col[policy] = our_hits(policy, as_list, cap) / len(as_list)
             # quick: a hash table sized to the trace's keys, not 2^24 buckets (same results, much less setup)
-            hashpower = max(12, int(len(np.unique(trace))).bit_length()) if quick else None
+            hashpower = max(12, len(np.unique(trace)).bit_length()) if quick else None
             col.update(lcs_hit_ratios(trace, cap, hashpower))
             columns.append(col)
             headers.append(f"{fraction:.1%} ({cap})")
         names = ["OPT", *ours, *(k for k in columns[0] if k.startswith("lcs:"))]
         rows = [[n, *(f"{100 * c[n]:.1f}" for c in columns)] for n in names]
         gaps = []
+        worst = 0.0
         for c in columns:
             best_ours = max(c[p] for p in ours)
             best_lcs = max((v for k, v in c.items() if k.startswith("lcs:")), default=0.0)
             gaps.append(f"{100 * (best_ours - max(best_lcs, 0)):+.1f} / {100 * (best_ours - c['OPT']):+.1f}")
+            worst = min(worst, 100 * (best_ours - best_lcs))
         rows.append(["best ours vs best lcs / vs OPT", *gaps])
         what = "a loop over 1.1x each capacity" if name.startswith("loop") else f"{unique:,} distinct keys"
         title = f"Hit ratio (%) — {name}, {len(probe):,} requests, {what}"
-        print(f"\n{'### ' if markdown else ''}{title}\n")
-        print(table(headers, rows, markdown))
-        sys.stdout.flush()
+        out.table(title, headers, rows)
+        out.check(f"best of our policies vs best libCacheSim policy, {name} (worst capacity)", worst,
+                  ">= -5 points", worst >= -5.0, unit="points")
 
 
-def throughput_benchmarks(quick: bool, markdown: bool) -> None:
+def throughput_benchmarks(quick: bool, out: Results) -> None:
     """Requests per second of a get-then-set-on-miss loop, every policy vs cachetools."""
     import cachetools
 
@@ -275,24 +273,30 @@ def throughput_benchmarks(quick: bool, markdown: bool) -> None:
         f"Throughput — get, then set on miss; Zipf 0.99, {n:,} requests over {n_keys:,} keys, "
         f"capacity {cap} (LRU hit ratio {hit_ratio:.0%}); median of {repeats}"
     )
-    print(f"\n{'### ' if markdown else ''}{title}\n")
-    print(table(["cache", "M req/s", "x cachetools LRU"], rows, markdown))
+    out.table(title, ["cache", "M req/s", "x cachetools LRU"], rows)
+    out.record("throughput_req_per_s", {k: v for k, v in samples.items()})
+    for name in POLICIES:
+        ratio = statistics.median(samples[name]) / base
+        out.check(f"{name} throughput vs cachetools.LRUCache", ratio, ">= 0.50x (no policy slower than 2x)", ratio >= 0.5)
 
 
-def policy_benchmarks(*, quick: bool, markdown: bool) -> None:
+def policy_benchmarks(*, quick: bool, out: Results) -> None:
     """The policy-level benchmarks: hit ratios, then throughput."""
-    hit_ratio_benchmarks(quick, markdown)
-    throughput_benchmarks(quick, markdown)
+    hit_ratio_benchmarks(quick, out)
+    throughput_benchmarks(quick, out)
 
 
-def store_benchmarks(*, quick: bool, markdown: bool) -> None:
-    """End to end through FeatureStore: get_latest and a 100-symbol get_features, cached vs uncached."""
+def store_benchmarks(*, quick: bool, out: Results) -> None:
+    """End to end through FeatureStore: hits and misses of the default cache vs ``cache=None``.
+
+    A miss is a ``get_latest`` with an ``as_of`` no call used before (a new key: key building,
+    the uncached read, sizing and storing the result); the uncached store reads the very same
+    ``as_of`` sequence. The calls alternate in chunks so drift hits both alike.
+    """
     import shutil
-    import tempfile
-    import time as _time
     from pathlib import Path
 
-    import numpy as np
+    import pandas as pd
     import psycopg
 
     from featurestore.client import FeatureStore
@@ -306,12 +310,14 @@ def store_benchmarks(*, quick: bool, markdown: bool) -> None:
     try:
         with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench")
+            v = conn.info.server_version
+        out.setting("PostgreSQL", f"{v // 10000}.{v % 10000} (embedded, unix socket)")
         url = admin.set(database="bench")
         # quick: 800 business days from 2020-01-01 reach into 2023, so the 2022 read below returns rows
         n_sym, n_days = (100, 800) if quick else (1000, 1260)
         with FeatureStore(url, auto_migrate=True, cache=None) as fs:
             fs.create_view("tech", ["sma_20", "ema_50", "rsi_14", "macd_12_26_9", "bbands_20_2", "atr_14", "adx_14"])
-            fs.ingest(generate_bars(n_sym, n_days))
+            fs.ingest(generate_bars(n_sym, n_days), progress=False)
         symbols = [f"SYM{i:04d}" for i in range(n_sym)]
         reps = 300 if quick else 2000
         rows = []
@@ -319,14 +325,16 @@ def store_benchmarks(*, quick: bool, markdown: bool) -> None:
         def p50(fn: Any, n: int) -> float:
             times = []
             for _ in range(n):
-                t = _time.perf_counter_ns()
+                t = time.perf_counter_ns()
                 fn()
-                times.append(_time.perf_counter_ns() - t)
+                times.append(time.perf_counter_ns() - t)
             return float(np.median(times)) / 1000.0
 
-        with FeatureStore(url, cache=None) as plain, FeatureStore(url, cache="arc") as cached, FeatureStore(
+        with FeatureStore(url, cache=None) as plain, FeatureStore(url) as default, FeatureStore(
             url, cache="arc", consistency="strict"
         ) as strict:
+            policy = (default.cache_stats() or {}).get("policy", "?")
+            out.setting("default cache", f"FeatureStore(url): policy {policy}")
             one = symbols[7]
             hundred = symbols[:100]
             cases = [
@@ -335,24 +343,52 @@ def store_benchmarks(*, quick: bool, markdown: bool) -> None:
                 ("get_features(100 symbols x 1 year)", lambda fs: fs.get_features(hundred, "2022-01-01 UTC", "2022-12-31 UTC", view="tech"), max(10, reps // 50)),
             ]
             for name, call, n in cases:
-                for fs in (plain, cached, strict):
+                for fs in (plain, default, strict):
                     call(fs)  # warm: compile, prepare, fill the cache
-                un = p50(lambda: call(plain), n)
-                hit = p50(lambda: call(cached), n * 5)
-                st = p50(lambda: call(strict), n * 5)
+                un = p50(lambda call=call: call(plain), n)
+                hit = p50(lambda call=call: call(default), n * 5)
+                st = p50(lambda call=call: call(strict), n * 5)
                 rows.append((name, un, hit, st, un / hit))
-        head = ("read", "uncached p50 µs", "cached p50 µs (local)", "cached p50 µs (strict)", "speedup (local)")
-        table = [(r[0], f"{r[1]:,.1f}", f"{r[2]:,.1f}", f"{r[3]:,.1f}", f"{r[4]:,.0f}x") for r in rows]
-        if markdown:
-            print("\n### End to end through FeatureStore\n")
-            print("| " + " | ".join(head) + " |")
-            print("|" + "---|" * len(head))
-            for r in table:
-                print("| " + " | ".join(r) + " |")
-        else:
-            print("\nEnd to end through FeatureStore")
-            for r in [head, *table]:
-                print("  ".join(f"{c:>26}" for c in r))
+            head = ["read", "uncached p50 µs", "cached hit p50 µs (default)", "cached hit p50 µs (strict)", "speedup (default)"]
+            out.table("End to end through FeatureStore: cache hits", head,
+                      [(r[0], f"{r[1]:,.1f}", f"{r[2]:,.1f}", f"{r[3]:,.1f}", f"{r[4]:,.0f}x") for r in rows])
+            hit_1 = rows[0][2]
+            out.check("cached get_latest(1 symbol) hit p50", hit_1, "< 20 µs", hit_1 < 20.0, unit="µs")
+
+            # misses: every call a new key (a new as_of), default cache vs cache=None, same as_of values
+            base = pd.Timestamp("2030-01-01", tz="UTC")
+            n_miss = 400 if quick else 3000
+            chunk = 50
+            lat: dict[str, list[float]] = {"cache=None": [], "default cache, miss": []}
+            stores = {"cache=None": plain, "default cache, miss": default}
+            for fs in stores.values():  # warm both paths with keys not used below
+                for i in range(5):
+                    fs.get_latest(one, as_of=base - pd.Timedelta(days=1, microseconds=i))
+            misses_before = (default.cache_stats() or {}).get("misses", 0)
+            for c in range(n_miss // chunk):
+                order = list(stores) if c % 2 == 0 else list(reversed(stores))
+                for label in order:
+                    fs = stores[label]
+                    for i in range(c * chunk, (c + 1) * chunk):
+                        as_of = base + pd.Timedelta(microseconds=i)
+                        t = time.perf_counter_ns()
+                        fs.get_latest(one, as_of=as_of)
+                        lat[label].append(time.perf_counter_ns() - t)
+            misses = (default.cache_stats() or {}).get("misses", 0) - misses_before
+            med = {k: float(np.median(v)) / 1000.0 for k, v in lat.items()}
+            q = {k: (float(np.percentile(v, 25)) / 1000.0, float(np.percentile(v, 75)) / 1000.0) for k, v in lat.items()}
+            ratio = med["default cache, miss"] / med["cache=None"]
+            out.table(
+                f"Cache miss vs uncached read: get_latest(1 symbol, as_of=<new each call>), {n_miss:,} calls each, "
+                f"alternating chunks of {chunk}",
+                ["read", "p50 µs", "p25–p75 µs", "x cache=None"],
+                [[k, f"{med[k]:,.1f}", f"{q[k][0]:,.1f}–{q[k][1]:,.1f}", f"{med[k] / med['cache=None']:.2f}"] for k in lat],
+            )
+            out.say()
+            out.say(f"The default-cache store counted {misses:,} misses over those {n_miss:,} calls "
+                    f"({'every call a miss' if misses == n_miss else 'NOT every call a miss'}).")
+            out.record("miss_latency_ns", lat)
+            out.check("get_latest(1 symbol) miss, default cache / cache=None (p50)", ratio, "<= 1.10x", ratio <= 1.10)
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
@@ -361,12 +397,19 @@ def store_benchmarks(*, quick: bool, markdown: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small traces, fewer repeats")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
     parser.add_argument("--store-only", action="store_true", help="only the end-to-end FeatureStore timings")
+    add_arguments(parser)
     args = parser.parse_args(argv)
+    name = "cache-store" if args.store_only else "cache"
+    out = Results(name, "Result cache: hit ratios vs OPT and libCacheSim, throughput vs cachetools, end to end",
+                  quick=args.quick, results_dir=args.results_dir)
+    out.setting("traces", "seed 2024; " + ("30,000 requests over 20,000 keys" if args.quick else "300,000 requests over 100,000 keys"))
     if not args.store_only:
-        policy_benchmarks(quick=args.quick, markdown=args.markdown)
-    store_benchmarks(quick=args.quick, markdown=args.markdown)
+        policy_benchmarks(quick=args.quick, out=out)
+    store_benchmarks(quick=args.quick, out=out)
+    out.checks_table()
+    out.write()
 
 
 if __name__ == "__main__":

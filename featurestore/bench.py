@@ -41,8 +41,7 @@ __all__ = [
 ]
 
 # The scripts, in the order of the data path (compute, write, read, cache), then the cross-cutting
-# ones. Their --quick runs took, on 2 shared cores under load (load average 4-5): indicators 67 s,
-# load 300 s, read 265 s, cache 227 s, serialization 107 s, pool 6-22 s: ~16 minutes in all.
+# ones. Each --quick run is meant to take about a minute on the 2-core development machine.
 SCRIPTS = ("indicators", "load", "read", "cache", "serialization", "pool")
 
 # -- Markdown tables -----------------------------------------------------------------------------
@@ -201,14 +200,23 @@ def _flags(path: Path, quick: bool) -> tuple[list[str], str]:
     return args, note
 
 
+# The scripts write their results files (JSON + Markdown, see benchmarks/_results.py) into the
+# directory this variable names; a bench run points it beside its report, so it never overwrites
+# the committed benchmarks/results/.
+RESULTS_ENV = "FEATURESTORE_BENCH_RESULTS"
+
 # After a timeout the script gets SIGINT (KeyboardInterrupt runs its finally blocks, which stop
 # the embedded servers the scripts start) and this long to exit before its group is killed.
 _INTERRUPT_GRACE_S = 30.0
 
 
-def _run(name: str, path: Path, args: list[str], timeout: float | None, cwd: Path) -> ScriptRun:
+def _run(
+    name: str, path: Path, args: list[str], timeout: float | None, cwd: Path, results_dir: Path | None = None
+) -> ScriptRun:
     run = ScriptRun(name=name, path=path, args=args)
     env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+    if results_dir is not None:
+        env[RESULTS_ENV] = str(results_dir)
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(path), *args],
@@ -265,6 +273,8 @@ def run_benchmarks(
     ``timeout`` stops a script after that many seconds (its partial output is kept). A script
     that is missing, fails or times out is reported as such and the others still run.
     ``log`` gets one line per script as it starts and ends (the CLI prints them).
+    Each script's own results files (JSON + Markdown) go to ``<output stem>-results/`` beside
+    the report, not to the checkout's ``benchmarks/results/``.
     """
     bench_dir = Path(benchmarks_dir) if benchmarks_dir is not None else find_benchmarks_dir()
     output = Path(output)
@@ -282,6 +292,7 @@ def run_benchmarks(
         if unknown:
             raise ConfigError(f"unknown benchmark(s) {unknown}; choose from {known}")
     say = log or (lambda _msg: None)
+    results_dir = output.with_name(f"{output.stem}-results")
     started = dt.datetime.now().astimezone()
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     runs: list[ScriptRun] = []
@@ -293,7 +304,7 @@ def run_benchmarks(
             continue
         args, note = _flags(path, quick)
         say(f"{name}: running {path.name} {' '.join(args)}")
-        run = _run(name, path, args, timeout, bench_dir.parent)
+        run = _run(name, path, args, timeout, bench_dir.parent, results_dir)
         run.note = "; ".join(n for n in (note, run.note) if n)
         runs.append(run)
         say(f"{name}: {run.status} in {run.seconds:.0f} s")
