@@ -22,6 +22,9 @@ from sqlalchemy.engine import URL
 from featurestore.config import libpq_url, normalize_url
 from featurestore.embedded import EmbeddedServer
 
+# no test may hang the suite: see tests/guards.py (pytest-timeout in pyproject.toml covers the rest)
+from guards import _no_thread_outlives_its_test, pytest_sessionfinish, pytest_unconfigure  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
