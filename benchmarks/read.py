@@ -12,21 +12,26 @@ range    get_features for 100 symbols and for all symbols (full history) vs ``pa
 latest   one symbol, p50 of many calls, vs a prepared ``ORDER BY ts DESC LIMIT 1`` on a held
          connection (target <= 2x); 1,000 symbols vs the bare LATERAL query on a held connection
          (target <= 1.2x) and vs a per-symbol loop of the prepared query.
-training 1M events (20k with --quick) over all symbols: get_training_frame (auto, and each
+training 1M events (10k with --quick) over all symbols: get_training_frame (auto, and each
          strategy forced) vs ``pandas.merge_asof`` on frames already in memory (sort the events,
-         merge by symbol; target <= 3x including our DB read), and a Feast-style N x M SQL join
-         (every earlier row joined, then ROW_NUMBER) on a 2,000-event sample.
+         merge by symbol; target <= 3x including our DB read) and vs reading the features with
+         get_features then merge_asof. Then, like with like, on the same events: ours vs a
+         Feast-style N x M SQL join (every earlier row joined, then ROW_NUMBER) vs merge_asof,
+         repeated; the event count is the largest that lets the Feast-style repeats fit in
+         ``--feast-budget`` seconds (measured on a 500-event probe), and every contender runs on
+         exactly those events. Costs are reported per event, with the count used.
 
 Every number is the median of ``--repeats`` runs; the candidates of one row are interleaved, so
 noise from the shared 2-core machine spreads over all of them alike.
 
-``--quick`` (what ``featurestore bench`` runs; ~40 s) prints the same tables on 250 symbols x 400
-bars (100k rows; the full run is 2,000 x 2,500), 20k training events and 300 single-symbol calls.
+``--quick`` (what ``featurestore bench`` runs; about a minute) prints the same tables on 100 symbols
+x 400 bars (40k rows; the full run is 2,000 x 2,500), 10k training events and 300 single-symbol
+calls. Every run writes ``benchmarks/results/read.{json,md}`` (see ``_results.py``).
 It also ``gc.freeze()``s the setup's objects, so the ``gc.collect()`` before each timed call
 (outside the timing) scans only what the benchmark made since: it cost ~0.1-0.2 s a call, seconds
 in all, on this machine.
 
-    python benchmarks/read.py [--quick] [--markdown] [--repeats N] [--home DIR]
+    python benchmarks/read.py [--quick] [--repeats N] [--home DIR] [--feast-budget S] [--results-dir DIR]
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import sqlalchemy as sa
+from _results import Results, add_arguments
 from psycopg import sql
 
 from featurestore.client import FeatureStore
@@ -59,7 +65,7 @@ VIEW = [
     "sma_20", "ema_50", "rsi_14", "macd_12_26_9", "bbands_20_2", "atr_14", "adx_14",
     "sma_50", "ema_20", "rsi_7", "atr_20",
 ]
-UTC = dt.timezone.utc
+UTC = dt.UTC
 OPEN = {"start": dt.datetime(1, 1, 1, tzinfo=UTC), "end": dt.datetime(9999, 12, 31, tzinfo=UTC)}
 
 
@@ -175,6 +181,8 @@ class Bench:
         with self.store.db.connection() as conn:
             self.features = list(list_views(conn)[0].feature_columns)
         self.rows: list[tuple[str, str, float, str, str]] = []  # section, label, value, unit, note
+        self.checks: list[tuple[str, float, str, bool, str]] = []  # what, measured, target, passed, unit
+        self.feast_budget_s = 60.0
 
     def close(self) -> None:
         self.reader.close()
@@ -190,7 +198,7 @@ class Bench:
     # -- range reads --------------------------------------------------------------------------
 
     def range_reads(self) -> None:
-        for n in (100, self.n_symbols):
+        for n in sorted({min(100, self.n_symbols), self.n_symbols}):
             syms = self.symbols[:: max(1, self.n_symbols // n)][:n]
             ids = np.array(sorted(self.ids[s] for s in syms), dtype=np.int32)
             query = range_sql(self.table, [], self.features)
@@ -239,6 +247,10 @@ class Bench:
                 self.add(section, k, nrows / v / 1e6, "M rows/s", f"{v:.3f} s" + (" (1 run)" if k in slow else ""))
             ours = res["featurestore get_features (pandas)"]
             self.add(section, "ratio: read_sql time / ours (target >= 5)", res["pandas.read_sql (SQLAlchemy)"] / ours, "x")
+            self.checks.append((f"range read {n} symbols: read_sql time / ours", res["pandas.read_sql (SQLAlchemy)"] / ours, ">= 5x",
+                                res["pandas.read_sql (SQLAlchemy)"] / ours >= 5, "x"))
+            r_adbc = res["bare ADBC fetch_arrow_table, same SQL"] / ours
+            self.checks.append((f"range read {n} symbols: ours (pandas) rows/s / bare ADBC rows/s", r_adbc, ">= 0.8x", r_adbc >= 0.8, "x"))
             self.add(section, "ratio: our rows/s / bare ADBC rows/s, pandas (target >= 0.8)", res["bare ADBC fetch_arrow_table, same SQL"] / ours, "x")
             self.add(section, "ratio: our rows/s / bare ADBC rows/s, as_arrow (target >= 0.8)",
                      res["bare ADBC fetch_arrow_table, same SQL"] / res["featurestore get_features (as_arrow)"], "x")
@@ -265,17 +277,20 @@ class Bench:
             self.add(section, k, v * 1e6, "µs")
         floor = one["held connection, prepared ORDER BY ts DESC LIMIT 1"]
         self.add(section, "ratio: pandas / held prepared (target <= 2)", one["featurestore get_latest(1 symbol) (pandas)"] / floor, "x")
+        r1 = one["featurestore get_latest(1 symbol) (pandas)"] / floor
+        self.checks.append(("get_latest(1 symbol, uncached) p50 / held prepared query", r1, "<= 2x", r1 <= 2.0, "x"))
         self.add(section, "ratio: as_arrow / held prepared (target <= 2)", one["featurestore get_latest(1 symbol) (as_arrow)"] / floor, "x")
 
         syms = self.symbols[: min(1000, len(self.symbols))]
         ids = [self.ids[s] for s in syms]
+        nm = f"{len(syms):,}"
 
         def loop() -> Any:
             return [self.held.execute(point, (e,), prepare=True).fetchone() for e in ids]
 
         many = interleaved({
-            "featurestore get_latest(1,000 symbols) (pandas)": lambda: self.reader.get_latest(syms),
-            "featurestore get_latest(1,000 symbols) (as_arrow)": lambda: self.reader.get_latest(syms, as_arrow=True),
+            f"featurestore get_latest({nm} symbols) (pandas)": lambda: self.reader.get_latest(syms),
+            f"featurestore get_latest({nm} symbols) (as_arrow)": lambda: self.reader.get_latest(syms, as_arrow=True),
             "bare LATERAL query, held connection, prepared": lambda: self.held.execute(
                 lateral, {"symbols": syms, "as_of": now}, prepare=True).fetchall(),
             "naive loop: prepared LIMIT 1 per symbol, held connection": loop,
@@ -285,9 +300,11 @@ class Bench:
         for k, v in many.items():
             self.add(section, k, v * 1e3, "ms")
         bare = many["bare LATERAL query, held connection, prepared"]
-        self.add(section, "ratio: pandas / bare LATERAL (target <= 1.2)", many["featurestore get_latest(1,000 symbols) (pandas)"] / bare, "x")
-        self.add(section, "ratio: as_arrow / bare LATERAL (target <= 1.2)", many["featurestore get_latest(1,000 symbols) (as_arrow)"] / bare, "x")
-        self.add(section, "ratio: naive loop / ours (pandas)", many["naive loop: prepared LIMIT 1 per symbol, held connection"] / many["featurestore get_latest(1,000 symbols) (pandas)"], "x")
+        self.add(section, "ratio: pandas / bare LATERAL (target <= 1.2)", many[f"featurestore get_latest({nm} symbols) (pandas)"] / bare, "x")
+        rm = many[f"featurestore get_latest({nm} symbols) (pandas)"] / bare
+        self.checks.append((f"get_latest({len(syms):,} symbols) / bare LATERAL query", rm, "<= 1.2x", rm <= 1.2, "x"))
+        self.add(section, "ratio: as_arrow / bare LATERAL (target <= 1.2)", many[f"featurestore get_latest({nm} symbols) (as_arrow)"] / bare, "x")
+        self.add(section, "ratio: naive loop / ours (pandas)", many["naive loop: prepared LIMIT 1 per symbol, held connection"] / many[f"featurestore get_latest({nm} symbols) (pandas)"], "x")
 
     # -- training frame -----------------------------------------------------------------------
 
@@ -316,6 +333,10 @@ class Bench:
             "featurestore get_training_frame (strategy='range')": lambda: self.reader.get_training_frame(events, view="tech", strategy="range"),
             "featurestore get_training_frame (strategy='per_event')": lambda: self.reader.get_training_frame(events, view="tech", strategy="per_event"),
             "in-memory: sort events + pandas.merge_asof(by='symbol')": merge_asof,
+            "get_features(all symbols) from the DB + sort + pandas.merge_asof": lambda: pd.merge_asof(
+                events.sort_values("ts"),
+                self.reader.get_features(self.symbols, view="tech").reset_index().sort_values("ts", kind="stable"),
+                on="ts", by="symbol"),
         }
         res = interleaved(fns, self.repeats)
         # the same answer as merge_asof (a sanity check, not timed)
@@ -326,50 +347,80 @@ class Bench:
         print(section, file=sys.stderr)
         for k, v in res.items():
             self.add(section, k, n_events / v / 1e3, "k ev/s", f"{v:.2f} s")
-        self.add(section, "ratio: ours (auto) / in-memory merge_asof (target <= 3)",
-                 res["featurestore get_training_frame (auto)"] / res["in-memory: sort events + pandas.merge_asof(by='symbol')"], "x",
+        r_mem = res["featurestore get_training_frame (auto)"] / res["in-memory: sort events + pandas.merge_asof(by='symbol')"]
+        r_db = res["featurestore get_training_frame (auto)"] / res["get_features(all symbols) from the DB + sort + pandas.merge_asof"]
+        self.add(section, "ratio: ours (auto) / in-memory merge_asof (target <= 3)", r_mem, "x",
                  "same values as merge_asof" if same else "VALUES DIFFER from merge_asof")
+        self.add(section, "ratio: ours (auto) / DB read + merge_asof", r_db, "x")
+        self.checks.append((f"training frame ({n_events:,} events) / in-memory merge_asof", r_mem, "<= 3x", r_mem <= 3.0, "x"))
+        self.checks.append((f"training frame ({n_events:,} events) / get_features + merge_asof", r_db, "<= 1x (report)", r_db <= 1.0, "x"))
 
-        # Feast-style: every event joined to every earlier row, then the newest kept
-        sample = events.iloc[:2_000]
-        e_ids = np.array([self.ids[s] for s in sample["symbol"]], dtype=np.int32)
-        e_us = sample["ts"].array.asi8
+        # Feast-style: every event joined to every earlier row of its symbol, then the newest kept.
+        # Like with like: it runs on the same events as ours (the first n_f of the same frame), both
+        # repeated and interleaved; n_f is capped so that Feast's runs fit in the time budget.
         feast = (
             "SELECT * FROM (SELECT ev.k, f.*, row_number() OVER (PARTITION BY ev.k ORDER BY f.ts DESC) AS rn "
             "FROM unnest(%(ids)s::int4[], %(ts)s::int8[]) WITH ORDINALITY AS ev(e, t, k) "
             f"JOIN {self.table} f ON f.entity_id = ev.e AND f.ts <= 'epoch'::timestamptz + ev.t * interval '1 microsecond') j WHERE rn = 1"
         )
-        secs = timed(lambda: self.held.execute(feast, {"ids": e_ids.tolist(), "ts": e_us.tolist()}).fetchall())
-        self.add(section, f"Feast-style N x M SQL join, {len(sample):,}-event sample", len(sample) / secs / 1e3, "k ev/s", f"{secs:.2f} s")
-        self.add(section, "ratio: ours (auto) events/s / Feast-style events/s",
-                 (n_events / res["featurestore get_training_frame (auto)"]) / (len(sample) / secs), "x")
 
+        def feast_run(sample: pd.DataFrame) -> list[Any]:
+            e_ids = [self.ids[s] for s in sample["symbol"]]
+            return self.held.execute(feast, {"ids": e_ids, "ts": sample["ts"].array.asi8.tolist()}).fetchall()
 
-def markdown(rows: list[tuple[str, str, float, str, str]], header: str) -> str:
-    out = [header, ""]
-    section = None
-    for sec, label, value, unit, note in rows:
-        if sec != section:
-            out += ["", f"#### {sec}", "", "| what | value | unit | note |", "|---|---:|---|---|"]
-            section = sec
-        out.append(f"| {label} | {value:,.2f} | {unit} | {note} |")
-    return "\n".join(out)
+        probe_n = min(500, n_events)
+        probe_s = timed(lambda: feast_run(events.iloc[:probe_n]))
+        per_event = probe_s / probe_n
+        n_f = int(min(n_events, max(probe_n, self.feast_budget_s / self.repeats / per_event)))
+        sample = events.iloc[:n_f].reset_index(drop=True)
+        same_events = interleaved({
+            "featurestore get_training_frame (auto)": lambda: self.reader.get_training_frame(sample, view="tech"),
+            "Feast-style N x M SQL join (ROW_NUMBER over every earlier row)": lambda: feast_run(sample),
+            "in-memory: sort events + pandas.merge_asof(by='symbol')": lambda: pd.merge_asof(
+                sample.sort_values("ts"), in_memory, on="ts", by="symbol"),
+        }, self.repeats)
+        # sanity (untimed): Feast returns one row per event that has an earlier feature row
+        first_ts = in_memory.groupby("symbol")["ts"].min()
+        expected = int((sample["ts"].to_numpy() >= first_ts.reindex(sample["symbol"]).to_numpy()).sum())
+        got = len(feast_run(sample))
+        fsec = f"training frame, like with like: the same {n_f:,} events for every contender (medians of {self.repeats})"
+        print(fsec, file=sys.stderr)
+        for k, v in same_events.items():
+            self.add(fsec, k, v / n_f * 1e6, "µs/event", f"{n_f:,} events, {v:.3f} s"
+                     + (f"; {got:,} rows, {'as expected' if got == expected else f'EXPECTED {expected:,}'}" if "Feast" in k else ""))
+        ours_f = same_events["featurestore get_training_frame (auto)"]
+        feast_f = same_events["Feast-style N x M SQL join (ROW_NUMBER over every earlier row)"]
+        self.add(fsec, "ratio: Feast-style time / ours (auto), same events", feast_f / ours_f, "x")
+        self.add(fsec, f"for scale: ours (auto) on all {n_events:,} events", res["featurestore get_training_frame (auto)"] / n_events * 1e6,
+                 "µs/event", f"{n_events:,} events")
+        self.checks.append(("training frame: Feast-style time / ours, same events", feast_f / ours_f, "> 1x (report)", feast_f / ours_f > 1.0, "x"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="250 symbols x 400 bars, 20k events, 300 latest calls")
-    ap.add_argument("--markdown", action="store_true", help="print the results as Markdown")
+    ap.add_argument("--quick", action="store_true", help="100 symbols x 400 bars, 10k events, 300 latest calls")
+    ap.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--home", type=Path, help="server home to use and keep (reuses a loaded database)")
+    ap.add_argument("--feast-budget", type=float, default=None,
+                    help="seconds allowed for the Feast-style join's repeats (default 8 quick, 120 full)")
+    add_arguments(ap)
     args = ap.parse_args()
-    n_symbols, n_bars, n_events = (250, 400, 20_000) if args.quick else (2_000, 2_500, 1_000_000)
+    n_symbols, n_bars, n_events = (100, 400, 10_000) if args.quick else (2_000, 2_500, 1_000_000)
+    out = Results("read", "Read paths: range reads, latest rows, point-in-time training frames", quick=args.quick,
+                  results_dir=args.results_dir)
+    out.setting("data", f"{n_symbols:,} symbols x {n_bars:,} daily bars, a 15-feature view; {n_events:,} training events; "
+                f"medians of {args.repeats} interleaved repeats")
     home = args.home or Path(tempfile.mkdtemp(prefix="fs-bench-read-"))
     server = EmbeddedServer(home, cleanup="keep")
     admin = server.start()
     try:
+        with psycopg.connect(libpq_url(admin)) as c:
+            v = c.info.server_version
+        out.setting("PostgreSQL", f"{v // 10000}.{v % 10000} (embedded, unix socket; client and server on the same cores)")
         url = prepare(admin, n_symbols, n_bars)
         bench = Bench(url, n_symbols, n_bars, args.repeats)
+        bench.feast_budget_s = args.feast_budget or (8.0 if args.quick else 120.0)
         if args.quick:  # the setup's objects out of every later gc.collect() (see the docstring)
             gc.collect()
             gc.freeze()
@@ -383,18 +434,15 @@ def main() -> None:
         server.stop()
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
-    if args.markdown:
-        import platform
-
-        import adbc_driver_postgresql
-
-        header = (
-            f"### benchmarks/read.py{' --quick' if args.quick else ''}: {n_symbols:,} symbols x {n_bars:,} bars, "
-            f"medians of {args.repeats}\n\nPython {platform.python_version()}, pandas {pd.__version__}, "
-            f"psycopg {psycopg.__version__}, adbc-driver-postgresql {adbc_driver_postgresql.__version__}, "
-            "embedded PostgreSQL 18, unix socket, client and server on the same 2 shared cores."
-        )
-        print(markdown(bench.rows, header))
+    sections: dict[str, list[list[str]]] = {}
+    for sec, label, value, unit, note in bench.rows:
+        sections.setdefault(sec, []).append([label, f"{value:,.2f}", unit, note])
+    for sec, rows in sections.items():
+        out.table(sec, ["what", "value", "unit", "note"], rows, level=4)
+    for what, measured, target, passed, unit in bench.checks:
+        out.check(what, measured, target, passed, unit=unit)
+    out.checks_table()
+    out.write()
 
 
 if __name__ == "__main__":
