@@ -14,7 +14,8 @@ Cases:
   compile   first use of every kernel in a fresh process: cold (empty NUMBA_CACHE_DIR) and warm.
 
 Repeats of the contenders are interleaved, and medians reported, because the machine is
-shared and noisy. Run:  python benchmarks/indicators.py [--quick] [--markdown] [--output FILE]
+shared and noisy. Every run writes ``benchmarks/results/indicators.{json,md}`` (``_results.py``).
+Run:  python benchmarks/indicators.py [--quick] [--results-dir DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featurestore.indicators import (  # noqa: E402
+from _results import Results, add_arguments
+
+from featurestore.indicators import (
     IndicatorSpec,
     compute_batch,
     parse_indicator,
@@ -244,24 +247,10 @@ def fmt_us(s: float) -> str:
     return f"{s * 1e6:,.1f}"
 
 
-def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: dict[str, float], n_upd: int, markdown: bool) -> str:
-    lines: list[str] = []
-
-    def table(header: list[str], rows: list[list[str]]) -> None:
-        if markdown:
-            lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|")
-            lines.extend("| " + " | ".join(r) + " |" for r in rows)
-        else:
-            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-            lines.append("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
-            for r in rows:
-                lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
-        lines.append("")
-
-    lines.append("Full computation, medians (ms); ratios are time / TA-Lib time (lower is better):")
-    lines.append("")
-    table(
+def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: dict[str, float], n_upd: int, out: Results) -> None:
+    """The three tables and the target checks, through the results writer."""
+    out.table(
+        "Full computation, medians (ms); ratios are time / TA-Lib time (lower is better)",
         ["case", "indicator", "ours", "ours out=", "TA-Lib", "TA-Lib+concat", "pandas", "ours/TA-Lib",
          "ours out=/TA-Lib", "ours/TA-Lib+concat", "pandas/ours"],
         [
@@ -275,9 +264,8 @@ def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: di
             for r in full
         ],
     )
-    lines.append(f"Incremental: one new bar for each of {n_upd:,} symbols, medians (µs per round):")
-    lines.append("")
-    table(
+    out.table(
+        f"Incremental: one new bar for each of {n_upd:,} symbols, medians (µs per round)",
         ["indicator", "ours: 1 call", "in place", "warm", "ours: call/symbol", "talib.stream", "talipp",
          "stream/ours", "stream/in place", "stream/warm", "talipp/ours"],
         [
@@ -294,9 +282,8 @@ def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: di
             for r in upd
         ],
     )
-    lines.append("First use of all 8 kernels in a fresh process (s):")
-    lines.append("")
-    table(
+    out.table(
+        "First use of all 8 kernels in a fresh process (s)",
         ["what", "cache", "import", "compile/load"],
         [
             ["featurestore.indicators + warmup()", "cold (empty NUMBA_CACHE_DIR)", f"{comp['import_cold']:.3f}", f"{comp['compile_cold']:.2f}"],
@@ -305,15 +292,31 @@ def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: di
             ["numpy alone", "-", f"{comp['import_numpy']:.3f}", "-"],
         ],
     )
-    return "\n".join(lines)
+    out.record("full", full)
+    out.record("update", upd)
+    out.record("compile", comp)
+    batched = [r for r in full if not str(r["case"]).startswith("1 x")]
+    for r in batched:
+        ratio = r["ours"] / r["talib"]  # type: ignore[operator]
+        out.check(f"{r['indicator']}, batched {r['case']}: ours / TA-Lib per-symbol calls", ratio, "<= 0.90x", ratio <= 0.9)
+    for r in batched:
+        ratio = r["pandas"] / r["ours"]  # type: ignore[operator]
+        out.check(f"{r['indicator']}, batched {r['case']}: pandas / ours", ratio, ">= 5x", ratio >= 5.0)
+    for r in upd:
+        ratio = r["stream"] / r["ours"]  # type: ignore[operator]
+        out.check(f"{r['indicator']}, one new bar x {n_upd:,} symbols: talib.stream / update_batch (cold)", ratio, ">= 30x",
+                  ratio >= 30.0)
+    out.checks_table()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
-    ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    ap.add_argument("--output", type=Path, help="also write the tables to this file")
+    ap.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
+    add_arguments(ap)
     args = ap.parse_args()
+    out = Results("indicators", "Indicator engine vs TA-Lib, pandas, talib.stream and talipp", quick=args.quick,
+                  results_dir=args.results_dir, extra_packages=("talipp",))
 
     comp = bench_compile()
     warmup()
@@ -325,11 +328,10 @@ def main() -> None:
         full = bench_full(1, 1_000_000, 9, 3) + bench_full(2_000, 2_500, 9, 2)
         n_upd = 2_000
         upd = bench_update(n_upd, 2_500, 300, 51)
-    text = render(full, upd, comp, n_upd, args.markdown)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    out.setting("sizes", "1 x 100,000 and 200 x 2,500 bars, 200 symbols for updates" if args.quick
+                else "1 x 1,000,000 and 2,000 x 2,500 bars, 2,000 symbols for updates")
+    render(full, upd, comp, n_upd, out)
+    out.write()
 
 
 if __name__ == "__main__":
