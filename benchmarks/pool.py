@@ -26,7 +26,9 @@ p50 and p90 per strategy, and the table reports the median of those over the rep
 A second table times checkout + check-in alone (no query) for each pool configuration, and
 ``--profile`` prints a cProfile of strategy (f) to show where its overhead over (b) goes.
 
-    python benchmarks/pool.py [--quick] [--markdown] [--profile] [--repeats N] [--queries N]
+Every run writes ``benchmarks/results/pool.{json,md}`` (see ``_results.py``).
+
+    python benchmarks/pool.py [--quick] [--profile] [--repeats N] [--queries N] [--results-dir DIR]
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from _results import Results, add_arguments
 from sqlalchemy.engine import URL
 
 from featurestore.client import FeatureStore
@@ -266,8 +269,7 @@ def table(
     res: dict[str, dict[str, float]],
     *,
     base: str | None,
-    markdown: bool,
-) -> str:
+) -> tuple[list[str], list[list[str]]]:
     head = ["strategy", "p50 µs", "p90 µs", "p50 range µs", "queries/repeat"]
     if base is not None:
         head.insert(3, "p50 / (b)")
@@ -284,13 +286,7 @@ def table(
         if base is not None:
             row.insert(3, f"{r['p50'] / res[base]['p50']:.2f}x")
         rows.append(row)
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    fmt = "  ".join(["{:<%d}" % widths[0]] + ["{:>%d}" % w for w in widths[1:]])
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])
+    return head, rows
 
 
 def profile_f(strategies: Strategies, n: int) -> str:
@@ -308,13 +304,16 @@ def profile_f(strategies: Strategies, n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1 repeat x 300 queries (smoke test)")
-    ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    ap.add_argument("--quick", action="store_true", help="3 repeats x 300 queries")
+    ap.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
     ap.add_argument("--profile", action="store_true", help="cProfile strategy (f)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--queries", type=int, default=None)
+    add_arguments(ap)
     args = ap.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 5)
+    out = Results("pool", "Point-read latency under different connection strategies", quick=args.quick,
+                  results_dir=args.results_dir)
+    repeats = args.repeats or (3 if args.quick else 5)
     queries = args.queries or (300 if args.quick else 2000)
     few = {"h": max(20, queries // 20)}
 
@@ -331,24 +330,23 @@ def main(argv: list[str] | None = None) -> int:
         setup_s = time.perf_counter() - t0
         strategies = Strategies(url, store)
         pg_version = strategies.held.info.server_version
-        print(
-            f"PostgreSQL {pg_version // 10000}.{pg_version % 10000}, psycopg {psycopg.__version__} "
-            f"({psycopg.pq.__impl__}), SQLAlchemy {sa.__version__}, Python {sys.version.split()[0]}; "
-            f"{rows:,} bars ({N_ENTITIES} entities x {N_BARS}), setup {setup_s:.1f} s; "
-            f"{repeats} repeats x {queries} queries ((h): {few['h']}), unix socket"
-        )
+        out.setting("PostgreSQL", f"{pg_version // 10000}.{pg_version % 10000} (embedded, unix socket), "
+                    f"psycopg implementation {psycopg.pq.__impl__}")
+        out.setting("data", f"{rows:,} bars ({N_ENTITIES} entities x {N_BARS}), setup {setup_s:.1f} s; "
+                    f"{repeats} repeats x {queries} queries ((h): {few['h']})")
         res = measure(strategies.items, repeats=repeats, queries=queries, few=few)
-        print()
-        print(table(strategies.items, res, base="b", markdown=args.markdown))
+        out.table("Latest-bar query latency per connection strategy (median over repeats of each repeat's p50/p90)",
+                  *table(strategies.items, res, base="b"))
         over_items = strategies.overhead()
         over = measure(over_items, repeats=repeats, queries=queries, few={})
-        print()
-        print("Pool checkout + check-in alone (no query):")
-        print()
-        print(table(over_items, over, base=None, markdown=args.markdown))
+        out.table("Pool checkout + check-in alone (no query)", *table(over_items, over, base=None))
+        out.record("latency", res)
+        out.record("checkout", over)
         if args.profile:
-            print()
-            print(profile_f(strategies, queries))
+            out.say()
+            out.say("```")
+            out.say(profile_f(strategies, queries).strip())
+            out.say("```")
     finally:
         if strategies is not None:
             strategies.close()
@@ -356,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
+    out.write()
     return 0
 
 
