@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +20,21 @@ from featurestore.errors import ConfigError, NotFoundError
 from featurestore.indicators import IndicatorSpec, parse_indicator
 from featurestore.schema import BAR_COLUMNS, VIEW_TABLE_PREFIX, ident, validate_identifier
 
-__all__ = ["FeatureView", "normalize_spec", "list_views", "get_view", "register_view", "drop_view"]
+__all__ = [
+    "FeatureView",
+    "normalize_spec",
+    "list_views",
+    "get_view",
+    "read_view",
+    "resume_hint",
+    "register_view",
+    "drop_view",
+]
 
 # pg_advisory_xact_lock key serializing registry changes ("fsview" in ASCII)
 REGISTRY_LOCK_KEY = 0x66737669657700
 RESERVED_COLUMNS = frozenset({"entity_id", "ts", "symbol", *BAR_COLUMNS})
+READY = "ready"  # feature_views.status once the backfill is complete ('backfilling' before)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,14 @@ class FeatureView:
     table_name: str
     status: str
     created_at: datetime | None = None
+    # backfill progress, filled in for a version that is not ready (None when ready)
+    entities_backfilled: int | None = None
+    entities_total: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once every entity is backfilled: only ready versions serve reads."""
+        return self.status == READY
 
     @property
     def indicator_columns(self) -> tuple[str, ...]:
@@ -58,13 +76,24 @@ class FeatureView:
     def spec_json(self) -> dict[str, Any]:
         return _spec_json(self.indicators, self.columns)
 
+    def progress_text(self) -> str:
+        """``"3/10 entities backfilled"`` (or ``"ready"``)."""
+        if self.ready:
+            return "ready"
+        if self.entities_backfilled is None or self.entities_total is None:
+            return self.status
+        return f"{self.status}, {self.entities_backfilled}/{self.entities_total} entities backfilled"
+
     def describe(self) -> dict[str, Any]:
-        """A JSON-able description: name, version, table, status, indicators, columns."""
+        """A JSON-able description: name, version, table, status (and backfill progress), indicators, columns."""
         return {
             "name": self.name,
             "version": self.version,
             "table": self.table_name,
             "status": self.status,
+            "ready": self.ready,
+            "entities_backfilled": self.entities_backfilled,
+            "entities_total": self.entities_total,
             "indicators": [str(s) for s in self.indicators],
             "columns": list(self.feature_columns),
             "user_columns": list(self.columns),
@@ -129,25 +158,93 @@ def _from_row(row: Sequence[Any]) -> FeatureView:
 
 
 _SELECT = "SELECT view_id, name, version, spec, table_name, status, created_at FROM feature_views"
+# Backfill progress of views (an array of view ids): entities with state for the view, and
+# entities with bars (what a complete backfill covers). Runs only for views that are not ready.
+_PROGRESS_SQL = (
+    "SELECT v.view_id, (SELECT count(*) FROM indicator_state s WHERE s.view_id = v.view_id), "
+    "(SELECT count(*) FROM entities e WHERE EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = e.entity_id)) "
+    "FROM unnest(%s::int4[]) AS v(view_id)"
+)
+
+
+def _with_progress(conn: psycopg.Connection[Any], views: list[FeatureView]) -> list[FeatureView]:
+    """``views`` with backfill progress filled in for those not ready (one query, none if all are)."""
+    pending = [v.view_id for v in views if not v.ready]
+    if not pending:
+        return views
+    counts = {r[0]: (int(r[1]), int(r[2])) for r in conn.execute(_PROGRESS_SQL, (pending,)).fetchall()}
+    return [
+        replace(v, entities_backfilled=counts[v.view_id][0], entities_total=counts[v.view_id][1])
+        if v.view_id in counts
+        else v
+        for v in views
+    ]
 
 
 def list_views(conn: psycopg.Connection[Any]) -> list[FeatureView]:
-    """Every registered view version, by name then version."""
+    """Every registered view version, by name then version (with progress where not ready)."""
     rows = conn.execute(_SELECT + " ORDER BY name, version").fetchall()
-    return [_from_row(r) for r in rows]
+    return _with_progress(conn, [_from_row(r) for r in rows])
+
+
+def _not_found(conn: psycopg.Connection[Any], name: str, version: int | None) -> NotFoundError:
+    existing = sorted({f"{v.name} v{v.version}" for v in list_views(conn)})
+    what = f"view {name!r}" + (f" version {version}" if version is not None else "")
+    return NotFoundError(f"no {what}; registered views: {', '.join(existing) or 'none'}")
 
 
 def get_view(conn: psycopg.Connection[Any], name: str, version: int | None = None) -> FeatureView:
-    """A view by name (newest version unless ``version``); NotFoundError lists what exists."""
+    """A registered view version by name (newest, whatever its status, unless ``version``).
+
+    The registry's view (describe, create, drop); reads use :func:`read_view`. NotFoundError
+    lists what exists.
+    """
     if version is None:
         row = conn.execute(_SELECT + " WHERE name = %s ORDER BY version DESC LIMIT 1", (name,)).fetchone()
     else:
         row = conn.execute(_SELECT + " WHERE name = %s AND version = %s", (name, version)).fetchone()
     if row is None:
-        existing = sorted({f"{v.name} v{v.version}" for v in list_views(conn)})
-        what = f"view {name!r}" + (f" version {version}" if version is not None else "")
-        raise NotFoundError(f"no {what}; registered views: {', '.join(existing) or 'none'}")
-    return _from_row(row)
+        raise _not_found(conn, name, version)
+    view = _from_row(row)
+    return view if view.ready else _with_progress(conn, [view])[0]
+
+
+def read_view(conn: psycopg.Connection[Any], name: str, version: int | None = None) -> FeatureView:
+    """The view version a read uses: by name the newest *ready* one, else exactly ``version``.
+
+    A version whose backfill has not finished (running, or interrupted) holds features for only
+    some entities, so it never serves a read: by name the previous ready version answers, and
+    asking for it explicitly, or for a name with no ready version, raises NotFoundError naming
+    its progress and how to resume. One query when the view is ready.
+    """
+    if version is None:
+        row = conn.execute(
+            _SELECT + " WHERE name = %s AND status = %s ORDER BY version DESC LIMIT 1", (name, READY)
+        ).fetchone()
+        if row is not None:
+            return _from_row(row)
+        newest = get_view(conn, name)  # NotFoundError when the name does not exist at all
+        raise NotFoundError(
+            f"view {name!r} has no complete version yet: v{newest.version} is {newest.progress_text()}; "
+            f"{resume_hint(newest)}"
+        )
+    view = get_view(conn, name, version)
+    if not view.ready:
+        raise NotFoundError(
+            f"view {name!r} version {version} is not complete ({view.progress_text()}), so it "
+            f"cannot be read; {resume_hint(view)}"
+        )
+    return view
+
+
+def resume_hint(view: FeatureView) -> str:
+    """How to finish an incomplete backfill: the same create_view call (or CLI command) again."""
+    indicators = [str(s) for s in view.indicators]
+    call = f"store.create_view({view.name!r}, {indicators!r}" + (
+        f", columns={list(view.columns)!r})" if view.columns else ")"
+    )
+    cli = " ".join(["featurestore views create", view.name, *indicators, *(f"--column {c}" for c in view.columns)])
+    return f"resume the backfill with the same spec: {call}, or `{cli}`"
 
 
 def register_view(
@@ -199,7 +296,7 @@ def drop_view(conn: psycopg.Connection[Any], name: str, version: int | None = No
     else:
         rows = conn.execute(_SELECT + " WHERE name = %s AND version = %s", (name, version)).fetchall()
     if not rows:
-        get_view(conn, name, version)  # raises NotFoundError with the list of views
+        raise _not_found(conn, name, version)
     dropped = []
     for r in rows:
         view = _from_row(r)

@@ -1,0 +1,413 @@
+"""[read] Range, latest, as-of and point-in-time queries -> pandas or Arrow.
+
+The result contract
+===================
+
+Range reads (:meth:`Reader.get_bars`, :meth:`Reader.get_features`) and :meth:`Reader.get_latest`
+return, by default, a pandas ``DataFrame``:
+
+* index: a ``MultiIndex`` named ``("symbol", "ts")``; ``symbol`` holds pandas' default string
+  dtype, ``ts`` is ``datetime64[us, UTC]`` (PostgreSQL stores microseconds, so nothing is lost
+  and nothing is widened to nanoseconds);
+* columns: ``float64`` only, in the order asked for (``columns=``), else bars first
+  (open, high, low, close, volume, when included) then the view's feature columns in spec order;
+  a missing value is ``NaN``;
+* rows: range reads are sorted by symbol (lexicographic, the index is lexsorted) then ts;
+  ``get_latest`` returns exactly one row per requested symbol in the order requested (duplicates
+  dropped), and a symbol with no bar at or before ``as_of`` (or no such symbol) is present with
+  ``ts`` NaT and NaN values;
+* symbols that do not exist simply have no rows in range reads (no error).
+
+With ``as_arrow=True`` the same content comes as a ``pyarrow.Table`` with columns ``symbol``
+(string), ``ts`` (``timestamp[us, tz=UTC]``, null only where pandas has NaT) and the float64
+columns (NaN, never null), in the same row order:
+``table.to_pandas().set_index(["symbol", "ts"])`` equals the pandas result.
+
+Time arguments (``start``, ``end``, ``as_of``) are ``datetime``, ``pandas.Timestamp`` or strings,
+and must carry a time zone (``"2024-01-31T16:00-05:00"``, ``"2024-01-31 UTC"``); naive times are
+rejected, as on load. The interval is closed: ``start <= ts <= end``; ``None`` leaves a side
+open. :meth:`Reader.get_training_frame` has its own contract, in its docstring.
+
+How it reads
+============
+
+The steps live in modules of this package: :mod:`~featurestore.read.sql` builds each query's
+text (a constant per table and columns, from validated identifiers; the plan tests in
+``tests/test_read.py`` EXPLAIN those exact texts), :mod:`~featurestore.read.bulk` fetches bulk
+results as Arrow through ADBC, :mod:`~featurestore.read.frames` builds the result frames and
+:mod:`~featurestore.read.training` the point-in-time joins.
+
+* Small, hot queries (view and symbol lookup, latest rows) run on the pool's psycopg connection
+  with bind parameters and ``prepare=True``, so one server-side plan serves every call.
+* Bulk results (range reads, the rows behind a training frame) come through ADBC on a small pool
+  of the Reader's own connections (see :mod:`featurestore.read.bulk`).
+* Symbols become entity ids in one lookup query; rows are mapped back to symbols by their
+  entity-id segments (a vectorized take), never row by row in Python.
+* A view read by name uses its newest *ready* version: a version whose backfill is running or
+  was interrupted never serves a read (see :func:`featurestore.views.read_view`).
+* :meth:`Reader.snapshot` runs a block of reads on one REPEATABLE READ snapshot (an export is one
+  state of the store, whatever commits while it runs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from featurestore.config import libpq_url
+from featurestore.errors import ConfigError, ConnectionError
+from featurestore.read import bulk as _bulk
+from featurestore.read.args import _bound, _columns, _split, _symbols, _utc
+from featurestore.read.frames import _block_order, _column, _empty, _frame, _segments, downcast
+from featurestore.read.sql import (
+    _MAX_TS,
+    _MIN_TS,
+    _MIN_US,
+    _NAT,
+    _UTC,
+    LOOKUP_SQL,
+    _literal,
+    estimate_sql,
+    latest_one_sql,
+    latest_sql,
+    point_sql,
+    range_sql,
+    render,
+    training_sql,
+)
+from featurestore.read.training import PER_EVENT_COST, TRAINING_TS_COLUMN, training_frame
+from featurestore.schema import BAR_COLUMNS, validate_identifier
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from featurestore.pool import Database
+    from featurestore.views import FeatureView
+
+__all__ = [
+    "Reader",
+    "Snapshot",
+    "LOOKUP_SQL",
+    "range_sql",
+    "latest_sql",
+    "latest_one_sql",
+    "training_sql",
+    "point_sql",
+    "estimate_sql",
+    "render",
+    "downcast",
+    "PER_EVENT_COST",
+    "TRAINING_TS_COLUMN",
+]
+# re-exported for the rest of the package and its tests (featurestore.read._utc etc.)
+_REEXPORTED = (_utc, _literal, _MIN_TS, _MAX_TS, _MIN_US, _NAT)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The two connections of a :meth:`Reader.snapshot` block, in one REPEATABLE READ snapshot."""
+
+    pg: psycopg.Connection[Any]
+    bulk: Any
+
+    def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``fn(conn)`` on the snapshot's psycopg connection (sees the snapshot's state)."""
+        return fn(self.pg)
+
+
+class Reader:
+    """The read step of one store: range, latest and point-in-time reads.
+
+    Bulk reads use a small pool of ADBC connections of its own (the SQLAlchemy pool cannot hand
+    out ADBC connections): at most ``bulk_connections`` (default 2) exist at once, idle ones are
+    kept for the next read, and a read that finds them all busy for ``pool_timeout`` seconds fails
+    with PoolTimeoutError. Point reads use the store's pool. Call :meth:`close` when done.
+    """
+
+    def __init__(self, db: Database, *, bulk_connections: int = 2) -> None:
+        self._db = db
+        url = db.url.update_query_dict({"application_name": "featurestore-bulk"})
+        self._uri = libpq_url(url)
+        self._bulk = _bulk.BulkConnections(bulk_connections, db.pool_timeout)
+        self._local = threading.local()  # .snap: this thread's open Snapshot, if any
+        self._closed = False
+
+    def close(self) -> None:
+        """Close the ADBC connections this Reader opened (a busy one when its read ends). Idempotent."""
+        self._closed = True
+        self._bulk.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public reads -------------------------------------------------------------------------
+
+    def get_bars(
+        self,
+        symbols: str | Sequence[str],
+        start: Any = None,
+        end: Any = None,
+        *,
+        columns: str | Sequence[str] | None = None,
+        as_arrow: bool = False,
+    ) -> pd.DataFrame | pa.Table:
+        """Bars of ``symbols`` with ``start <= ts <= end`` (see the module docstring for the shape)."""
+        cols = _columns(columns, BAR_COLUMNS, "bars") or list(BAR_COLUMNS)
+        return self._range("bars", cols, [], symbols, start, end, as_arrow=as_arrow)
+
+    def get_features(
+        self,
+        symbols: str | Sequence[str],
+        start: Any = None,
+        end: Any = None,
+        *,
+        view: str,
+        version: int | None = None,
+        columns: str | Sequence[str] | None = None,
+        include_bars: bool = False,
+        as_arrow: bool = False,
+    ) -> pd.DataFrame | pa.Table:
+        """Feature rows of ``view`` (newest version unless ``version``) with ``start <= ts <= end``.
+
+        ``columns`` picks feature columns (default: all); ``include_bars`` adds the bar columns
+        (open..volume) before them.
+        """
+        fv = self._view(view, version)
+        feats = _columns(columns, fv.feature_columns, f"view {fv.name!r} v{fv.version}") or list(fv.feature_columns)
+        bars = list(BAR_COLUMNS) if include_bars else []
+        return self._range(fv.table_name, bars, feats, symbols, start, end, as_arrow=as_arrow)
+
+    def get_latest(
+        self,
+        symbols: str | Sequence[str],
+        *,
+        as_of: Any = None,
+        view: str | None = None,
+        version: int | None = None,
+        columns: str | Sequence[str] | None = None,
+        as_arrow: bool = False,
+    ) -> pd.DataFrame | pa.Table:
+        """One row per requested symbol: its last bar (and feature row, with ``view``) at or before ``as_of``.
+
+        ``as_of=None`` means now. Rows keep the requested order; a symbol with no such row (or
+        unknown) is present with ts NaT and NaN values. ``columns`` picks among the bar columns
+        and, with a view, its feature columns (default: all of them, bars first).
+        """
+        self._check_open()
+        names = _symbols(symbols)
+        cut = dt.datetime.now(_UTC) if as_of is None else _bound(as_of, "as_of", ceil=False)
+        if view is None:
+            table, available = "bars", list(BAR_COLUMNS)
+            fv = None
+        else:
+            fv = self._view(view, version)
+            table, available = fv.table_name, [*BAR_COLUMNS, *fv.feature_columns]
+        cols = _columns(columns, available, "bars" if fv is None else f"bars and view {fv.name!r} v{fv.version}")
+        cols = cols if cols is not None else available
+        bar_cols, feat_cols = _split(cols) if fv is not None else (cols, [])
+        if not names:
+            return _empty(cols, as_arrow=as_arrow)
+        # a NUL byte cannot be sent (nor stored): such a symbol is unknown, asked as ''
+        sql_names = [n if "\x00" not in n else "" for n in names]
+        if len(names) == 1:
+            query = latest_one_sql(table, bar_cols, feat_cols)
+            params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
+        else:
+            query = latest_sql(table, bar_cols, feat_cols)
+            params = {"symbols": sql_names, "as_of": cut}
+
+        def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            return conn.execute(query, params, prepare=True).fetchall()
+
+        rows = self._run(run) or [(1, _NAT, *([None] * len(cols)))]
+        ts = np.array([r[1] for r in rows], dtype=np.int64)
+        # None (no row) becomes NaN; the SQL selects bar columns first, so reorder to the request
+        block = np.array([r[2:] for r in rows], dtype=np.float64).reshape(len(rows), len(cols))
+        selected = [*bar_cols, *feat_cols]
+        if selected != cols:
+            block = block[:, [selected.index(c) for c in cols]]
+        return _frame(names, np.arange(len(names), dtype=np.int32), ts, (cols, block), as_arrow=as_arrow)
+
+    def get_training_frame(
+        self,
+        events: pd.DataFrame,
+        *,
+        view: str,
+        version: int | None = None,
+        columns: str | Sequence[str] | None = None,
+        tolerance: Any = None,
+        event_time_col: str = "ts",
+        symbol_col: str = "symbol",
+        include_bars: bool = False,
+        strategy: str = "auto",
+    ) -> pd.DataFrame:
+        """Attach to each event the feature row with the greatest ``ts <= event time``: point in time.
+
+        With ``tolerance`` (a ``Timedelta``, ``timedelta`` or string such as ``"7D"``) the row must
+        also have ``ts >= event time - tolerance``. A later row is never attached. The result has
+        exactly the events' rows, in their order and with their index and every other column
+        (labels...), plus the feature columns (bar columns first with ``include_bars``) and
+        ``feature_ts``, the ts of the attached row. Where nothing qualifies (an unknown symbol, an
+        event before the first row, outside the tolerance, NaT event time) the new columns are
+        NaN / NaT. Event times must be tz-aware datetimes; they and the tolerance count at
+        microsecond precision.
+
+        ``strategy``: ``"range"`` reads each symbol's rows from its last row at or before its first
+        event through its last event (one bulk read) and binary-searches them in numpy;
+        ``"per_event"`` runs one LATERAL Index Scan Backward per distinct (symbol, event time) in
+        SQL; ``"auto"`` (default) estimates both from the view's row counts and picks the cheaper
+        (:data:`PER_EVENT_COST`). Both give the same result.
+        """
+        return training_frame(
+            self,
+            events,
+            view=view,
+            version=version,
+            columns=columns,
+            tolerance=tolerance,
+            event_time_col=event_time_col,
+            symbol_col=symbol_col,
+            include_bars=include_bars,
+            strategy=strategy,
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionError("this Reader is closed; make a new one")
+
+    def _view(self, name: str, version: int | None) -> FeatureView:
+        """The ready view version a read uses (featurestore.views.read_view): one query."""
+        from featurestore.views import read_view
+
+        if not isinstance(name, str):
+            raise ConfigError(f"view must be a view name (str), got {type(name).__name__}")
+        validate_identifier(name, what="view name")  # before it reaches SQL (NUL bytes, 10k chars)
+        return self._run(lambda conn: read_view(conn, name, version))
+
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """A point query: on this thread's snapshot if one is open, else on a pooled connection."""
+        snap = getattr(self._local, "snap", None)
+        if snap is not None:
+            return fn(snap.pg)  # type: ignore[no-any-return]
+        return self._db.run(fn, idempotent=True)
+
+    def _lookup(self, names: Sequence[str]) -> dict[str, int]:
+        """symbol -> entity id for the symbols that exist."""
+        # no stored symbol can hold a NUL byte (PostgreSQL text cannot), so such a name simply
+        # does not exist; sending it would be a driver error instead
+        names = [n for n in names if "\x00" not in n]
+        if not names:
+            return {}
+
+        def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            return conn.execute(LOOKUP_SQL, {"symbols": list(names)}, prepare=True).fetchall()
+
+        return {sym: eid for eid, sym in self._run(run)}
+
+    def _range(
+        self,
+        table: str,
+        bar_cols: list[str],
+        feat_cols: list[str],
+        symbols: str | Sequence[str],
+        start: Any,
+        end: Any,
+        *,
+        as_arrow: bool,
+    ) -> pd.DataFrame | pa.Table:
+        names = _symbols(symbols)
+        lo = _MIN_TS if start is None else _bound(start, "start", ceil=True)
+        hi = _MAX_TS if end is None else _bound(end, "end", ceil=False)
+        if start is not None and end is not None and _utc(start, "start") > _utc(end, "end"):
+            raise ConfigError(f"start ({start}) is after end ({end})")
+        cols = [*bar_cols, *feat_cols]
+        ids_of = self._lookup(names)
+        if not ids_of:
+            return _empty(cols, as_arrow=as_arrow)
+        # symbol level: the found symbols, sorted; ids passed ascending (the index's order)
+        level = sorted(ids_of)
+        ids = np.array(sorted(ids_of.values()), dtype=np.int32)
+        code_of_id = {ids_of[s]: k for k, s in enumerate(level)}
+        table_ = self._fetch(range_sql(table, bar_cols, feat_cols), {"ids": ids, "start": lo, "end": hi})
+        eid = _column(table_, "entity_id")
+        starts, ends = _segments(eid)
+        seg_codes = np.array([code_of_id[int(e)] for e in eid[starts].tolist()], dtype=np.int32)
+        perm = None
+        if seg_codes.size > 1 and not bool(np.all(np.diff(seg_codes) > 0)):
+            order = np.argsort(seg_codes, kind="stable")
+            perm = _block_order(starts, ends, order)
+            seg_codes, lengths = seg_codes[order], (ends - starts)[order]
+        else:
+            lengths = ends - starts
+        # drop symbols without rows from the level, so the index holds only what is there
+        used = seg_codes
+        level_used = [level[i] for i in used.tolist()]
+        codes = np.repeat(np.arange(len(used), dtype=np.int32), lengths)
+        ts = table_.column("ts").cast(pa.int64()).to_numpy()
+        values = {c: _column(table_, c) for c in cols}
+        if perm is not None:
+            ts = ts[perm]
+            values = {c: v[perm] for c, v in values.items()}
+        return _frame(level_used, codes, ts, values, as_arrow=as_arrow)
+
+    def _fetch(self, query: str, params: dict[str, Any]) -> pa.Table:
+        """Run a bulk read (``query`` with ``params`` rendered as literals) and return it as Arrow.
+
+        On this thread's snapshot connection if one is open, else on a pooled ADBC connection
+        (featurestore.read.bulk: returned or closed on every path, reconnected once if it died).
+        """
+        self._check_open()
+        text = render(query, params)
+        snap = getattr(self._local, "snap", None)
+        if snap is None:
+            return self._bulk.fetch(self._uri, text)
+        try:
+            return _bulk.run(snap.bulk, text)
+        except BaseException as exc:
+            if _bulk.is_disconnect(exc):
+                raise ConnectionError(f"lost the bulk-read connection of a snapshot: {exc}") from exc
+            raise
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """Run this thread's reads in the block on one REPEATABLE READ snapshot of the database.
+
+        Every read of the block (view and symbol lookups, latest rows, bulk reads) sees the
+        committed state of the block's start, whatever commits meanwhile: an export uses it so
+        its file is one state of the store. The block holds one pooled connection and one bulk
+        connection (its snapshot is exported from one and imported by the other), and keeps
+        the server from vacuuming rows newer than the snapshot until it ends. Re-entrant.
+        """
+        self._check_open()
+        current = getattr(self._local, "snap", None)
+        if current is not None:
+            yield current
+            return
+        with self._db.connection() as pg, self._bulk.held(self._uri) as bulk:
+            _bulk.begin_snapshot(bulk, pg)
+            snap = Snapshot(pg, bulk)
+            self._local.snap = snap
+            try:
+                yield snap
+            finally:
+                self._local.snap = None
+            # only after a clean block: a failed one closes the bulk connection (ending its
+            # transaction) and the pool rolls the other back on check-in
+            _bulk.end_snapshot(bulk, pg)
