@@ -117,10 +117,19 @@ class FeatureStore:
                     generation=self._generation,
                     listen_url=libpq_url(db_url) if consistency == "notify" else None,
                 )
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:
             self.db.close()
-            first = str(exc.orig or exc).strip().splitlines()[0]
-            raise ConnectionError(f"cannot connect to {mask_url(db_url)}: {first}") from None
+            from featurestore.pool import is_disconnect
+
+            orig = exc.orig if exc.orig is not None else exc
+            if isinstance(exc, sa.exc.OperationalError) and is_disconnect(orig):
+                first = str(orig).strip().splitlines()[0]
+                err = ConnectionError(f"cannot connect to {mask_url(db_url)}: {first}")
+                err.sqlstate = getattr(orig, "sqlstate", None)
+                raise err from None
+            from featurestore.errors import database_error
+
+            raise database_error(orig, "opening the store") from exc
         except BaseException:
             self.db.close()
             raise
@@ -453,9 +462,7 @@ class FeatureStore:
         in opposite orders can deadlock; PostgreSQL then aborts one of them, which rolled back
         completely and is simply run again (``chunks`` re-reads the source).
         """
-        import psycopg
-
-        from featurestore.errors import FeatureStoreError
+        from featurestore.errors import DeadlockError
         from featurestore.write import LoadWriter
 
         attempts = 4
@@ -471,11 +478,13 @@ class FeatureStore:
                             bar.update(len(chunk))
                         result = writer.finish()
                 break
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            except DeadlockError as exc:  # pool.py maps DeadlockDetected / SerializationFailure
                 if attempt + 1 == attempts:
-                    raise FeatureStoreError(
+                    raise DeadlockError(
                         f"load of {source} was aborted by {attempts} deadlocks with concurrent loads; "
-                        "nothing was written: run it again"
+                        f"nothing was written: run it again (last: {exc.server_message})",
+                        sqlstate=exc.sqlstate,
+                        server_message=exc.server_message,
                     ) from exc
                 time.sleep(0.05 * (attempt + 1))
             finally:

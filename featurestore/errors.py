@@ -5,15 +5,24 @@ Messages name the object (row, column, view, URL) and, where there is one, the f
 
 from __future__ import annotations
 
+import builtins
+from typing import Any
+
 __all__ = [
-    "FeatureStoreError",
     "ConfigError",
     "ConnectionError",
+    "DatabaseError",
+    "DeadlockError",
+    "FeatureStoreError",
+    "IndicatorError",
+    "LockTimeoutError",
+    "NotFoundError",
     "PoolTimeoutError",
+    "QueryCanceledError",
+    "ResourceError",
     "SchemaError",
     "ValidationError",
-    "IndicatorError",
-    "NotFoundError",
+    "database_error",
 ]
 
 
@@ -25,12 +34,88 @@ class ConfigError(FeatureStoreError, ValueError):
     """A setting or argument is invalid (bad URL, unknown option, bad identifier)."""
 
 
-class ConnectionError(FeatureStoreError):  # noqa: A001 - deliberately scoped to this package
-    """The database could not be reached, or the connection was lost mid-call."""
+class ConnectionError(FeatureStoreError, builtins.ConnectionError):
+    """The database could not be reached, or the connection was lost mid-call.
+
+    Only a real disconnect (server restart, network, a terminated backend) or a failed connect
+    is a ConnectionError; a statement the server refused or aborted is a :class:`DatabaseError`.
+    It also subclasses the builtin ``ConnectionError`` it shadows, so ``except ConnectionError``
+    catches it whether or not the name was imported from featurestore. ``sqlstate`` is the
+    server's SQLSTATE when it sent one (``57P01`` for a terminated backend), else None.
+    """
+
+    sqlstate: str | None = None
 
 
 class PoolTimeoutError(ConnectionError):
     """Every pooled connection stayed busy for longer than ``pool_timeout``."""
+
+
+class DatabaseError(FeatureStoreError):
+    """The server refused or aborted a statement; the connection itself is fine.
+
+    Like a DB-API ``DatabaseError`` it keeps the server's verdict: ``sqlstate`` is the five-
+    character SQLSTATE (``"57014"``), ``server_message`` the server's own message, and the
+    driver's exception is chained as ``__cause__``. Subclasses name the common cases.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, server_message: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.server_message = server_message
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only fields survive pickling
+        return (_rebuild, (type(self), str(self), self.sqlstate, self.server_message))
+
+
+def _rebuild(cls: type[DatabaseError], message: str, sqlstate: str | None, server_message: str | None) -> DatabaseError:
+    return cls(message, sqlstate=sqlstate, server_message=server_message)
+
+
+class QueryCanceledError(DatabaseError):
+    """SQLSTATE 57014: the statement hit ``statement_timeout`` or was canceled (the message says which)."""
+
+
+class LockTimeoutError(DatabaseError):
+    """SQLSTATE 55P03: a lock was not granted within ``lock_timeout`` (or NOWAIT found it taken)."""
+
+
+class DeadlockError(DatabaseError):
+    """SQLSTATE 40P01/40001: the transaction was rolled back by a deadlock or a serialization
+    failure; nothing of it was written. Loads retry this themselves and raise it only once their
+    retries are spent."""
+
+
+class ResourceError(DatabaseError):
+    """SQLSTATE class 53: the server ran out of a resource (disk full, out of memory)."""
+
+
+_BY_SQLSTATE: dict[str, type[DatabaseError]] = {
+    "57014": QueryCanceledError,
+    "55P03": LockTimeoutError,
+    "40P01": DeadlockError,
+    "40001": DeadlockError,
+}
+
+
+def database_error(exc: BaseException, context: str | None = None) -> DatabaseError:
+    """The typed DatabaseError for a driver error (psycopg, or anything with ``sqlstate``/``diag``).
+
+    The message is the server's first line and its SQLSTATE, after ``context`` when given.
+    Raise it ``from exc`` so the original stays chained.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    server_message = getattr(diag, "message_primary", None) if diag is not None else None
+    if not server_message:
+        text = str(exc).strip()
+        server_message = text.splitlines()[0] if text else type(exc).__name__
+    cls = _BY_SQLSTATE.get(sqlstate or "")
+    if cls is None:
+        cls = ResourceError if sqlstate and sqlstate.startswith("53") else DatabaseError
+    code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+    text = f"{context}: {server_message}{code}" if context else f"{server_message}{code}"
+    return cls(text, sqlstate=sqlstate, server_message=server_message)
 
 
 class SchemaError(FeatureStoreError):

@@ -10,6 +10,10 @@ Checkout cost is what point reads pay, so the defaults are chosen for it (benchm
 - no ``pool_pre_ping`` (a round trip per checkout); instead a lost connection is detected when a
   call fails, the whole pool generation is invalidated (a server restart kills every connection),
   and idempotent reads are retried once on a fresh connection.
+
+Driver errors leave this module typed: a real disconnect is a ``ConnectionError``; any other
+server error (statement timeout, cancel, lock timeout, deadlock, disk full, ...) is a
+``DatabaseError`` subclass that keeps the SQLSTATE and the server's message (errors.py).
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from featurestore.config import mask_url
-from featurestore.errors import ConnectionError, PoolTimeoutError
+from featurestore.errors import ConnectionError, PoolTimeoutError, database_error
 
-__all__ = ["Database", "is_disconnect"]
+__all__ = ["Database", "is_disconnect", "map_error"]
 
 T = TypeVar("T")
 
@@ -41,6 +45,16 @@ def is_disconnect(exc: BaseException, conn: psycopg.Connection[Any] | None = Non
         # 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection
         return sqlstate is None or sqlstate.startswith(("08", "57P"))
     return isinstance(exc, psycopg.InterfaceError)
+
+
+def map_error(exc: BaseException, url: URL, conn: psycopg.Connection[Any] | None = None) -> Exception:
+    """The featurestore error for a psycopg error: ConnectionError for a disconnect, else a
+    typed DatabaseError with the SQLSTATE. The caller raises it ``from exc``."""
+    if is_disconnect(exc, conn):
+        lost = ConnectionError(f"lost the connection to {mask_url(url)}: {_first_line(exc)}")
+        lost.sqlstate = getattr(exc, "sqlstate", None)
+        return lost
+    return database_error(exc)
 
 
 class Database:
@@ -100,7 +114,9 @@ class Database:
         except (sa.exc.DBAPIError, psycopg.Error) as exc:
             # engine.raw_connection() raises the driver's error unwrapped (server down)
             orig = getattr(exc, "orig", None) or exc
-            raise ConnectionError(f"cannot connect to {mask_url(self.url)}: {_first_line(orig)}") from None
+            err = ConnectionError(f"cannot connect to {mask_url(self.url)}: {_first_line(orig)}")
+            err.sqlstate = getattr(orig, "sqlstate", None)
+            raise err from None
 
     def invalidate_all(self, proxied: Any, exc: BaseException | None = None) -> None:
         """Invalidate this connection and every connection opened before it (a server restart)."""
@@ -112,7 +128,8 @@ class Database:
         """Run ``fn(conn)`` on a pooled connection, mapping driver errors to FeatureStoreErrors.
 
         ``idempotent=True`` retries once on a fresh connection when the first one turns out to
-        be dead (the pool's replacement for pre-ping). Writes are never retried here.
+        be dead (the pool's replacement for pre-ping). Writes are never retried here, and
+        neither is a statement the server refused (a timeout would only time out again).
         """
         attempts = 2 if idempotent else 1
         for attempt in range(attempts):
@@ -120,14 +137,12 @@ class Database:
             conn = proxied.driver_connection
             try:
                 return fn(conn)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except psycopg.Error as exc:
                 if is_disconnect(exc, conn):
                     self.invalidate_all(proxied, exc)
                     if attempt + 1 < attempts:
                         continue
-                raise ConnectionError(
-                    f"lost the connection to {mask_url(self.url)}: {_first_line(exc)}"
-                ) from exc
+                raise map_error(exc, self.url, conn) from exc
             finally:
                 proxied.close()
         raise AssertionError("unreachable")  # pragma: no cover
@@ -167,18 +182,21 @@ class _Checkout:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         proxied, self._proxied = self._proxied, None
-        lost = False
+        mapped: Exception | None = None
         try:
-            if exc is not None and is_disconnect(exc, proxied.driver_connection):
+            if exc is not None and isinstance(exc, psycopg.Error):
+                conn = proxied.driver_connection
+                if is_disconnect(exc, conn):
+                    self._db.invalidate_all(proxied, exc)  # the pool is refreshed
+                mapped = map_error(exc, self._db.url, conn)
+            elif exc is not None and is_disconnect(exc, proxied.driver_connection):
+                # e.g. KeyboardInterrupt mid-COPY left the connection broken: refresh, re-raise as is
                 self._db.invalidate_all(proxied, exc)
-                lost = True
         finally:
             proxied.close()
-        if lost:
-            # the pool is refreshed; the caller gets one clear error instead of the driver's
-            raise ConnectionError(
-                f"lost the connection to {mask_url(self._db.url)}: {_first_line(exc)}"  # type: ignore[arg-type]
-            ) from exc
+        if mapped is not None:
+            # one typed error instead of the driver's (which stays chained)
+            raise mapped from exc
 
 
 _IDLE = pq.TransactionStatus.IDLE

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import talib
-from helpers import SEED_VIEW, assert_features_match_talib, make_bars
+from helpers import assert_features_match_talib, make_bars
 from sqlalchemy.engine import URL
 
 from featurestore.client import FeatureStore
@@ -81,7 +81,7 @@ def test_first_use_from_many_threads_compiles_once_and_agrees(tmp_path: Path) ->
     n_threads = 4
     proc = subprocess.run(
         [sys.executable, "-c", THREADS_SCRIPT, json.dumps(specs), str(n_threads)],
-        capture_output=True, text=True, timeout=600, env=_fresh_env(tmp_path),
+        check=False, capture_output=True, text=True, timeout=600, env=_fresh_env(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.splitlines()[-1])
@@ -129,7 +129,7 @@ def test_threaded_joblib_backfill_in_a_fresh_process(make_database: Callable[[st
         fs.ingest(df)  # no view yet: nothing compiles in this process for the child to reuse
     proc = subprocess.run(
         [sys.executable, "-c", VIEW_SCRIPT, str(url.render_as_string(hide_password=False))],
-        capture_output=True, text=True, timeout=600, env=_fresh_env(tmp_path),
+        check=False, capture_output=True, text=True, timeout=600, env=_fresh_env(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["ready"]
