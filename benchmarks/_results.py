@@ -160,6 +160,14 @@ class Results:
                 for c in self.checks]
         self.table("Targets", ["claim", "measured", "target", "status", "note"], rows)
 
+    def parsed_tables(self) -> list[dict[str, Any]]:
+        """Every pipe table of the body (also those a script printed as text), with its title."""
+        try:
+            from featurestore.bench import parse_tables
+        except ImportError:
+            return self.tables
+        return [{"title": t.title, "headers": t.headers, "rows": t.rows} for t in parse_tables("\n".join(self.body))]
+
     def header(self, load_end: list[float]) -> list[str]:
         v = self.versions
         lines = [
@@ -199,7 +207,7 @@ class Results:
             "loadavg_end": load_end,
             "settings": self.notes,
             "checks": self.checks,
-            "tables": self.tables,
+            "tables": self.parsed_tables(),
             "data": self.data,
         }
         json_path.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n", encoding="utf-8")

@@ -1,7 +1,7 @@
 """Serialization formats for a bars frame, side by side in one run, and the store itself.
 
 Data: ``featurestore.demo.generate_bars`` (GARCH random walk, 0.01 ticks), N symbols x 2,500
-business days: 1M and 10M rows (``--quick``: 200k and 1M). Columns symbol (pandas str), ts
+business days: 1M and 10M rows (``--quick``: 100k and 250k). Columns symbol (pandas str), ts
 (datetime64[us, UTC]), open, high, low, close, volume (float64).
 
 Each contender writes the DataFrame to a file and reads it back into a DataFrame (the store
@@ -21,19 +21,19 @@ the times a user sees on a machine with free memory, not the disk's speed.
 
 Repeats are interleaved (every contender once per round), so drift on shared cores hits them
 alike; a contender whose first round took more than SLOW_SECONDS runs once. The slowest text
-formats (pandas CSV, JSON, HDF5 table) run only up to 1M rows (200k with --quick): at 10M they
-would take 5-10 minutes each, which says nothing the 1M numbers do not.
+formats (pandas CSV, JSON, HDF5 table) run only up to 1M rows (100k with --quick): at 10M they
+would take minutes each, which says nothing the 1M numbers do not.
 
-    python benchmarks/serialization.py [--quick] [--markdown] [--repeats N] [--sizes N,N]
-                                       [--no-store] [--output FILE]
+Every run writes ``benchmarks/results/serialization.{json,md}`` (see ``_results.py``).
+
+    python benchmarks/serialization.py [--quick] [--repeats N] [--sizes N,N] [--no-store]
+                                       [--results-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -50,7 +50,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featurestore.demo import generate_bars  # noqa: E402
+from _results import Results, add_arguments
+
+from featurestore.demo import generate_bars
+
+SERIALIZATION_PACKAGES = ("tables", "joblib")
 
 N_DAYS = 2_500
 SLOW_SECONDS = 20.0  # write + read of one round; above this a contender runs once
@@ -158,7 +162,7 @@ def contenders() -> list[Contender]:
 
         missing = None
     except ImportError:
-        missing = "not installable (PyTables `tables` is not importable)"
+        missing = "skipped: PyTables (`tables`) is not installed"
     out.append(Contender("HDF5 (fixed)", ".h5", _hdf_fixed_write, _hdf_read, "hdf5", missing=missing))
     out.append(
         Contender("HDF5 (table, blosc:zstd 5)", ".h5", _hdf_table_write, _hdf_read, "hdf5", slow=True, missing=missing)
@@ -378,7 +382,7 @@ def table(headers: list[str], rows: list[list[str]], markdown: bool, right: set[
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    fmt = lambda row: "  ".join(  # noqa: E731
+    fmt = lambda row: "  ".join(
         (c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(row, widths))
     )
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows)])
@@ -448,34 +452,26 @@ def recommendations(results: list[Result], mem: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="200k and 1M rows (default 1M and 10M)")
-    ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    ap.add_argument("--repeats", type=int, default=3, help="rounds per size (default 3; slow contenders run once)")
+    ap.add_argument("--quick", action="store_true", help="100k and 250k rows (default 1M and 10M)")
+    ap.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
+    ap.add_argument("--repeats", type=int, default=None, help="rounds per size (default 3, quick 2; slow contenders run once)")
     ap.add_argument("--sizes", type=str, default=None, help="comma-separated row counts (multiples of 2,500)")
     ap.add_argument("--no-store", action="store_true", help="skip the featurestore lines (no server)")
-    ap.add_argument("--output", type=Path, default=None, help="also write the report to this file")
     ap.add_argument("--tmpdir", type=Path, default=None, help="where to write the scratch files")
+    add_arguments(ap)
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([200_000, 1_000_000] if args.quick else [1_000_000, 10_000_000])
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 3
+    out = Results("serialization", "Serialization: a bars frame to disk and back, and the store", quick=args.quick,
+                  results_dir=args.results_dir, extra_packages=SERIALIZATION_PACKAGES)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([100_000, 250_000] if args.quick else [1_000_000, 10_000_000])
     slow_cap = min(sizes) if args.quick else 1_000_000
-    import pyarrow
-
-    md = args.markdown
-    lines: list[str] = []
-
-    def emit(text: str = "") -> None:
-        lines.append(text)
-        print(text, flush=True)
-
-    emit(f"{'## ' if md else ''}Serialization: a bars frame to disk and back, and the store")
-    emit()
+    md = True
+    emit = out.say
     emit(
-        f"`python benchmarks/serialization.py{' --quick' if args.quick else ''}{' --markdown' if md else ''}`: "
-        f"sizes {', '.join(f'{s:,}' for s in sizes)} rows (generate_bars, N symbols x {N_DAYS:,} days); "
-        f"medians of up to {args.repeats} interleaved rounds (slow contenders once). pandas {pd.__version__}, "
-        f"pyarrow {pyarrow.__version__}, numpy {np.__version__}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores shared with other jobs (load average {os.getloadavg()[0]:.1f} at start): "
-        "absolute times are noisy, compare rows within a table. MB/s = in-memory MB per second. Writes to "
+        f"Sizes {', '.join(f'{s:,}' for s in sizes)} rows (generate_bars, N symbols x {N_DAYS:,} days); "
+        f"medians of up to {args.repeats} interleaved rounds (slow contenders once). "
+        "Absolute times are noisy, compare rows within a table. MB/s = in-memory MB per second. Writes to "
         "the page cache, warm reads. 'exact' = values read back bit-identical."
     )
     server = None if args.no_store else Server()
@@ -513,8 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         if server is not None:
             server.stop()
-    if args.output:
-        args.output.write_text("\n".join(lines) + "\n")
+    out.write()
     return 0
 
 
