@@ -1,0 +1,194 @@
+"""[cache] What the cache does with a result: size it, freeze it, hand it out, never touching the caller's data.
+
+A result may share memory with its caller's inputs (a training frame keeps the events' own label
+columns and index). So nothing here changes an array in place that the cache did not create:
+`freeze` makes read-only *views* (new array objects) and, where pandas cannot track that the
+memory is shared, copies instead.
+
+Copy-on-write: pandas 3 always has it (pandas 2 when ``pd.options.mode.copy_on_write = True``).
+Then a frozen frame and every hand-out are cheap siblings that pandas knows share memory, so a
+write by anyone (the caller to its events, a reader to its result) copies first. Without it
+(pandas 2's default) sharing cannot be made safe: the cache copies the result once when it stores
+it and each hand-out is a deep copy, which is correct but costs a copy per hit.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TypeVar
+
+__all__ = ["copy_on_write", "freeze", "handout", "sizeof"]
+
+V = TypeVar("V")
+
+# object columns are sized from this many evenly spaced elements (see `_objects_bytes`)
+_OBJECT_SAMPLE = 32
+
+
+# --------------------------------------------------------------------------------------------
+# sizes
+# --------------------------------------------------------------------------------------------
+def sizeof(value: object) -> int:
+    """Return the memory a result holds, in bytes: the default ``getsizeof`` of every cache.
+
+    numpy arrays and pyarrow tables/arrays count their ``nbytes``; pandas objects the ``nbytes``
+    of each block, index level and code array, plus for object-dtype data (Python strings) an
+    estimate from a sample of the objects (`_objects_bytes`); anything else ``sys.getsizeof``
+    (shallow). The cost grows with the number of columns, not rows: a few microseconds for a
+    small frame, where ``memory_usage(deep=True)`` visits every string. Numeric data is counted
+    exactly; strings within a small factor of ``memory_usage(deep=True)`` (tested).
+    """
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        if isinstance(value, pd.DataFrame):
+            return _frame_bytes(value)
+        if isinstance(value, pd.Series):
+            return _array_bytes(value.array) + _index_bytes(value.index)
+        if isinstance(value, pd.Index):
+            return _index_bytes(value)
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        return _array_bytes(value)
+    nbytes = getattr(value, "nbytes", None)  # pyarrow Table / RecordBatch / Array
+    if isinstance(nbytes, int):
+        return nbytes
+    return sys.getsizeof(value)
+
+
+def _frame_bytes(frame: Any) -> int:
+    blocks = getattr(getattr(frame, "_mgr", None), "blocks", None)
+    if blocks is None:  # pandas internals moved: one array per column, still O(columns)
+        values = [frame.iloc[:, i].array for i in range(frame.shape[1])]
+    else:
+        values = [block.values for block in blocks]
+    return sum(_array_bytes(v) for v in values) + _index_bytes(frame.index) + _index_bytes(frame.columns)
+
+
+def _array_bytes(values: Any) -> int:
+    np = sys.modules["numpy"]
+    if isinstance(values, np.ndarray):
+        n = int(values.nbytes)
+        return n + _objects_bytes(values) if values.dtype.kind == "O" else n
+    pd = sys.modules["pandas"]
+    if isinstance(values, pd.Categorical):
+        return int(values.codes.nbytes) + _index_bytes(values.categories)
+    inner = getattr(values, "_ndarray", None)  # numpy-backed extension arrays (python str, datetimes)
+    if isinstance(inner, np.ndarray):
+        return _array_bytes(inner)
+    nbytes = getattr(values, "nbytes", None)  # Arrow-backed (buffer sizes), masked arrays
+    return int(nbytes) if nbytes is not None else sys.getsizeof(values)
+
+
+def _index_bytes(index: Any) -> int:
+    pd = sys.modules["pandas"]
+    if isinstance(index, pd.RangeIndex):
+        return sys.getsizeof(index)
+    if isinstance(index, pd.MultiIndex):
+        return sum(_index_bytes(level) for level in index.levels) + sum(int(c.nbytes) for c in index.codes)
+    return _array_bytes(index.array)
+
+
+def _objects_bytes(values: Any) -> int:
+    """The Python objects an object array points to, estimated from up to 32 evenly spaced ones.
+
+    Like ``memory_usage(deep=True)`` it counts ``sys.getsizeof`` of every element (an object
+    referenced twice counts twice); the sample keeps the cost independent of the row count.
+    """
+    n = values.size
+    if n == 0:
+        return 0
+    flat = values.ravel(order="K")
+    step = -(-n // _OBJECT_SAMPLE)
+    sample = flat[::step]
+    getsize = sys.getsizeof
+    return sum(getsize(obj) for obj in sample) * n // len(sample)
+
+
+# --------------------------------------------------------------------------------------------
+# read-only values and hand-outs
+# --------------------------------------------------------------------------------------------
+def copy_on_write() -> bool:
+    """True when pandas is in copy-on-write mode (always on pandas 3; opt-in on pandas 2)."""
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return True  # no pandas object can exist
+    if int(pd.__version__.split(".", 1)[0]) >= 3:
+        return True
+    return getattr(pd.options.mode, "copy_on_write", False) is True  # pandas 2: True, False or "warn"
+
+
+def _read_only_view(array: Any) -> Any:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def freeze(value: V) -> V:
+    """Return a read-only version of a result for the cache to keep; the argument is not changed.
+
+    numpy arrays -> a read-only copy (its hand-outs are views nobody can make writeable). A
+    pandas DataFrame -> a new frame over read-only views of its numpy blocks that pandas knows
+    share memory with the argument (copy-on-write), so a later write to the argument, or to any
+    array the argument shares with the caller's inputs, copies first and never reaches the
+    cached frame; without copy-on-write, a deep copy made read-only. A Series -> a copy-on-write
+    sibling (a deep copy without copy-on-write). pyarrow tables are immutable and returned as
+    they are, anything else too.
+    """
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        # a copy the cache owns, so no view of it can ever be made writeable again
+        owned = value.copy()
+        owned.flags.writeable = False
+        return owned  # type: ignore[no-any-return]
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(value, (pd.DataFrame, pd.Series)):
+        return value
+    cow = copy_on_write()
+    if np is None or isinstance(value, pd.Series):
+        return value.copy(deep=not cow)  # type: ignore[return-value]
+    frame = value if cow else value.copy(deep=True)
+    try:
+        mgr = frame._mgr
+        blocks = []
+        for block in mgr.blocks:
+            values = block.values
+            if isinstance(values, np.ndarray):
+                # refs= registers the view with pandas' reference tracking (copy-on-write)
+                refs = block.refs if cow else None
+                blocks.append(block.make_block_same_class(_read_only_view(values), refs=refs))
+            else:
+                blocks.append(block.copy(deep=False))
+        new = type(mgr)(tuple(blocks), mgr.axes, verify_integrity=False)
+        return type(frame)._from_mgr(new, axes=new.axes)  # type: ignore[no-any-return]
+    except (AttributeError, TypeError):  # pandas internals moved: a sibling without the lock
+        return frame.copy(deep=False) if cow else frame  # type: ignore[no-any-return]
+
+
+def handout(value: V) -> V:
+    """Return the object to give one caller for a cached result, so nothing it does reaches the cache.
+
+    pandas with copy-on-write -> a new frame over new shallow blocks that share the cached data,
+    and the cached (immutable) index and columns objects: a few microseconds, where
+    ``DataFrame.copy(deep=False)`` re-views a MultiIndex. The caller may write to it in any way
+    (values are copied on first write) and the cached frame stays unchanged; only renaming the
+    shared axes in place (``df.index.names = ...``) would reach it, so use ``rename_axis``.
+    pandas without copy-on-write -> a deep copy (the only safe hand-out there). numpy -> a
+    read-only view (a caller cannot switch ``writeable`` back on). Anything else as is.
+    """
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        return _read_only_view(value)  # type: ignore[no-any-return]
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(value, (pd.DataFrame, pd.Series)):
+        return value
+    if not copy_on_write():
+        return value.copy(deep=True)  # type: ignore[return-value]
+    if isinstance(value, pd.Series):
+        return value.copy(deep=False)  # type: ignore[return-value]
+    mgr = value._mgr
+    try:
+        blocks = tuple(b.copy(deep=False) for b in mgr.blocks)
+        new = type(mgr)(blocks, mgr.axes, verify_integrity=False)
+        return type(value)._from_mgr(new, axes=new.axes)  # type: ignore[no-any-return]
+    except (AttributeError, TypeError):  # pandas internals moved: the public, slower way
+        return value.copy(deep=False)  # type: ignore[return-value]
