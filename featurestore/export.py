@@ -16,6 +16,10 @@ What the file holds
   include_bars=True)`` over the same symbols and range.
 * Parquet and Feather files carry schema metadata ``featurestore`` (JSON: view, version, start,
   end) for consumers; :func:`featurestore.load.read_chunks` ignores it.
+* One state of the store: every batch is read in one REPEATABLE READ snapshot taken when the
+  export starts (:meth:`featurestore.read.Reader.snapshot`), so a load committing meanwhile is in
+  none of the file or, for a later export, in all of it; never in some symbols only. With
+  ``view=`` and no ``version=``, the view's newest *ready* version at that moment is exported.
 
 Two kinds of export
 ===================
@@ -37,7 +41,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +52,8 @@ import pyarrow as pa
 from featurestore.errors import ConfigError
 
 if TYPE_CHECKING:
+    import psycopg
+
     from featurestore.client import FeatureStore
 
 __all__ = [
@@ -55,6 +61,7 @@ __all__ = [
     "DEFAULT_CHUNK_SYMBOLS",
     "DEFAULT_COMPRESSION",
     "EXPORT_FORMATS",
+    "ExportProgress",
     "ExportResult",
     "export",
     "export_format",
@@ -91,6 +98,9 @@ _CSV_STREAM_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 # (benchmarks/results/serialization.md): Parquet zstd was the smallest file of every format at a
 # write speed close to snappy's; Feather lz4 keeps the fastest read of any file format.
 DEFAULT_COMPRESSION = {"parquet": "zstd", "feather": "lz4", "csv": None}
+
+# progress= callback: called after each batch is read with (rows so far, symbols done, symbols total)
+ExportProgress = Callable[[int, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +164,7 @@ def export(
     chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     overwrite: bool = False,
-    progress: bool | None = None,
+    progress: bool | ExportProgress | None = None,
 ) -> ExportResult:
     """Write stored bars (and, with ``view``, its features) to one Parquet, Feather or CSV file.
 
@@ -165,6 +175,11 @@ def export(
     ``"none"``; CSV: from the extension, ``.csv.gz`` etc.). ``columns`` picks feature columns of
     the view. Symbols are read ``chunk_symbols`` at a time (fewer when batches exceed about
     ``chunk_rows`` rows). An existing ``path`` is an error unless ``overwrite=True``.
+    ``progress``: a bar on a terminal (``None``), always (``True``), never (``False``), or a
+    callable ``progress(rows, symbols_done, symbols_total)`` called after each batch is read.
+
+    The whole file is one snapshot of the store, taken when the export starts: loads that
+    commit while it runs are not in it (see the module docstring).
 
     Export bars (no view) to move data to another store: it loads back identically. Export a
     view for other tools; see the module docstring for why that file does not load back.
@@ -193,39 +208,43 @@ def export(
             batch, start, end, view=view, version=version, columns=columns, include_bars=True, as_arrow=True
         )
 
-    # A read of no symbols checks start/end/view/columns and gives the schema before any work.
-    schema = read([]).schema
-    names = _all_symbols(store) if symbols is None else _requested(symbols)
-    meta = {"view": view, "version": version, "start": _text(start), "end": _text(end)}
-    if view is not None:
-        meta["version"] = _view_version(store, view, version)
-    schema = schema.with_metadata({"featurestore": json.dumps(meta)})
-
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     rows = n_symbols = 0
     read_s = 0.0
-    batches = _Batches(names, chunk_symbols, chunk_rows)
-    bar = _progress(progress, desc=f"export {target.name}")
+    callback = progress if callable(progress) else None
+    bar = _progress(None if progress is None else progress is True, desc=f"export {target.name}")
     try:
-        # Batch i+1 is read (this thread, its ADBC connection) while batch i is written by one
-        # writer thread: pyarrow's writers and ADBC's fetch both release the GIL.
-        with _writer(fmt, tmp, schema, codec) as write, ThreadPoolExecutor(1, "featurestore-export") as pool:
-            pending: Future[None] | None = None
-            while (batch := batches.next()) is not None:
-                t = time.perf_counter()
-                table = read(batch)
-                read_s += time.perf_counter() - t
-                batches.observe(len(batch), table.num_rows)
+        # Every read below (symbol list, view version, schema, batches) is in one snapshot.
+        with reader.snapshot() as snap:
+            # A read of no symbols checks start/end/view/columns and gives the schema before any work.
+            schema = read([]).schema
+            names = snap.run(_all_symbols) if symbols is None else _requested(symbols)
+            meta = {"view": view, "version": version, "start": _text(start), "end": _text(end)}
+            if view is not None:
+                meta["version"] = snap.run(lambda conn: _view_version(conn, view, version))
+            schema = schema.with_metadata({"featurestore": json.dumps(meta)})
+            batches = _Batches(names, chunk_symbols, chunk_rows)
+            # Batch i+1 is read (this thread, the snapshot's connection) while batch i is written
+            # by one writer thread: pyarrow's writers and ADBC's fetch both release the GIL.
+            with _writer(fmt, tmp, schema, codec) as write, ThreadPoolExecutor(1, "featurestore-export") as pool:
+                pending: Future[None] | None = None
+                while (batch := batches.next()) is not None:
+                    t = time.perf_counter()
+                    table = read(batch)
+                    read_s += time.perf_counter() - t
+                    batches.observe(len(batch), table.num_rows)
+                    if pending is not None:
+                        pending.result()  # re-raises a write error
+                        pending = None
+                    if table.num_rows:
+                        pending = pool.submit(write, table.cast(schema))
+                        rows += table.num_rows
+                        n_symbols += len(table.column("symbol").unique())
+                    bar.update(table.num_rows)
+                    if callback is not None:
+                        callback(rows, batches.pos, len(names))
                 if pending is not None:
-                    pending.result()  # re-raises a write error
-                    pending = None
-                if table.num_rows:
-                    pending = pool.submit(write, table.cast(schema))
-                    rows += table.num_rows
-                    n_symbols += len(table.column("symbol").unique())
-                bar.update(table.num_rows)
-            if pending is not None:
-                pending.result()
+                    pending.result()
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -249,9 +268,8 @@ def export(
 # -- symbols and batches ---------------------------------------------------------------------
 
 
-def _all_symbols(store: FeatureStore) -> list[str]:
-    with store.db.connection() as conn:
-        rows = conn.execute("SELECT symbol FROM entities ORDER BY symbol").fetchall()
+def _all_symbols(conn: psycopg.Connection[Any]) -> list[str]:
+    rows = conn.execute("SELECT symbol FROM entities ORDER BY symbol").fetchall()
     # sorted in Python, as the reader sorts each batch: the file is sorted whatever the collation
     return sorted(r[0] for r in rows)
 
@@ -359,11 +377,11 @@ class _writer:  # noqa: N801 - used as a context manager, like open()
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def _view_version(store: FeatureStore, view: str, version: int | None) -> int:
-    from featurestore.views import get_view
+def _view_version(conn: psycopg.Connection[Any], view: str, version: int | None) -> int:
+    """The version the export reads: as every read, the newest ready one unless ``version``."""
+    from featurestore.views import read_view
 
-    with store.db.connection() as conn:
-        return get_view(conn, view, version).version
+    return read_view(conn, view, version).version
 
 
 def _text(value: Any) -> str | None:
