@@ -6,6 +6,7 @@ clean line on stderr and exit status 1, in one place (:class:`_Group`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import click
 
 from featurestore.errors import FeatureStoreError
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 
 class _Group(click.Group):
@@ -23,7 +24,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except FeatureStoreError as exc:
-            click.echo(f"error: {exc}", err=True)
+            from featurestore.load import LoadInputError
+
+            # a load error's fix is shown as this CLI's options (--map SRC=DST), not as Python
+            text = exc.render_cli() if isinstance(exc, LoadInputError) else str(exc)
+            click.echo(f"error: {text}", err=True)
             sys.exit(1)
 
 
@@ -34,18 +39,127 @@ def _open(ctx: click.Context, **kwargs: Any) -> Any:
     return FeatureStore(obj.get("url"), home=obj.get("home"), **kwargs)
 
 
+def _confirm(yes: bool, action: str) -> None:
+    """Destructive commands run with --yes, or after a yes at a terminal prompt; else exit 2."""
+    if yes:
+        return
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        click.confirm(f"{action}. Continue?", abort=True, err=True)
+        return
+    raise click.UsageError(f"refusing to {action[0].lower()}{action[1:]} without --yes (no terminal to ask on)")
+
+
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _print_info(info: dict[str, Any], indent: int = 0) -> None:
+# -- human-readable output ------------------------------------------------------------------------
+
+_PLAIN_INTS = {"pid", "load_id", "generation", "version", "postgres_version", "port", "size", "max_overflow"}
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_seconds(s: float) -> str:
+    """0.5434 -> '543 ms'; 12.34 -> '12.3 s'."""
+    if s < 1:
+        return f"{s * 1000:,.0f} ms" if s >= 0.001 else f"{s * 1e6:,.0f} µs"
+    return f"{s:,.2f} s" if s < 10 else f"{s:,.1f} s"
+
+
+def human_value(key: str, value: Any) -> str:
+    """One value in the unit its key names (bytes, seconds, rates, ratios), with thousands separators."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        if key.endswith("_bytes") or key == "bytes":
+            return human_bytes(value)
+        if key.endswith("_per_s"):
+            unit = key[: -len("_per_s")] or "items"
+            return f"{value:,.0f} {unit}/s"
+        if key.endswith("_s") or key == "seconds":
+            return human_seconds(value)
+        if key.endswith("ratio"):
+            return f"{value * 100:.1f} %"
+        if isinstance(value, float):
+            return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return str(value) if key in _PLAIN_INTS else f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) if value else "none"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    return str(value)
+
+
+def _label(key: str) -> str:
+    for suffix in ("_bytes", "_s"):
+        if key.endswith(suffix) and not key.endswith("_per_s"):
+            key = key[: -len(suffix)]
+    return key.replace("_", " ")
+
+
+def _lines(info: dict[str, Any], indent: int = 0) -> list[str]:
     pad = "  " * indent
-    for key, value in info.items():
+    shown = {k: v for k, v in info.items() if v is not None}
+    width = max((len(_label(k)) for k in shown), default=0)
+    out: list[str] = []
+    for key, value in shown.items():
         if isinstance(value, dict):
-            click.echo(f"{pad}{key}:")
-            _print_info(value, indent + 1)
+            out.append(f"{pad}{_label(key)}:")
+            out.extend(_lines(value, indent + 1) if value else [f"{pad}  (none)"])
         else:
-            click.echo(f"{pad}{key}: {value}")
+            out.append(f"{pad}{_label(key) + ':':<{width + 1}} {human_value(key, value)}")
+    return out
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    """Aligned ``key: value`` lines in human units; None values are left out."""
+    click.echo("\n".join(_lines(info)))
+
+
+def _load_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """A load result for people: no generation on a no-op load, phases in seconds."""
+    out = dict(facts)
+    if not (out.get("inserted") or out.get("updated")):
+        out.pop("generation", None)  # nothing changed: the store's generation did not move
+    if out.get("phases"):
+        out["phases"] = {f"{k}_s": v for k, v in out["phases"].items()}
+    return out
+
+
+def _info_facts(facts: dict[str, Any], last_load: dict[str, Any] | None) -> dict[str, Any]:
+    """``info`` for people: exact row counts (planner estimates only where none was counted),
+    and the last load from the ``loads`` table when this process made none."""
+    out = {k: v for k, v in facts.items() if k not in ("rows", "server", "last_load")}
+    server = facts.get("server") or {}
+    exact = facts.get("rows") or {}
+    tables: dict[str, str] = {}
+    for name, t in (server.get("tables") or {}).items():
+        count = f"{exact[name]:,} rows" if name in exact else f"~{t['rows_estimate']:,} rows (planner estimate)"
+        tables[name] = f"{count}, {human_bytes(t['table_bytes'])} + {human_bytes(t['index_bytes'])} indexes"
+    out["server"] = {"database_bytes": server.get("database_bytes"), "tables": tables}
+    out["last_load"] = facts.get("last_load") or last_load or "none recorded"
+    return out
+
+
+def _last_load_row(store: Any) -> dict[str, Any] | None:
+    """The newest row of the ``loads`` table (every process's loads, not only this one's)."""
+    with store.db.connection() as conn:
+        row = conn.execute(
+            "SELECT load_id, source, committed_at, rows_in, rows_inserted, rows_updated, rows_unchanged, "
+            "symbols, features_written FROM loads ORDER BY load_id DESC LIMIT 1"
+        ).fetchone()
+    if row is None:
+        return None
+    keys = ("load_id", "source", "committed_at", "rows_in", "inserted", "updated", "unchanged", "symbols", "features_written")
+    return dict(zip(keys, row, strict=True))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,22 +179,35 @@ def cli(ctx: click.Context, url: str | None, home: Path | None) -> None:
     Example:
       featurestore demo
       featurestore --url postgresql://fs:fs@localhost:5432/fs migrate
+
+    \b
+    Exit status:
+      0  success
+      1  the command failed (the message on stderr says why)
+      2  usage error, or a destructive command refused without --yes
+      3  `server status`: the embedded server is not running
     """
     ctx.obj = {"url": url, "home": home}
 
 
 @cli.command()
 @click.argument("revision", default="head")
-@click.option("--downgrade", "down", metavar="REV", help="Downgrade to REV instead (e.g. base).")
+@click.option("--downgrade", "down", metavar="REV", help="Downgrade to REV instead (e.g. base); drops data, needs --yes.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before a downgrade (required off a terminal).")
 @click.pass_context
-def migrate(ctx: click.Context, revision: str, down: str | None) -> None:
+def migrate(ctx: click.Context, revision: str, down: str | None, yes: bool) -> None:
     """Upgrade the schema to REVISION (default: head), or --downgrade to REV.
+
+    A downgrade drops tables and their data (``base`` drops everything): it asks for
+    confirmation on a terminal, and elsewhere runs only with --yes (else exit status 2).
 
     \b
     Example:
       featurestore migrate
-      featurestore migrate --downgrade 0001
+      featurestore migrate --downgrade 0001 --yes
     """
+    if down:
+        _confirm(yes, f"Downgrade the schema to {down}: this drops tables and the data in them")
     with _open(ctx, auto_migrate=False, check_schema=False) as store:
         now = store.downgrade(down) if down else store.migrate(revision)
     click.echo(f"schema at revision {now}")
@@ -98,7 +225,8 @@ def info(ctx: click.Context, as_json: bool) -> None:
     """
     with _open(ctx) as store:
         facts = store.info()
-    _print_json(facts) if as_json else _print_info(facts)
+        last = None if as_json or facts.get("last_load") else _last_load_row(store)
+    _print_json(facts) if as_json else _print_info(_info_facts(facts, last))
 
 
 @cli.group()
@@ -152,9 +280,11 @@ def server_stop(ctx: click.Context) -> None:
 def server_status(ctx: click.Context, as_json: bool) -> None:
     """Print whether the embedded server runs, its pid, data dir and URL.
 
+    Exit status 0 when the server runs, 3 when it is stopped (for scripts), 1 on an error.
+
     \b
     Example:
-      featurestore server status
+      featurestore server status || featurestore server start
     """
     st = _embedded(ctx).status()
     facts = {
@@ -177,6 +307,8 @@ def server_status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--on-conflict", type=click.Choice(["update", "ignore", "error"]), default="update", show_default=True)
 @click.option("--map", "mapping", multiple=True, metavar="SRC=DST", help="Rename a source column (DST empty drops it); repeatable.")
 @click.option("--assume-tz", metavar="TZ", help="Treat naive timestamps as this zone (e.g. UTC); default: reject them.")
+@click.option("--delimiter", default=",", show_default=True, help="CSV field delimiter.")
+@click.option("--encoding", default="utf8", show_default=True, help="CSV text encoding (e.g. latin-1).")
 @click.option("--chunk-rows", type=int, help="Rows per streamed chunk.")
 @click.option("--no-create-symbols", is_flag=True, help="Fail on symbols the store does not know.")
 @click.option("--json", "as_json", is_flag=True, help="Print the load result as JSON.")
@@ -189,11 +321,15 @@ def load(
     on_conflict: str,
     mapping: tuple[str, ...],
     assume_tz: str | None,
+    delimiter: str,
+    encoding: str,
     chunk_rows: int | None,
     no_create_symbols: bool,
     as_json: bool,
 ) -> None:
     """Load CSV, Parquet or Feather files (or directories, globs) in one transaction.
+
+    Errors name the file, the data row (counted from 1, header excluded) and the column.
 
     \b
     Example:
@@ -216,9 +352,11 @@ def load(
             on_conflict=on_conflict,
             create_symbols=not no_create_symbols,
             assume_tz=assume_tz,
+            delimiter=delimiter,
+            encoding=encoding,
         )
     facts = result.as_dict()
-    _print_json(facts) if as_json else _print_info(facts)
+    _print_json(facts) if as_json else _print_info(_load_facts(facts))
 
 
 @cli.group()
@@ -246,8 +384,13 @@ def views_list(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json(items)
         return
-    for v in items:
-        click.echo(f"{v['name']} v{v['version']}  {v['status']}  {v['table']}  {' '.join(v['indicators'] + v['user_columns'])}")
+    if not items:
+        click.echo("no views yet (create one: featurestore views create NAME INDICATOR ...)")
+        return
+    rows = [(f"{v['name']} v{v['version']}", str(v["status"]), str(v["table"]), " ".join(v["indicators"] + v["user_columns"])) for v in items]
+    widths = [max(len(r[i]) for r in [("VIEW", "STATUS", "TABLE", "COLUMNS"), *rows]) for i in range(3)]
+    for r in [("VIEW", "STATUS", "TABLE", "COLUMNS"), *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
 
 
 @views.command("create")
@@ -288,14 +431,19 @@ def views_describe(ctx: click.Context, name: str, version: int | None, as_json: 
 @views.command("drop")
 @click.argument("name")
 @click.option("--version", type=int, help="Drop only this version (default: every version).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask (required off a terminal).")
 @click.pass_context
-def views_drop(ctx: click.Context, name: str, version: int | None) -> None:
+def views_drop(ctx: click.Context, name: str, version: int | None, yes: bool) -> None:
     """Drop view NAME (or one version of it) with its table.
+
+    Asks for confirmation on a terminal; elsewhere runs only with --yes (else exit status 2).
 
     \b
     Example:
-      featurestore views drop tech --version 1
+      featurestore views drop tech --version 1 --yes
     """
+    what = f"version {version} of view {name}" if version is not None else f"every version of view {name}"
+    _confirm(yes, f"Drop {what} with its feature table")
     with _open(ctx) as store:
         dropped = store.drop_view(name, version)
     click.echo(f"dropped {name} version(s) {', '.join(map(str, dropped))}")
@@ -385,43 +533,68 @@ def bench(full: bool, only: tuple[str, ...], output: Path, no_plots: bool, timeo
 
 
 @cli.command()
-@click.option("--home", "demo_home", type=click.Path(file_okay=False, path_type=Path), help="Demo data directory (default: beside the default home, never your real store).")
+@click.option("--url", "demo_url", help="Run in this database (only then is a database used; FEATURESTORE_URL is ignored).")
+@click.option("--home", "demo_home", type=click.Path(file_okay=False, path_type=Path), help="Embedded home for the demo (default: FEATURESTORE_HOME if set, else a featurestore-demo directory).")
 @click.option("--symbols", type=int, default=500, show_default=True, help="Symbols to generate.")
 @click.option("--days", type=int, default=1260, show_default=True, help="Daily bars per symbol (1260 = 5 years).")
 @click.option("--from", "source", type=click.Path(exists=True, path_type=Path), help="Load these files instead of generating bars.")
-@click.option("--clean", is_flag=True, help="Stop the demo server and delete its data, then exit.")
+@click.option("--clean", is_flag=True, help="Stop the demo server and delete its home, then exit (needs --yes off a terminal).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before --clean deletes the demo home.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def demo(
     ctx: click.Context,
+    demo_url: str | None,
     demo_home: Path | None,
     symbols: int,
     days: int,
     source: Path | None,
     clean: bool,
+    yes: bool,
     as_json: bool,
 ) -> None:
-    """Run the main job end to end on the embedded server and print a report.
+    """Run the main job end to end and print a report.
 
     Generates 5 years of daily bars for 500 symbols (or loads --from PATH), creates a view with
     the seven seed indicators, ingests, appends a day, corrects a bar, reads a range, the latest
     rows and a point-in-time training frame (twice: the second time from the cache). Safe to run
-    twice.
+    twice: a second run changes nothing and reports 0 inserted, 0 updated.
+
+    Where the data goes: a database only if you name it with --url (FEATURESTORE_URL is never
+    used: it may be your real store). Otherwise the embedded server under --home, else under
+    FEATURESTORE_HOME if set, else under a featurestore-demo directory beside the default home.
+    The first line printed says which.
 
     \b
     Example:
       featurestore demo
       featurestore demo --symbols 50 --days 500
-      featurestore demo --clean
+      featurestore demo --clean --yes
     """
     from featurestore import demo as _demo
 
+    root = ctx.find_root()
+    obj = root.obj or {}
+    # the root --url/--home count only when typed on this command line, not from the environment
+    if demo_url is None and root.get_parameter_source("url") == click.core.ParameterSource.COMMANDLINE:
+        demo_url = obj.get("url")
+    if demo_home is None and root.get_parameter_source("home") == click.core.ParameterSource.COMMANDLINE:
+        demo_home = obj.get("home")
     if clean:
-        removed = _demo.clean(demo_home)
-        click.echo("removed the demo data" if removed else "no demo data to remove")
+        if demo_url is not None:
+            raise click.UsageError("--clean deletes an embedded demo home; it does not touch a --url database")
+        path = demo_home if demo_home is not None else _demo.demo_home()
+        if not path.exists():
+            click.echo(f"no demo data to remove ({path})")
+            return
+        _confirm(yes, f"Stop the demo server and delete {path}")
+        _demo.clean(path)
+        click.echo(f"removed the demo data in {path}")
         return
-    url = (ctx.find_root().obj or {}).get("url")
-    report = _demo.run_demo(home=demo_home, url=url, symbols=symbols, days=days, source=source)
+    report = _demo.run_demo(
+        home=demo_home, url=demo_url, symbols=symbols, days=days, source=source,
+        log=lambda m: click.echo(m, err=True),
+    )
     if as_json:
         _print_json(report.as_dict())
     else:

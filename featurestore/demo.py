@@ -4,7 +4,13 @@ It generates realistic daily bars (a seeded random walk with GARCH(1,1) volatili
 creates a view with the seven seed indicators, ingests, appends a day, corrects a bar, reads a
 range, the latest rows and a point-in-time training frame (twice, to show the cache), and returns
 a report with the timings, rows/s, memory and cache figures it measured. It is idempotent: a
-second run over the same home finds the data already there and changes nothing.
+second run over the same home finds the data already there, changes nothing and says so (0
+inserted, 0 updated).
+
+Where its data lives (:func:`demo_target`): a database only when the caller names one (``url=``,
+CLI ``--url``; ``FEATURESTORE_URL`` is never used, as it may be a real store); otherwise the
+embedded server under ``home=``, else under ``FEATURESTORE_HOME`` if set, else under the
+platform's ``featurestore-demo`` directory beside the default home (never the default store).
 """
 
 from __future__ import annotations
@@ -18,16 +24,31 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SEED_INDICATORS", "DemoReport", "generate_bars", "run_demo", "demo_home", "clean"]
+__all__ = ["SEED_INDICATORS", "DemoReport", "clean", "demo_home", "demo_target", "generate_bars", "run_demo"]
 
 SEED_INDICATORS = ("sma_20", "ema_50", "rsi_14", "macd_12_26_9", "bbands_20_2", "atr_14", "adx_14")
 
 
 def demo_home() -> Path:
-    """The demo's own data directory, beside the default home (never the user's real store)."""
-    from featurestore.config import default_home
+    """The demo's default home: ``FEATURESTORE_HOME`` if set, else ``featurestore-demo`` beside
+    the platform's default home (so the default embedded store is never written to)."""
+    import os
 
+    from featurestore.config import ENV_HOME, default_home
+
+    if os.environ.get(ENV_HOME):
+        return default_home()
     return default_home().parent / "featurestore-demo"
+
+
+def demo_target(home: str | Path | None = None, url: str | None = None) -> str:
+    """Where the demo's data lives, for people: the masked URL, or the embedded home's data dir."""
+    if url is not None:
+        from featurestore.config import mask_url
+
+        return f"database {mask_url(url)}"
+    path = Path(home) if home is not None else demo_home()
+    return f"embedded server, data in {path.expanduser().resolve() / 'pgdata'}"
 
 
 def generate_bars(
@@ -91,7 +112,7 @@ class DemoReport:
 
     def render(self) -> str:
         """A short human-readable report."""
-        lines = [f"featurestore demo — data in {self.home}", ""]
+        lines = [f"featurestore demo — {self.home}", ""]
         for s in self.steps:
             extra = ", ".join(f"{k}={_fmt(v)}" for k, v in s.items() if k not in ("step", "seconds"))
             lines.append(f"  {s['step']:<34} {s['seconds'] * 1000:>10,.1f} ms   {extra}")
@@ -123,30 +144,46 @@ def run_demo(
     days: int = 1260,
     source: str | Path | None = None,
     progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> DemoReport:
-    """Run the main job and return its report. ``source`` loads files instead of generating bars."""
+    """Run the main job and return its report. ``source`` loads files instead of generating bars.
+
+    ``url`` is used only when given (never ``FEATURESTORE_URL``); see the module docstring.
+    ``log`` receives one line before each step (the CLI prints them as they happen).
+    """
     import pandas as pd
     import psutil
 
     from featurestore.client import FeatureStore
 
+    say = log or (lambda _msg: None)
     home_path = Path(home) if home is not None else demo_home()
-    report = DemoReport(home=str(home_path) if url is None else "(given URL)")
-    (store, t_open) = _timed(lambda: FeatureStore(url, home=home_path, auto_migrate=True))
+    target = demo_target(home_path, url)
+    report = DemoReport(home=target)
+    say(f"demo data: {target}")
+    say("opening the store (starting the embedded server, migrating) ..." if url is None else "opening the store (migrating) ...")
+    # url=None with FEATURESTORE_URL set would pick the environment's database: pass a home only
+    (store, t_open) = _timed(lambda: _open_store(FeatureStore, url, home_path))
     with store:
         report.add("open store (start server, migrate)", t_open)
         from featurestore.indicators import warmup
 
+        say("loading the indicator kernels (compiled once, then cached on disk) ...")
         (_, t_warm) = _timed(lambda: warmup(SEED_INDICATORS))
         report.add("load indicator kernels (numba)", t_warm, note="compiles once, then cached on disk")
+        say("creating view 'demo' (7 indicators) ...")
         (view, t_view) = _timed(lambda: store.create_view("demo", list(SEED_INDICATORS)))
         report.add("create view (7 indicators)", t_view, outputs=len(view.feature_columns))
+        # on_conflict="ignore": a second run keeps the stored history (and the correction below)
+        # instead of reverting the corrected bar and correcting it again
         if source is not None:
-            (res, t) = _timed(lambda: store.load(source, progress=progress))
+            say(f"loading {source} ...")
+            (res, t) = _timed(lambda: store.load(source, progress=progress, on_conflict="ignore"))
             bars = None
         else:
+            say(f"generating {symbols:,} symbols x {days:,} days of bars and ingesting them ...")
             bars = generate_bars(symbols, days)
-            (res, t) = _timed(lambda: store.ingest(bars, progress=progress))
+            (res, t) = _timed(lambda: store.ingest(bars, progress=progress, on_conflict="ignore"))
         report.add(
             "ingest history", t, rows=res.rows_in, inserted=res.inserted, updated=res.updated, unchanged=res.unchanged,
             features=res.features_written, rows_per_s=res.rows_per_s,
@@ -159,12 +196,14 @@ def run_demo(
             step = pd.offsets.BDay(1)
             day = bars.groupby("symbol", sort=False).tail(1).copy()
             day["ts"] = day["ts"] + step
+            say("appending one day, correcting one old bar ...")
             (res, t) = _timed(lambda: store.ingest(day, progress=False))
             report.add("append one day", t, rows=res.rows_in, inserted=res.inserted, unchanged=res.unchanged)
             fix = bars.iloc[[len(bars) // 2]].copy()
             fix[["close", "high"]] = fix[["close", "high"]].to_numpy() + 0.01
             (res, t) = _timed(lambda: store.ingest(fix, progress=False))
             report.add("correct one old bar", t, updated=res.updated, recomputed=res.entities_recomputed)
+        say("reading: a range, the latest rows, a 100k-event training frame (each twice) ...")
         sample = names[:100]
         end = pd.Timestamp(nxt["ts"].max()) if len(nxt) else pd.Timestamp.now(tz="UTC")
         start = end - pd.Timedelta(days=365)
@@ -202,6 +241,19 @@ def run_demo(
             }
         )
     return report
+
+
+def _open_store(factory: Any, url: str | None, home: Path) -> Any:
+    """The demo's store: ``url`` if given, else the embedded server under ``home`` only.
+
+    The embedded server is started here and its URL passed on, because ``FeatureStore(None)``
+    would take ``FEATURESTORE_URL`` from the environment. It stops when the process exits.
+    """
+    if url is None:
+        from featurestore.embedded import EmbeddedServer
+
+        url = EmbeddedServer(home).start().render_as_string(hide_password=False)
+    return factory(url, auto_migrate=True)
 
 
 def _symbols(store: Any) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def test_migrate_and_downgrade(make_database: Any) -> None:
     url = make_database("cli_mig").render_as_string(hide_password=False)
     runner = CliRunner()
     assert "revision 0003" in runner.invoke(cli, ["--url", url, "migrate"]).output
-    assert "revision 0001" in runner.invoke(cli, ["--url", url, "migrate", "--downgrade", "0001"]).output
+    assert "revision 0001" in runner.invoke(cli, ["--url", url, "migrate", "--downgrade", "0001", "--yes"]).output
     assert "revision 0003" in runner.invoke(cli, ["--url", url, "migrate", "head"]).output
 
 
@@ -93,16 +94,16 @@ def test_load_and_views_commands(make_database: Any, tmp_path: Path) -> None:
     df.to_csv(path, index=False)
     args = ["--url", url, "load", str(path), "--symbol", "AAA", "--map", "Date=ts", "--map", "Close=close", "--map", "Adj Close="]
     naive = runner.invoke(cli, args)
-    assert naive.exit_code == 1 and "assume_tz" in naive.output
+    assert naive.exit_code == 1 and "pass --assume-tz UTC" in naive.output and "assume_tz" not in naive.output
     ok = runner.invoke(cli, [*args, "--assume-tz", "UTC", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["inserted"] == 80
     created = runner.invoke(cli, ["--url", url, "views", "create", "tech", "sma_20", "rsi_14"])
-    assert created.exit_code == 0 and "rows: 80" in created.output
+    assert created.exit_code == 0 and re.search(r"^rows:\s+80$", created.output, re.M), created.output
     listed = json.loads(runner.invoke(cli, ["--url", url, "views", "list", "--json"]).output)
     assert [(v["name"], v["version"]) for v in listed] == [("tech", 1)]
     desc = json.loads(runner.invoke(cli, ["--url", url, "views", "describe", "tech", "--json"]).output)
     assert desc["columns"] == ["sma_20", "rsi_14"]
-    assert "dropped tech version(s) 1" in runner.invoke(cli, ["--url", url, "views", "drop", "tech"]).output
+    assert "dropped tech version(s) 1" in runner.invoke(cli, ["--url", url, "views", "drop", "tech", "--yes"]).output
     bad = runner.invoke(cli, ["--url", url, "views", "describe", "tech"])
     assert bad.exit_code == 1 and "no view 'tech'" in bad.output

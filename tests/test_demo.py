@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,11 @@ def test_demo_runs_twice_idempotently(make_database: Any) -> None:
     assert _step(first, "training frame, 100k events")["rows"] == 100_000
     assert first.facts["cache hit ratio"] > 0 and first.facts["bars stored"] == 9030
     second = run_demo(url=url.render_as_string(hide_password=False), symbols=30, days=300, progress=False)
-    # the second run's history reload only reverts the bar the first run corrected; then it
-    # corrects it again: the end state is the same
-    assert _step(second, "ingest history")["inserted"] == 0
-    assert _step(second, "ingest history")["updated"] == 1
-    assert _step(second, "ingest history")["unchanged"] == 8999
-    assert _step(second, "append one day")["inserted"] == 0
+    # a second run changes nothing and says so: its history reload keeps the stored bars (the
+    # corrected one included) and its correction is already applied
+    for name in ("ingest history", "append one day", "correct one old bar"):
+        assert _step(second, name).get("inserted", 0) == 0 and _step(second, name).get("updated", 0) == 0, name
+    assert _step(second, "correct one old bar")["recomputed"] == 0
     assert second.facts["bars stored"] == 9030
     text = second.render()
     assert "training frame" in text and "cache hit ratio" in text
@@ -58,11 +58,48 @@ def test_demo_cli_on_its_own_embedded_home_and_clean(tmp_path: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(cli, ["demo", "--home", str(home), "--symbols", "5", "--days", "120", "--json"])
     assert out.exit_code == 0, out.output
-    report = json.loads(out.output)
-    assert report["home"] == str(home) and (home / "pgdata" / "PG_VERSION").exists()
-    cleaned = runner.invoke(cli, ["demo", "--home", str(home), "--clean"])
+    report = json.loads(out.stdout)  # the step lines go to stderr
+    assert report["home"] == f"embedded server, data in {home.resolve() / 'pgdata'}"
+    assert (home / "pgdata" / "PG_VERSION").exists()
+    refused = runner.invoke(cli, ["demo", "--home", str(home), "--clean"])  # no terminal, no --yes
+    assert refused.exit_code == 2 and home.exists()
+    cleaned = runner.invoke(cli, ["demo", "--home", str(home), "--clean", "--yes"])
     assert cleaned.exit_code == 0 and "removed" in cleaned.output and not home.exists()
-    assert "no demo data" in runner.invoke(cli, ["demo", "--home", str(home), "--clean"]).output
+    assert "no demo data" in runner.invoke(cli, ["demo", "--home", str(home), "--clean", "--yes"]).output
+
+
+def test_demo_never_touches_featurestore_url_and_uses_featurestore_home(
+    make_database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+    from helpers import fingerprint
+
+    from featurestore.client import FeatureStore
+    from featurestore.config import libpq_url
+
+    url = make_database("demo_env")
+    with FeatureStore(url.render_as_string(hide_password=False), auto_migrate=True):
+        pass
+
+    def fp() -> Any:
+        with psycopg.connect(libpq_url(url)) as conn:
+            return fingerprint(conn)
+
+    before = fp()
+    home = tmp_path / "fs-home"
+    monkeypatch.setenv("FEATURESTORE_URL", url.render_as_string(hide_password=False))
+    monkeypatch.setenv("FEATURESTORE_HOME", str(home))
+    runner = CliRunner()
+    out = runner.invoke(cli, ["demo", "--symbols", "4", "--days", "80"])
+    assert out.exit_code == 0, out.output
+    assert fp() == before  # the environment's database was not migrated, loaded or given a view
+    where = f"embedded server, data in {home.resolve() / 'pgdata'}"
+    assert out.output.splitlines()[0] == f"demo data: {where}"  # said first, before the slow steps
+    assert f"featurestore demo — {where}" in out.output
+    assert (home / "pgdata" / "PG_VERSION").exists()
+    assert "opening the store" in out.output and "loading the indicator kernels" in out.output
+    cleaned = runner.invoke(cli, ["demo", "--clean", "--yes"])
+    assert cleaned.exit_code == 0 and not home.exists()
 
 
 def test_stats_report_memory_pool_cache_server_and_last_load(store: Any) -> None:
@@ -89,4 +126,5 @@ def test_info_prints_stats(store: Any, db_url: URL, flag: str | None) -> None:
         facts = json.loads(out.output)
         assert {"process", "pool", "cache", "server"} <= set(facts)
     else:
-        assert "hit_ratio" in out.output and "rss_bytes" in out.output
+        assert re.search(r"^\s+hit ratio:\s+[\d.]+ %$", out.output, re.M), out.output
+        assert re.search(r"^\s+rss:\s+[\d.,]+ (MiB|GiB)$", out.output, re.M), out.output
