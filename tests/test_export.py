@@ -227,11 +227,10 @@ def test_symbols_start_end_filters(src: FeatureStore, tmp_path: Path) -> None:
     assert one.symbols == 1 and one.rows == len(src.reader.get_bars("CCC", None, end))
 
     with_view = export(src, tmp_path / "v.feather", symbols=["EEE"], start=start, view="seed")
-    assert_same_table(
-        read_file(tmp_path / "v.feather"),
-        src.reader.get_features(["EEE"], start, None, view="seed", include_bars=True, as_arrow=True),
-    )
-    assert with_view.rows > 0
+    want_view = src.reader.get_features(["EEE"], start, None, view="seed", include_bars=True, as_arrow=True)
+    assert_same_table(read_file(tmp_path / "v.feather"), want_view)
+    # every EEE bar from 2020-03-01 on (daily bars from 2020-01-01: day 60 onwards)
+    assert with_view.rows == want_view.num_rows == N_BARS - 60 and with_view.symbols == 1
 
 
 def test_empty_export_writes_a_valid_file(src: FeatureStore, tmp_path: Path) -> None:
@@ -269,7 +268,7 @@ def test_bad_arguments(src: FeatureStore, tmp_path: Path) -> None:
         export(src, tmp_path / "a.parquet", version=1)
     with pytest.raises(ConfigError, match="does not exist"):
         export(src, tmp_path / "no" / "a.parquet")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match=r"no view 'no_such_view'; registered views: mixed v1, seed v1"):
         export(src, tmp_path / "a.parquet", view="no_such_view")
     with pytest.raises(NotFoundError, match="unknown column"):
         export(src, tmp_path / "a.parquet", view="seed", columns=["nope"])
@@ -295,12 +294,16 @@ def test_compression_choices(src: FeatureStore, tmp_path: Path) -> None:
     zstd = export(src, tmp_path / "b.feather", compression="zstd")
     assert plain.compression is None and zstd.compression == "zstd"
     assert zstd.bytes < plain.bytes
+    assert_same_table(read_file(tmp_path / "b.feather"), read_file(tmp_path / "a.feather"))
+    with pa_ipc.open_file(tmp_path / "b.feather") as f:
+        assert f.read_all().num_rows == plain.rows
     snappy = export(src, tmp_path / "c.parquet", compression="snappy")
     assert pq.ParquetFile(tmp_path / "c.parquet").metadata.row_group(0).column(0).compression == "SNAPPY"
     assert snappy.compression == "snappy"
     gz = export(src, tmp_path / "d.csv.gz")
     assert gz.compression == "gzip"
     assert (tmp_path / "d.csv.gz").read_bytes()[:2] == b"\x1f\x8b"
+    assert_same_table(read_file(tmp_path / "d.csv.gz"), read_file(tmp_path / "c.parquet"))
 
 
 def test_failed_export_leaves_no_file(src: FeatureStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

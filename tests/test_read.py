@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featurestore.errors import ConfigError, NotFoundError, ValidationError
+from featurestore.errors import ConfigError, ConnectionError, NotFoundError, ValidationError
 from featurestore.read import (
     LOOKUP_SQL,
     TRAINING_TS_COLUMN,
@@ -103,9 +103,9 @@ def test_get_bars_closed_interval_and_contract(reader: Reader, data: Any) -> Non
 
 
 def test_get_bars_open_ends_unknown_symbols_and_one_symbol_str(reader: Reader, data: Any) -> None:
-    assert len(reader.get_bars("AAA")) == 6
-    assert len(reader.get_bars("AAA", start=day(4))) == 2
-    assert len(reader.get_bars("AAA", end=day(0))) == 1
+    assert list(reader.get_bars("AAA").index) == [("AAA", day(i)) for i in range(6)]
+    assert list(reader.get_bars("AAA", start=day(4)).index) == [("AAA", day(4)), ("AAA", day(5))]
+    assert list(reader.get_bars("AAA", end=day(0)).index) == [("AAA", day(0))]
     df = reader.get_bars(["NOPE", "AAA", "AAA"])
     assert set(df.index.get_level_values("symbol")) == {"AAA"} and len(df) == 6
     empty = reader.get_bars(["NOPE"], columns=["close"])
@@ -172,15 +172,23 @@ def test_errors_name_what_exists(reader: Reader) -> None:
         reader.get_features("AAA", view="v", columns=["sma_3", "rsi"])
     with pytest.raises(NotFoundError, match=r"available: \['open'"):
         reader.get_bars("AAA", columns=["adj_close"])
-    with pytest.raises(NotFoundError, match="available"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"unknown column\(s\) \['nope'\] in bars and view 'v' v1; available: "
+        r"\['open', 'high', 'low', 'close', 'volume', 'sma_3', 'ema_5'\]",
+    ):
         reader.get_latest("AAA", view="v", columns=["nope"])
 
 
 def test_results_are_writable(reader: Reader) -> None:
+    """A result is the caller's to change, and changing it changes nothing else."""
     df = reader.get_features("AAA", view="v")
+    original = df.copy(deep=True)
     df.iloc[0, 0] = 1.5
     df["ema_5"] *= 2
     assert df.iloc[0, 0] == 1.5
+    np.testing.assert_array_equal(df["ema_5"].to_numpy(), 2 * original["ema_5"].to_numpy())
+    pd.testing.assert_frame_equal(reader.get_features("AAA", view="v"), original)  # nothing shared
 
 
 # -- latest -----------------------------------------------------------------------------------
@@ -490,10 +498,14 @@ def test_reads_on_the_realistic_table(reader: Reader, plan_data: Any) -> None:
 def test_close_is_idempotent_and_final(store: Any, data: Any) -> None:
     r = Reader(store.db)
     assert len(r.get_features("AAA", view="v")) == 6
+    assert r._bulk.open_connections == 1
     r.close()
     r.close()
-    with pytest.raises(Exception, match="closed"):
+    assert r._bulk.open_connections == 0
+    with pytest.raises(ConnectionError, match="this Reader is closed"):
         r.get_features("AAA", view="v")
+    with pytest.raises(ConnectionError, match="this Reader is closed"):
+        r.get_latest("AAA")
 
 
 def test_downcast_halves_values_and_round_trips_within_float32(store: Any, plan_data: Any) -> None:
@@ -515,4 +527,4 @@ def test_downcast_halves_values_and_round_trips_within_float32(store: Any, plan_
     assert arrow.schema.field("close").type == pa.float32()
     assert pa.types.is_dictionary(arrow.schema.field("symbol").type)
     cached = store.get_bars(symbols[:5], downcast=True)
-    assert cached.dtypes.eq(np.float32).all()
+    pd.testing.assert_frame_equal(cached, downcast(store.reader.get_bars(symbols[:5])))

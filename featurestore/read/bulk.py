@@ -1,12 +1,12 @@
 """[read] Bulk reads: Arrow tables through ADBC, on a small pool of connections the Reader owns.
 
 Bulk results (range reads, the rows behind a training frame) come through ADBC's
-``fetch_arrow_table``: it measured 2.1-2.6x faster than psycopg's binary ``COPY`` parsed with
-numpy (psycopg hands COPY data to Python one row at a time) and 6-7x faster than
-``pandas.read_sql`` (``benchmarks/read.py``). ADBC streams a query through binary COPY only when
-it has no bind parameters (a bound one goes through a prepared statement and row-format results:
-27 s vs 20 s for the 5M-row read behind a 1M-event training frame), so bulk queries get their
-integer arrays and timestamps rendered as literals (:func:`featurestore.read.sql.render`).
+``fetch_arrow_table``, which beat both psycopg's binary ``COPY`` parsed with numpy (psycopg hands
+COPY data to Python one row at a time) and ``pandas.read_sql`` (``benchmarks/read.py``, figures
+in ``benchmarks/results/read.md``). ADBC streams a query through binary COPY only when it has no
+bind parameters (a bound one goes through a prepared statement and row-format results, slower
+on large reads), so bulk queries get their integer arrays and timestamps rendered as literals
+(:func:`featurestore.read.sql.render`).
 
 ADBC connections live outside the store's pool (SQLAlchemy cannot hand them out). At most
 ``size`` exist at once; idle ones are kept for the next read. A connection whose read fails in

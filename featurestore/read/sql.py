@@ -106,8 +106,8 @@ def latest_one_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence
     """:func:`latest_sql` for one symbol (``%(symbol)s``): no row when there is none.
 
     The online hot path: a scalar parameter lets PostgreSQL keep one generic plan for the
-    prepared statement, where the array form is re-planned per call (288 vs 129 µs measured
-    against 112 µs for the bare ``ORDER BY ts DESC LIMIT 1`` by entity id; benchmarks/read.py).
+    prepared statement, where the array form is re-planned per call (``benchmarks/read.py``
+    measures both against the bare ``ORDER BY ts DESC LIMIT 1`` by entity id).
     """
     cols, source = _select(table, bar_cols, feat_cols)
     return (

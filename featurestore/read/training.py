@@ -30,8 +30,8 @@ __all__ = ["PER_EVENT_COST", "TRAINING_TS_COLUMN", "training_frame"]
 
 TRAINING_TS_COLUMN = "feature_ts"
 # A training frame probes per event in SQL when (distinct events) x PER_EVENT_COST < (rows a range
-# read would fetch): one LATERAL probe measured ~4x the cost of streaming one range row
-# (benchmarks/read.py, 15-feature view, 2 shared cores: 15-26 µs per probe vs 3.3-6.4 µs per row).
+# read would fetch): the cost of one LATERAL probe relative to streaming one range row, as
+# measured by benchmarks/read.py (15-feature view; see benchmarks/results/read.md).
 PER_EVENT_COST = 4.0
 
 
