@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,8 +20,15 @@ from featurestore.embedded import EmbeddedServer, read_status
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("embedded-home")
+def home() -> Iterator[Path]:
+    """A private home (mkdtemp: 0700, short unix-socket path), not under pytest's shared temporary
+    root, which a concurrent pytest session may re-permission or prune under a running server."""
+    path = Path(tempfile.mkdtemp(prefix="fs-emb-"))
+    try:
+        yield path
+    finally:
+        EmbeddedServer(path, cleanup="keep").stop()  # whatever a failed test left running
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_start_status_share_and_stop(home: Path) -> None:

@@ -288,14 +288,29 @@ def test_mixed_offsets_load_as_the_right_utc_instants(seeded: FeatureStore, file
     df = pd.DataFrame({"symbol": "MIXTZ2", "ts": stamps, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 100.0})
     seeded.ingest(df)
     assert list(seeded.get_bars("MIXTZ2").index.get_level_values("ts")) == list(utc)
+    # tz-aware Timestamp objects (an object column, offsets differing by row) are timezone-aware
+    # times: they load, converted to UTC like the strings above
     objs = pd.Series([pd.Timestamp(s) for s in stamps], dtype=object)
-    before = _fp(seeded)
-    try:
-        seeded.ingest(df.assign(symbol="MIXTZ3", ts=objs))
-    except FeatureStoreError as exc:  # refusing is acceptable only cleanly, naming the column
-        assert "'ts'" in str(exc) and _fp(seeded) == before
-    else:
-        assert list(seeded.get_bars("MIXTZ3").index.get_level_values("ts")) == list(utc)
+    assert {str(t.utcoffset()) for t in objs} == {"-1 day, 19:00:00", "1:00:00", "0:00:00", "5:30:00"}
+    seeded.ingest(df.assign(symbol="MIXTZ3", ts=objs))
+    assert list(seeded.get_bars("MIXTZ3").index.get_level_values("ts")) == list(utc)
+
+
+def test_a_number_among_timestamps_is_rejected(seeded: FeatureStore) -> None:
+    """Found by the fuzzer's independent oracle: an integer in an object ts column of tz-aware
+    Timestamps was silently read as microseconds since 1970 (a guessed unit, which the contract refuses)."""
+    df = frame(3).astype({"ts": object})
+    df.iloc[1, df.columns.get_loc("ts")] = 1_900_000_000
+    err = rejected(seeded, lambda: seeded.ingest(df), r"row 1\b.*'ts'.*numeric.*unit")
+    assert err.row == 1 and err.column == "ts"  # type: ignore[attr-defined]
+
+
+def test_a_bool_among_numbers_is_rejected(seeded: FeatureStore) -> None:
+    """A boolean in an object price/volume column is not a number (a bool column already is refused)."""
+    df = frame(3).astype({"volume": object})
+    df.iloc[2, df.columns.get_loc("volume")] = True
+    err = rejected(seeded, lambda: seeded.ingest(df), r"row 2\b.*'volume'.*bool")
+    assert err.row == 2 and err.column == "volume"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -366,10 +381,23 @@ def test_hostile_view_and_column_names_create_nothing(seeded: FeatureStore, name
         rejected(seeded, lambda: seeded.create_view("okview", [f"sma_5{name}"]), r"period|indicator|invalid|unknown", IndicatorError)
 
 
-def test_hostile_indicator_specs(seeded: FeatureStore) -> None:
-    for spec in ("sma_5; DROP TABLE bars", "sma_-5", "sma_0", "sma_99999999999999999999", "sma_1e3", "__import__", "", "sma_5_5_5"):
-        err = rejected(seeded, lambda: seeded.create_view("okview", [spec]), r".", FeatureStoreError)
-        assert isinstance(err, (IndicatorError, ConfigError)), (spec, err)
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("sma_5; DROP TABLE bars", r"^'sma_5; DROP TABLE bars': period must be a non-negative number, got '5; drop table bars'$"),
+        ("sma_-5", r"^'sma_-5': period must be a non-negative number, got '-5'$"),
+        ("sma_1e3", r"^'sma_1e3': period must be a non-negative number, got '1e3'$"),
+        ("sma_0", r"^sma: parameter 'period' must be in 1\.\.100000 \(TA-Lib's range\), got 0$"),
+        ("sma_99999999999999999999", r"^sma: parameter 'period' must be in 1\.\.100000 \(TA-Lib's range\), got 99999999999999999999$"),
+        ("__import__", r"^unknown indicator '__import__'; known: adx, atr, bbands, ema, macd, rsi, sma"),
+        ("", r"^unknown indicator ''; known: adx, "),
+        ("sma_5_5_5", r"^'sma_5_5_5': sma takes at most 1 parameters? \(period\)$"),
+    ],
+    ids=["sql", "negative", "float-text", "zero", "huge", "python-name", "empty", "too-many"],
+)
+def test_hostile_indicator_specs(seeded: FeatureStore, spec: str, match: str) -> None:
+    """Each bad spec is refused naming the spec (or indicator), the parameter and the problem."""
+    rejected(seeded, lambda: seeded.create_view("okview", [spec]), match, IndicatorError)
 
 
 def test_hostile_reads_return_nothing_or_fail_cleanly(seeded: FeatureStore) -> None:
@@ -429,15 +457,124 @@ def test_nul_byte_in_a_read_argument_is_not_a_driver_error(seeded: FeatureStore,
 
 # -- the fuzzer ------------------------------------------------------------------------------
 
+# -- an independent statement of the input contract (featurestore/load's docstring), for the fuzzer --
+
+REQUIRED_COLUMNS = ["symbol", "ts", "open", "high", "low", "close", "volume"]
+NUMERIC = re.compile(r" ?[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? ?")
+SYMBOL_RULE = re.compile(r"[A-Za-z0-9._\-/:=^+@]{1,64}")
+ISO_WITH_OFFSET = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})")
+TS_RANGE = (pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC"))  # [lo, hi)
+PRICE_MAX = 1e12
+
+
+def _number(v: Any) -> float | None:
+    """A cell of a price/volume column as a float, or None when it is not a number at all."""
+    if v is None or v is pd.NA:
+        return float("nan")  # missing
+    if isinstance(v, (bool, np.bool_)):
+        return None  # a boolean is not a number
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    if isinstance(v, str):
+        if NUMERIC.fullmatch(v):
+            return float(v)
+        if v.strip().lower().lstrip("+-") in ("inf", "infinity"):
+            return float("inf") if not v.strip().startswith("-") else float("-inf")
+        return None
+    return None
+
+
+def _instant(v: Any) -> pd.Timestamp | None:
+    """A cell of the ts column as a UTC instant, or None when it is not a valid timezone-aware time."""
+    if isinstance(v, str):
+        if not ISO_WITH_OFFSET.fullmatch(v):
+            return None
+        try:
+            v = pd.Timestamp(v)
+        except ValueError:
+            return None
+    if not isinstance(v, (pd.Timestamp, dt.datetime)) or isinstance(v, bool):
+        return None
+    t = pd.Timestamp(v)
+    if t.tzinfo is None or t.nanosecond:
+        return None
+    t = t.tz_convert("UTC")
+    return t if TS_RANGE[0] <= t < TS_RANGE[1] else None
+
+
+def contract(df: pd.DataFrame) -> tuple[pd.DataFrame | None, str | None, set[int]]:
+    """What ingest(df) must do, by the documented rules, with plain Python and pandas.
+
+    Returns (rows to be stored, None, set()) when df is valid; else (None, column, rows): the
+    column the first failing check names (None for a wrong set of columns) and the 0-based rows
+    that fail that check. Checks run in the documented order: the set of columns; symbol; ts;
+    open, high, low, close, volume (each: a number, not missing, finite, >= 0, prices <= 1e12);
+    high >= low, high >= max(open, close), low <= min(open, close); unique (symbol, ts).
+    """
+    names = list(df.columns)
+    if len(set(names)) != len(names) or sorted(names) != sorted(REQUIRED_COLUMNS):
+        return None, None, set()
+    cells = {c: df[c].tolist() for c in REQUIRED_COLUMNS}
+    n = len(df)
+    bad_symbol = {
+        i for i, v in enumerate(cells["symbol"])
+        if not (isinstance(v, str) and SYMBOL_RULE.fullmatch(v) and re.search("[A-Za-z0-9]", v))
+    }
+    if bad_symbol:
+        return None, "symbol", bad_symbol
+    ts = [_instant(v) for v in cells["ts"]]
+    if any(t is None for t in ts):
+        return None, "ts", {i for i, t in enumerate(ts) if t is None}
+    values: dict[str, np.ndarray] = {}
+    for c in ("open", "high", "low", "close", "volume"):
+        parsed = [_number(v) for v in cells[c]]
+        bad = {i for i, x in enumerate(parsed) if x is None}
+        if bad:
+            return None, c, bad
+        col = np.array(parsed, dtype=float)
+        for failing in (
+            np.isnan(col),
+            np.isinf(col),
+            col < 0,
+            col > PRICE_MAX if c != "volume" else np.zeros(n, bool),
+        ):
+            if failing.any():
+                return None, c, set(np.flatnonzero(failing).tolist())
+        values[c] = col
+    o, h, lo, cl = values["open"], values["high"], values["low"], values["close"]
+    for column, failing in (("high", h < lo), ("high", h < np.maximum(o, cl)), ("low", lo > np.minimum(o, cl))):
+        if failing.any():
+            return None, column, set(np.flatnonzero(failing).tolist())
+    keys = list(zip(cells["symbol"], ts))
+    seen: set[tuple[Any, Any]] = set()
+    dups = set()
+    for i, k in enumerate(keys):
+        if k in seen:
+            dups.add(i)
+        seen.add(k)
+    if dups:
+        return None, "ts", dups
+    expected = pd.DataFrame({"symbol": cells["symbol"], "ts": ts, **values})
+    return expected, None, set()
+
+
 HOSTILE_TEXT = st.one_of(
     st.text(st.sampled_from(list("AB.-_/:=^+@'\";\\ \x00\t\n%$€🚀")), min_size=0, max_size=6),
     st.sampled_from(["DROP", "--", "AAA", "'; DROP TABLE bars; --", "A" * 65, "NaN", "inf", "1e308"]),
+)
+# text in a number column: decimal literals (the oracle parses them with float()) and strings
+# that are no number in any notation, or one that is not finite
+NUMERIC_TEXT = st.from_regex(r"\A ?[+-]?([0-9]{1,13}(\.[0-9]{0,4})?|\.[0-9]{1,4})([eE][+-]?[0-9]{1,3})? ?\Z")
+NOT_A_NUMBER_TEXT = st.one_of(
+    st.text(st.sampled_from(list("AB.,-_+eEx'\" \x00%$€🚀")), max_size=5).filter(lambda t: not NUMERIC.fullmatch(t)),
+    st.sampled_from(["", "ten", "12,5", "1_000", "0x1F", "--1", "1e", "nan", "NaN", "inf", "-inf", "Infinity", "None"]),
 )
 NUMBER = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=64),
     st.sampled_from([0.0, -0.0, 1e308, -1.0, 1e12, 1e12 + 1, 5e-324, np.nan, np.inf]),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.text(max_size=5),
+    NUMERIC_TEXT,
+    NOT_A_NUMBER_TEXT,
     st.none(),
 )
 MUTATIONS = st.lists(
@@ -494,25 +631,32 @@ def _mutate(df: pd.DataFrame, mutations: list[tuple[Any, ...]]) -> pd.DataFrame:
 def test_fuzzed_frames_load_exactly_or_fail_cleanly(
     seeded: FeatureStore, symbols: list[str], n: int, day: int, mutations: list[tuple[Any, ...]]
 ) -> None:
+    """The oracle is contract() above (the documented rules in plain pandas), never the loader."""
     base = make_bars(symbols, n, start=str(pd.Timestamp("2032-01-01") + pd.Timedelta(days=day)), seed=day)
     df = _mutate(base, mutations)
+    expected, column, rows = contract(df)
     before = _fp(seeded)
-    try:
-        seeded.ingest(df)
-    except FeatureStoreError as exc:
-        assert str(exc) and len(str(exc)) <= MAX_MESSAGE
-        assert _fp(seeded) == before, f"a failed load changed the store: {exc}"
+    if expected is None:
+        with pytest.raises(FeatureStoreError) as info:
+            seeded.ingest(df)
+        err = info.value
+        text = str(err)
+        assert isinstance(err, ValidationError), f"{type(err).__name__}: {text}"
+        assert len(text) <= MAX_MESSAGE, text[:200]
+        assert _fp(seeded) == before, f"a failed load changed the store: {text}"
+        if column is None:  # the set of columns is wrong
+            assert err.row is None and re.search(r"missing required column|unexpected column|duplicated column", text), text
+        else:
+            assert err.column == column, f"expected a problem in column {column!r} (rows {sorted(rows)}): {text}"
+            if column != "ts":  # ts: which row a mixed-type column is blamed on is the converter's
+                assert err.row in rows, f"expected one of rows {sorted(rows)} in {column!r}: {text}"
+            assert f"row {err.row}" in text and f"'{column}'" in text, text
         return
-    # it loaded: the stored bars for those keys equal the input, converted exactly
-    from featurestore.load import validate_frame
-
-    chunk = validate_frame(df)
-    got = seeded.get_bars(sorted(set(chunk.symbol.tolist())))
-    for i in range(len(chunk)):
-        key = (chunk.symbol[i], pd.Timestamp(int(chunk.ts[i]), unit="us", tz="UTC"))
-        row = got.loc[key]
-        expected = [chunk.open[i], chunk.high[i], chunk.low[i], chunk.close[i], chunk.volume[i]]
-        assert list(row[["open", "high", "low", "close", "volume"]]) == expected
+    seeded.ingest(df)  # the contract says it is valid: it must load
+    got = seeded.get_bars(sorted(set(expected.symbol)))
+    for r in expected.itertuples(index=False):
+        row = got.loc[(r.symbol, r.ts)]
+        assert list(row[["open", "high", "low", "close", "volume"]]) == [r.open, r.high, r.low, r.close, r.volume], r
 
 
 def test_store_survived(seeded: FeatureStore) -> None:

@@ -23,8 +23,10 @@ import ast
 import logging
 import os
 import re
+import shutil
 import socket
 import stat
+import tempfile
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,14 +63,14 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("featurestore/write.py", "_us_sql"): "interpolates a SQL expression chosen by the caller; every caller passes a "
     "constant column reference ('t.since', 'last_ts', 'b.ts'), never data",
     ("featurestore/write.py", "_ts_us_sql"): "same: constant column references only",
-    ("featurestore/read.py", "_us"): "constant column references chosen by read.py itself",
-    ("featurestore/read.py", "_from_us"): "constant bind-parameter placeholders chosen by read.py itself",
-    ("featurestore/read.py", "range_sql"): "fragments from _select/_us/_quote; values stay %(name)s parameters",
-    ("featurestore/read.py", "latest_sql"): "same as range_sql",
-    ("featurestore/read.py", "latest_one_sql"): "same as range_sql",
-    ("featurestore/read.py", "training_sql"): "same as range_sql",
-    ("featurestore/read.py", "point_sql"): "same as range_sql",
-    ("featurestore/read.py", "estimate_sql"): "same as range_sql",
+    ("featurestore/read/sql.py", "_us"): "constant column references chosen by read/sql.py itself",
+    ("featurestore/read/sql.py", "_from_us"): "constant bind-parameter placeholders chosen by read/sql.py itself",
+    ("featurestore/read/sql.py", "range_sql"): "fragments from _select/_us/_quote; values stay %(name)s parameters",
+    ("featurestore/read/sql.py", "latest_sql"): "same as range_sql",
+    ("featurestore/read/sql.py", "latest_one_sql"): "same as range_sql",
+    ("featurestore/read/sql.py", "training_sql"): "same as range_sql",
+    ("featurestore/read/sql.py", "point_sql"): "same as range_sql",
+    ("featurestore/read/sql.py", "estimate_sql"): "same as range_sql",
     # Safe but against the rule: a module constant in an f-string. Reported; the fix is
     # sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)).
 }
@@ -395,15 +397,21 @@ def test_password_never_appears_when_a_bulk_read_fails(db_url: URL) -> None:
 
 
 @pytest.fixture(scope="module")
-def embedded(pg_server: EmbeddedServer | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    """The session's embedded server, or (on an external test URL) a private one for this module."""
+def embedded(pg_server: EmbeddedServer | None) -> Iterator[EmbeddedServer]:
+    """The session's embedded server, or (on an external test URL) a private one for this module
+    in a private mkdtemp home (not pytest's shared temporary root: a concurrent session may
+    re-permission that under a running server)."""
     if pg_server is not None:
         yield pg_server
         return
-    srv = EmbeddedServer(tmp_path_factory.mktemp("sec-home"), cleanup="keep")
-    srv.start()
-    yield srv
-    srv.stop()
+    home = Path(tempfile.mkdtemp(prefix="fs-sec-"))
+    srv = EmbeddedServer(home, cleanup="keep")
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_embedded_server_listens_on_a_unix_socket_only(embedded: EmbeddedServer) -> None:
