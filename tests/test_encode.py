@@ -38,10 +38,14 @@ def assert_columns_equal(got: list[np.ndarray], want: list[np.ndarray]) -> None:
 # --- byte layout -------------------------------------------------------------------------------
 
 
-def test_header_and_trailer_bytes() -> None:
+def test_header_and_trailer_bytes(raw_conn: psycopg.Connection[object]) -> None:
+    """Against PostgreSQL itself: an empty binary COPY from the server is exactly header + trailer."""
+    with raw_conn.cursor() as cur, cur.copy("COPY (SELECT 1::int4 WHERE false) TO STDOUT (FORMAT BINARY)") as copy:
+        server = b"".join(bytes(chunk) for chunk in copy)
+    assert server == HEADER + TRAILER
+    # and as the protocol documentation spells it: signature, flags (no OIDs), no header extension
     assert HEADER == b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-    assert len(HEADER) == 19
-    assert TRAILER == b"\xff\xff"
+    assert TRAILER == (-1).to_bytes(2, "big", signed=True)  # a field count of -1
 
 
 def test_tiny_payload_layout_by_hand() -> None:
