@@ -14,8 +14,10 @@ During the concurrent runs a sampler polls ``pg_stat_activity`` every 10 ms and 
 largest number of the two loads' backends seen waiting on a lock (``wait_event_type = 'Lock'``):
 0 for disjoint loads means neither ever waited for the other.
 
-    python benchmarks/concurrency.py [--symbols 100] [--bars 1000] [--repeats 3] [--markdown]
-                                     [--output benchmarks/results/concurrency.md] [--url ADMIN_URL]
+Every run writes ``benchmarks/results/concurrency.{json,md}`` (see ``_results.py``).
+
+    python benchmarks/concurrency.py [--quick] [--symbols 100] [--bars 1000] [--repeats 3]
+                                     [--url ADMIN_URL] [--results-dir DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -42,10 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import SEED_VIEW, make_bars  # noqa: E402
+from _results import Results, add_arguments
+from helpers import SEED_VIEW, make_bars
 
-from featurestore.client import FeatureStore  # noqa: E402
-from featurestore.config import libpq_url, normalize_url  # noqa: E402
+from featurestore.client import FeatureStore
+from featurestore.config import libpq_url, normalize_url
 
 CHILD = r"""
 import json, sys, time
@@ -244,24 +246,18 @@ def run(admin_url: Any, *, symbols: int, bars: int, repeats: int, log: Any = pri
     }
 
 
-def markdown(res: dict[str, Any], load_avg: tuple[float, ...]) -> str:
+def markdown(res: dict[str, Any]) -> str:
+    conc_waits = ", ".join(f"`{k}` x{v}" for k, v in sorted(res["lock_wait_events"]["concurrent"].items()))
+    over_waits = ", ".join(f"`{k}` x{v}" for k, v in sorted(res["lock_wait_events"]["overlapping"].items()))
     med = res["median_s"]
     rows = res["rows_per_load"]
     lines: list[str] = [
-        "# Concurrent loads: disjoint symbol sets in parallel vs one after the other",
-        "",
-        f"`python benchmarks/concurrency.py --symbols {res['symbols_per_load']} --repeats {res['repeats']} --markdown`",
-        "",
         f"Two child processes each run `FeatureStore.load(parquet)` of {res['symbols_per_load']} symbols x "
         f"{rows // res['symbols_per_load']} bars ({rows:,} rows: 10 overlapping the stored history, the rest "
         "appended), with the 7-indicator seed view registered, so each load writes bars, features and "
         "indicator state in one transaction. Timed from the first load's start to the last one's end; "
         "imports and store opening are excluded (children wait for GO). A fresh database per run, cloned "
         "from one template; scenarios interleaved per repeat; medians.",
-        "",
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, embedded PostgreSQL 18; load average "
-        f"at the start {', '.join(f'{x:.1f}' for x in load_avg)} (the machine was shared with other work, so "
-        "absolute times are noisy; the ratios between scenarios run back to back are what matters).",
         "",
         "| scenario | median s | runs (s) | serial / this | both loads in progress (share of the shorter) | samples with a lock wait | lock waits seen |",
         "|---|---:|---|---:|---:|---:|---|",
@@ -284,17 +280,18 @@ def markdown(res: dict[str, Any], load_avg: tuple[float, ...]) -> str:
         "",
         "Reading it:",
         "",
-        "- **Disjoint loads run in parallel.** They run side by side for their whole duration and "
-        "never wait for each other's row locks: the only lock waits sampled are PostgreSQL's brief "
-        "relation-extension locks (`extend`, two COPYs growing the same table), never a `transactionid` "
-        "wait (the write path locks only the entity rows it touches, `FOR UPDATE` in id order; the one "
-        "shared row, `store_state`, is updated last, so it is held only until commit). The wall-clock "
-        "gain over serial is bounded by the machine: each load keeps a client process and a server "
-        f"backend busy, so two loads on {os.cpu_count()} shared cores cannot approach 2x, and the noise "
-        "from other work on the machine is of the same order as the gain.",
-        "- **Overlapping loads serialize**, as they must: the second waits on the first's entity row "
-        "locks (`transactionid` waits while locking `entities`) and the pair takes at least as long as "
-        "the serial run. `tests/test_reliability.py` checks that the result equals one of the two "
+        "- **Disjoint loads**: "
+        + (f"lock waits seen in this run: {conc_waits}; " if conc_waits else "no lock wait seen in this run; ")
+        + ("a `transactionid` wait WAS seen, so one load waited for the other's row locks. "
+           if "transactionid" in conc_waits else
+           "no `transactionid` wait, i.e. neither load waited for the other's row locks (the write path locks only "
+           "the entity rows it touches, `FOR UPDATE` in id order; the shared `store_state` row is updated last). ")
+        + f"Each load keeps a client process and a server backend busy, so on {os.cpu_count()} shared cores two "
+        "loads cannot approach 2x over serial.",
+        "- **Overlapping loads** must serialize on the entity row locks: "
+        + ("`transactionid` waits were seen in this run. " if "transactionid" in over_waits
+           else "NO `transactionid` wait was sampled in this run. ")
+        + "`tests/test_reliability.py` checks that the result equals one of the two "
         "serial orders and that the features match TA-Lib on the final history.",
         "- Known limit (see `tests/test_reliability.py::"
         "test_concurrent_loads_visiting_symbols_in_opposite_orders_do_not_deadlock`): two multi-file loads "
@@ -307,14 +304,18 @@ def markdown(res: dict[str, Any], load_avg: tuple[float, ...]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--symbols", type=int, default=100, help="symbols per load")
+    ap.add_argument("--quick", action="store_true", help="20 symbols per load, 2 repeats")
+    ap.add_argument("--symbols", type=int, default=None, help="symbols per load (default 100, quick 20)")
     ap.add_argument("--bars", type=int, default=1000, help="bars per symbol (half stored first)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=None, help="default 3, quick 2")
     ap.add_argument("--url", help="a PostgreSQL maintenance URL (default: a temporary embedded server)")
-    ap.add_argument("--markdown", action="store_true")
-    ap.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "concurrency.md")
+    ap.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
+    add_arguments(ap)
     args = ap.parse_args()
-    load_avg = os.getloadavg()
+    args.symbols = args.symbols or (20 if args.quick else 100)
+    args.repeats = args.repeats or (2 if args.quick else 3)
+    out = Results("concurrency", "Concurrent loads: disjoint symbol sets in parallel vs one after the other",
+                  quick=args.quick, results_dir=args.results_dir)
     if args.url:
         res = run(args.url, symbols=args.symbols, bars=args.bars, repeats=args.repeats)
     else:
@@ -327,10 +328,10 @@ def main() -> None:
                 res = run(url, symbols=args.symbols, bars=args.bars, repeats=args.repeats)
             finally:
                 srv.stop()
-    print(json.dumps(res, indent=2))
-    if args.markdown:
-        args.output.write_text(markdown(res, load_avg))
-        print(f"wrote {args.output}")
+    out.record("result", res)
+    for line in markdown(res).splitlines():
+        out.say(line)
+    out.write()
 
 
 if __name__ == "__main__":
