@@ -11,7 +11,9 @@ and reports RSS after a warm-up and at the end (the test bounds the growth).
 ``tests/test_reliability.py::test_soak_append_correct_read`` runs this function for ~20 s; run it
 longer here:
 
-    python benchmarks/soak.py --minutes 30 [--url postgresql://...] [--seed N]
+    python benchmarks/soak.py --minutes 30 [--url postgresql://...] [--seed N] [--quick] [--results-dir DIR]
+
+Every run writes ``benchmarks/results/soak.{json,md}`` (see ``_results.py``).
 
 Without ``--url`` it starts a temporary embedded server.
 """
@@ -35,9 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import SEED_VIEW, make_bars, talib_reference  # noqa: E402
+from helpers import SEED_VIEW, make_bars, talib_reference
 
-from featurestore.client import FeatureStore  # noqa: E402
+try:  # run as a script (benchmarks/ on sys.path); the tests import only soak()
+    from _results import Results, add_arguments
+except ImportError:  # pragma: no cover
+    from benchmarks._results import Results, add_arguments  # type: ignore[no-redef]
+
+from featurestore.client import FeatureStore
 
 BAR_COLS = ["open", "high", "low", "close", "volume"]
 
@@ -134,11 +141,18 @@ def soak(url: Any, *, seconds: float, seed: int = 0, n_symbols: int = 6, log: An
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--quick", action="store_true", help="half a minute")
+    ap.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
+    ap.add_argument("--minutes", type=float, default=None, help="default 5 (quick 0.5)")
     ap.add_argument("--url", help="an empty PostgreSQL database (default: a temporary embedded server)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--symbols", type=int, default=6)
+    add_arguments(ap)
     args = ap.parse_args()
+    args.minutes = args.minutes or (0.5 if args.quick else 5.0)
+    out = Results("soak", "Soak: append, correct and read in a loop, checked at every step", quick=args.quick,
+                  results_dir=args.results_dir)
+    out.setting("run", f"{args.minutes:g} minutes, {args.symbols} symbols, seed {args.seed}")
     if args.url:
         report = soak(args.url, seconds=args.minutes * 60, seed=args.seed, n_symbols=args.symbols, log=print)
     else:
@@ -151,8 +165,11 @@ def main() -> None:
                 report = soak(url, seconds=args.minutes * 60, seed=args.seed, n_symbols=args.symbols, log=print)
             finally:
                 srv.stop()
-    print(json.dumps(report, indent=2))
-    print(f"RSS growth after warm-up: {report['rss_growth_bytes'] / 2**20:.1f} MiB over {report['seconds']} s")
+    out.record("report", report)
+    out.table("Soak report", ["figure", "value"], [[k, json.dumps(v, default=str)] for k, v in report.items()])
+    out.say()
+    out.say(f"RSS growth after warm-up: {report['rss_growth_bytes'] / 2**20:.1f} MiB over {report['seconds']} s")
+    out.write()
 
 
 if __name__ == "__main__":
