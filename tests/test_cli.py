@@ -99,7 +99,7 @@ def test_load_and_views_commands(make_database: Any, tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["inserted"] == 80
     created = runner.invoke(cli, ["--url", url, "views", "create", "tech", "sma_20", "rsi_14"])
-    assert created.exit_code == 0 and re.search(r"^rows:\s+80$", created.output, re.M), created.output
+    assert created.exit_code == 0 and re.search(r"^rows:\s+80$", created.output, re.MULTILINE), created.output
     listed = json.loads(runner.invoke(cli, ["--url", url, "views", "list", "--json"]).output)
     assert [(v["name"], v["version"]) for v in listed] == [("tech", 1)]
     desc = json.loads(runner.invoke(cli, ["--url", url, "views", "describe", "tech", "--json"]).output)

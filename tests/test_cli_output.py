@@ -84,27 +84,27 @@ def test_load_info_and_views_output_is_for_people(make_database: Any, tmp_path: 
     make_bars(["AAA", "BBB"], 60).to_parquet(path)
     first = runner.invoke(cli, ["--url", text, "load", str(path)])
     assert first.exit_code == 0, first.output
-    assert re.search(r"^inserted:\s+120$", first.output, re.M), first.output
-    assert re.search(r"^generation:\s+\d+$", first.output, re.M)
+    assert re.search(r"^inserted:\s+120$", first.output, re.MULTILINE), first.output
+    assert re.search(r"^generation:\s+\d+$", first.output, re.MULTILINE)
     again = runner.invoke(cli, ["--url", text, "load", str(path)])  # a no-op load
     out = again.output
     assert again.exit_code == 0 and "None" not in out and "generation" not in out, out
     assert not RAW_FLOAT.search(out), out
-    assert re.search(r"^elapsed:\s+[\d,.]+ (ms|s)$", out, re.M), out
-    assert re.search(r"^rows per s:\s+[\d,]+ rows/s$", out, re.M), out
-    assert re.search(r"^unchanged:\s+120$", out, re.M)
+    assert re.search(r"^elapsed:\s+[\d,.]+ (ms|s)$", out, re.MULTILINE), out
+    assert re.search(r"^rows per s:\s+[\d,]+ rows/s$", out, re.MULTILINE), out
+    assert re.search(r"^unchanged:\s+120$", out, re.MULTILINE)
     # info in a new process: the last load comes from the loads table, counts are exact
     info = runner.invoke(cli, ["--url", text, "info"])
     out = info.output
     assert info.exit_code == 0 and "None" not in out and not RAW_FLOAT.search(out), out
     assert "rows_estimate" not in out and "rows estimate" not in out
-    assert re.search(r"^\s+bars:\s+120 rows, [\d.,]+ (B|KiB|MiB)", out, re.M), out
-    assert re.search(r"^last load:$", out, re.M) and str(path) in out
-    assert re.search(r"^\s+rss:\s+[\d.,]+ (MiB|GiB)$", out, re.M), out
+    assert re.search(r"^\s+bars:\s+120 rows, [\d.,]+ (B|KiB|MiB)", out, re.MULTILINE), out
+    assert re.search(r"^last load:$", out, re.MULTILINE) and str(path) in out
+    assert re.search(r"^\s+rss:\s+[\d.,]+ (MiB|GiB)$", out, re.MULTILINE), out
     facts = json.loads(runner.invoke(cli, ["--url", text, "load", str(path), "--json"]).output)
     assert isinstance(facts["elapsed_s"], float)  # --json keeps machine values
     listed = runner.invoke(cli, ["--url", text, "views", "create", "tech", "sma_20"])
-    assert listed.exit_code == 0 and re.search(r"^rows:\s+120$", listed.output, re.M), listed.output
+    assert listed.exit_code == 0 and re.search(r"^rows:\s+120$", listed.output, re.MULTILINE), listed.output
     table = runner.invoke(cli, ["--url", text, "views", "list"]).output
     assert table.splitlines()[0].split() == ["VIEW", "STATUS", "TABLE", "COLUMNS"]
     assert table.splitlines()[1].split()[:2] == ["tech", "v1"]

@@ -126,5 +126,5 @@ def test_info_prints_stats(store: Any, db_url: URL, flag: str | None) -> None:
         facts = json.loads(out.output)
         assert {"process", "pool", "cache", "server"} <= set(facts)
     else:
-        assert re.search(r"^\s+hit ratio:\s+[\d.]+ %$", out.output, re.M), out.output
-        assert re.search(r"^\s+rss:\s+[\d.,]+ (MiB|GiB)$", out.output, re.M), out.output
+        assert re.search(r"^\s+hit ratio:\s+[\d.]+ %$", out.output, re.MULTILINE), out.output
+        assert re.search(r"^\s+rss:\s+[\d.,]+ (MiB|GiB)$", out.output, re.MULTILINE), out.output

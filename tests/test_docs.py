@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 def test_readme_opens_with_the_two_commands() -> None:
     text = (REPO_ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
     assert blocks[0].strip() == "pip install . && featurestore demo"
     assert blocks[1].strip() == 'pip install -e ".[dev]" && pytest'
     ci = (REPO_ROOT / ".ci" / "run").read_text()
@@ -41,3 +41,49 @@ def test_architecture_names_every_module() -> None:
     for module in sorted((REPO_ROOT / "featurestore").glob("*.py")):
         if module.name != "__init__.py":
             assert module.name in text, f"docs/ARCHITECTURE.md does not mention {module.name}"
+
+
+def _cli_rows() -> dict[str, str]:
+    """README's CLI table: command path (e.g. 'views drop') -> the whole table row."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("## CLI\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        m = re.match(r"\| `featurestore ((?:[a-z]+ ?)+)", line)
+        if m:
+            rows[m.group(1).strip()] = line
+    return rows
+
+
+def test_readme_cli_table_lists_every_command_and_every_option() -> None:
+    import click
+
+    from featurestore.cli import cli
+
+    rows = _cli_rows()
+
+    def walk(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+        out: list[tuple[str, click.Command]] = []
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                out.extend(walk(cmd, f"{prefix}{name} "))
+            else:
+                out.append((f"{prefix}{name}", cmd))
+        return out
+
+    commands = walk(cli)
+    assert len(commands) >= 13
+    for name, cmd in commands:
+        assert name in rows, f"README's CLI table has no row for `featurestore {name}`"
+        for param in cmd.params:
+            if isinstance(param, click.Option):
+                for opt in param.opts:
+                    assert f"`{opt}" in rows[name] or f"/`{opt}" in rows[name], (
+                        f"README's CLI row for `featurestore {name}` omits {opt}"
+                    )
+    text = (REPO_ROOT / "README.md").read_text()
+    for param in cli.params:  # the global options
+        for opt in param.opts:
+            assert f"`{opt}" in text, f"README omits the global option {opt}"
+    assert "**Exit status.**" in text and "3 `featurestore server status`" in text

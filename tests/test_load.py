@@ -12,10 +12,10 @@ import backtesting.test
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.feather as feather
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pyarrow import feather
 
 from featurestore.errors import ConfigError, ValidationError
 from featurestore.load import (
@@ -415,7 +415,29 @@ def test_bar_consistency(o: float, h: float, low: float, c: float, column: str, 
 def test_flat_bar_is_valid() -> None:
     df = bars(2)
     df.loc[0, ["open", "high", "low", "close", "volume"]] = [5.0, 5.0, 5.0, 5.0, 0]
-    validate_frame(df)
+    chunk = validate_frame(df)
+    assert len(chunk) == 2 and chunk.rows.tolist() == [0, 1]
+    assert (chunk.open[0], chunk.high[0], chunk.low[0], chunk.close[0], chunk.volume[0]) == (5.0, 5.0, 5.0, 5.0, 0.0)
+
+
+def test_timestamp_objects_in_several_zones_are_converted_to_utc() -> None:
+    """An object column of tz-aware pd.Timestamp / datetime values is accepted like offset strings."""
+    import datetime as dt
+
+    stamps = ["2030-03-01T09:30:00-05:00", "2030-03-02T15:30:00+01:00", "2030-03-03T14:30:00Z", "2030-03-04T20:00:00+05:30"]
+    df = bars(4, symbols=("X",))
+    df["ts"] = pd.Series([pd.Timestamp(s) for s in stamps], dtype=object)
+    want = [us(t) for t in ("2030-03-01T14:30Z", "2030-03-02T14:30Z", "2030-03-03T14:30Z", "2030-03-04T14:30Z")]
+    assert validate_frame(df).ts.tolist() == want
+    df["ts"] = pd.Series([dt.datetime.fromisoformat(s) for s in stamps], dtype=object)
+    assert validate_frame(df).ts.tolist() == want
+    # one naive object among aware ones is rejected, naming its position, unless assume_tz is given
+    df["ts"] = pd.Series([pd.Timestamp(stamps[0]), pd.Timestamp("2030-03-02 14:30"), *map(pd.Timestamp, stamps[2:])], dtype=object)
+    err = error_of(df)
+    assert err.row == 1 and err.column == "ts" and "is naive but earlier ones are tz-aware" in str(err)
+    df["ts"] = df["ts"].iloc[[1, 0, 2, 3]].reset_index(drop=True)  # naive first: the aware one is odd
+    err = error_of(df)
+    assert err.row == 1 and "is tz-aware but earlier ones are naive" in str(err)
 
 
 def test_checks_run_in_documented_order_and_report_first_row() -> None:
@@ -687,7 +709,7 @@ def test_valid_random_frames_round_trip(symbols: list[str], n: int, seed: int, o
         {
             "symbol": pa.array(sym, pa.string()),
             "ts": pa.array(ts_us, pa.timestamp("us", "UTC")),
-            **{"open": o, "high": h, "low": low, "close": c, "volume": vol},
+            "open": o, "high": h, "low": low, "close": c, "volume": vol,
         }
     )
     assert_same_chunk(validate_frame(table), chunk)

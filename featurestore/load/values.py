@@ -313,6 +313,26 @@ def _ts_strings(arr: pa.Array, ctx: _Ctx, name: str, assume_tz: str | None) -> n
     return out
 
 
+def _check_awareness_agrees(series: pd.Series, ctx: _Ctx, name: str) -> None:
+    """Date/time objects must be all tz-aware or all naive: pyarrow types the column by its first
+    value, so a naive value among aware ones would silently be read as UTC (and an aware one
+    among naive ones as wall-clock time). Object columns only; names the first odd row."""
+    values = series.to_numpy(dtype=object)
+    naive = np.frompyfunc(lambda v: isinstance(v, dt.datetime) and v.tzinfo is None or isinstance(v, np.datetime64), 1, 1)
+    aware = np.frompyfunc(lambda v: isinstance(v, dt.datetime) and v.tzinfo is not None, 1, 1)
+    is_naive, is_aware = naive(values).astype(bool), aware(values).astype(bool)
+    if is_naive.any() and is_aware.any():
+        first_kind_naive = bool(is_naive[np.argmax(is_naive | is_aware)])
+        odd = is_aware if first_kind_naive else is_naive
+        pos = int(np.argmax(odd))
+        raise ctx.fail(
+            pos,
+            name,
+            f"timestamp {_show(values[pos])} is {'tz-aware' if first_kind_naive else 'naive'} but earlier "
+            f"ones are {'naive' if first_kind_naive else 'tz-aware'}; give every value a time zone",
+        )
+
+
 _NUMERIC_TS = "ts is numeric; convert to datetime with an explicit unit (e.g. pd.to_datetime(x, unit='s', utc=True))"
 
 
@@ -333,7 +353,10 @@ def _timestamps(col: Column, ctx: _Ctx, assume_tz: str | None, name: str = "ts")
             raise ctx.fail(0, name, f"column has type {dtype}; expected timestamps")
         if pd.api.types.is_numeric_dtype(dtype):
             raise ctx.fail(0, name, _NUMERIC_TS)
+        series = col
         col = _to_arrow(col, name, ctx, times=True)
+        if pa.types.is_timestamp(col.type):
+            _check_awareness_agrees(series, ctx, name)
     arr = _as_array(col)
     t = arr.type
     if not len(arr):
