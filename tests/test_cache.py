@@ -735,6 +735,34 @@ def test_handout_dataframe_isolates_every_mutation() -> None:
     assert handout(cached) is not cached
 
 
+def test_freeze_never_changes_its_argument() -> None:
+    """Issue 11 item 1: freezing flipped the writeable flag of the caller's own arrays in place."""
+    arr = np.arange(5.0)
+    frozen = freeze(arr)
+    assert arr.flags.writeable
+    arr[0] = 9.0  # the caller may still write to its array; the frozen copy keeps its value
+    assert frozen[0] == 0.0 and not frozen.flags.writeable
+
+    own = pd.DataFrame({"a": np.arange(3.0), "s": ["x", "y", "z"]})
+    freeze(own)
+    assert all(b.values.flags.writeable for b in own._mgr.blocks)
+    own.iloc[0, 0] = 7.0  # still the caller's, writable in place
+
+    events = pd.DataFrame({"a": np.arange(3.0), "s": ["x", "y", "z"], "c": pd.Categorical(["u", "v", "u"])})
+    before = events.copy(deep=True)
+    flags = [b.values.flags.writeable for b in events._mgr.blocks if isinstance(b.values, np.ndarray)]
+    result = events.copy(deep=False)  # a result that shares the caller's columns (a training frame)
+    result["f"] = np.ones(3)
+    frozen_frame = freeze(result)
+    assert [b.values.flags.writeable for b in events._mgr.blocks if isinstance(b.values, np.ndarray)] == flags
+    pd.testing.assert_frame_equal(events, before)
+    events.loc[0, "a"] = 5.0  # the caller writes to its own frame afterwards
+    events.loc[1, "s"] = "w"
+    assert frozen_frame["a"].tolist() == [0.0, 1.0, 2.0] and frozen_frame["s"].tolist() == ["x", "y", "z"]
+    with pytest.raises(ValueError, match="read-only"):
+        frozen_frame._mgr.blocks[0].values[0] = 1.0  # the cached frame's arrays cannot be written
+
+
 def test_freeze_arrow_is_identity() -> None:
     table = pa.table({"a": [1, 2, 3]})
     assert freeze(table) is table and handout(table) is table
