@@ -133,7 +133,7 @@ def test_symbol_reads_leave_inputs_unchanged(stores: dict[str | None, FeatureSto
     fs, plain = stores[policy], stores[None]
     fs.clear_cache()
     for symbols in symbol_inputs(dtype):
-        for name, read in READS.items():
+        for read in READS.values():
             before, before_flags = copy.deepcopy(symbols), flags(symbols)
             want = read(plain, list(SYMBOLS))
             for attempt in ("miss", "hit", "after the caller wrote to its result"):

@@ -226,7 +226,7 @@ class SieveCache(Cache[K, V]):
         while node is not None:
             order.append((node[2], node[3]))
             node = node[0]
-        hand = self._hand[2] if self._hand is not None else _MISSING
+        hand = () if self._hand is None else (self._hand[2],)  # () : no hand (a key may be None)
         for name in ("_nodes", "_newest", "_oldest", "_hand"):
             del state[name]
         state["_sieve_order"] = (order, hand)
@@ -237,7 +237,7 @@ class SieveCache(Cache[K, V]):
         for key, visited in order:
             self._place(key, 0)
             self._nodes[key][3] = visited
-        self._hand = self._nodes[hand] if hand is not _MISSING else None
+        self._hand = self._nodes[hand[0]] if hand else None
         for name in ("_nodes", "_newest", "_oldest", "_hand"):
             state[name] = getattr(self, name)
 
