@@ -379,8 +379,7 @@ class Reader:
         try:
             return _bulk.run(snap.bulk, text)
         except BaseException as exc:
-            if _bulk.is_disconnect(exc):
-                raise ConnectionError(f"lost the bulk-read connection of a snapshot: {exc}") from exc
+            _bulk.raise_typed(exc)
             raise
 
     # -- snapshots ------------------------------------------------------------------------------

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from featurestore.errors import ConnectionError, PoolTimeoutError
+from featurestore.errors import ConnectionError, PoolTimeoutError, database_error
 
 if TYPE_CHECKING:
     import psycopg
     import pyarrow as pa
 
-__all__ = ["BulkConnections", "begin_snapshot", "end_snapshot", "run"]
+__all__ = ["BulkConnections", "begin_snapshot", "end_snapshot", "raise_typed", "run"]
 
 # SQLSTATE classes of a lost connection: 08 (connection exception) and 57P01-57P03 (the server
 # shut down or is starting). Anything else the server reported left the connection usable.
@@ -44,6 +44,19 @@ def is_disconnect(exc: BaseException) -> bool:
         return False
     state = getattr(exc, "sqlstate", None)
     return not state or str(state).startswith(_DISCONNECT_STATES)
+
+
+def raise_typed(exc: BaseException) -> None:
+    """Raise a server's verdict on a bulk read as a featurestore error (SQLSTATE kept).
+
+    A lost connection becomes ConnectionError; an error the server reported (a dropped table, a
+    data error, a cancelled statement) the typed DatabaseError; anything else (KeyboardInterrupt,
+    a driver error without SQLSTATE) is left to propagate as it is.
+    """
+    if is_disconnect(exc):
+        raise ConnectionError(f"lost the bulk-read connection: {_first_line(exc)}") from exc
+    if getattr(exc, "sqlstate", None):
+        raise database_error(exc, "bulk read") from exc
 
 
 def run(conn: Any, text: str) -> pa.Table:
@@ -89,6 +102,7 @@ class BulkConnections:
                     if conn is not None:
                         self._discard(conn)
                     if not is_disconnect(exc):
+                        raise_typed(exc)
                         raise
                     if attempt == 0:
                         continue
