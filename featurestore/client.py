@@ -6,6 +6,8 @@ class holds the connection pool, the cache and the settings, and wires the steps
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import sys
 import time
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from featurestore.write import LoadResult
 
 __all__ = ["FeatureStore"]
+
+_log = logging.getLogger(__name__)
 
 
 class FeatureStore:
@@ -73,6 +77,12 @@ class FeatureStore:
         cache_entries: int | None = None,
         consistency: str = "local",
     ) -> None:
+        from featurestore.consistency import CONSISTENCY_MODES
+
+        if consistency not in CONSISTENCY_MODES:  # checked even with cache=None: a typo must not pass
+            raise ConfigError(
+                f"consistency must be one of {', '.join(map(repr, CONSISTENCY_MODES))}, got {consistency!r}"
+            )
         self.settings = Settings.resolve(
             url,
             home=home,
@@ -174,17 +184,30 @@ class FeatureStore:
     # -- schema -------------------------------------------------------------------------------
 
     def migrate(self, revision: str = "head") -> str:
-        """Upgrade the schema to ``revision``; return the revision now current."""
-        _migrate.upgrade(self.db.engine, revision)
+        """Upgrade the schema to ``revision``; return the revision now current.
+
+        Every cached result is dropped (here, and through NOTIFY in stores listening with
+        ``consistency="notify"``): a migration changes what reads return.
+        """
+        try:
+            _migrate.upgrade(self.db.engine, revision)
+        finally:  # even a failed migration may have changed something before it failed
+            self._invalidate_committed(None, "a migration")
         with self.db.engine.connect() as conn:
             self.schema_revision = _migrate.current_revision(conn) or "base"
         return self.schema_revision
 
     def downgrade(self, revision: str) -> str:
-        """Downgrade the schema to ``revision`` (``"base"`` drops every table and its data)."""
+        """Downgrade the schema to ``revision`` (``"base"`` drops every table and its data).
+
+        Every cached result is dropped, as for :meth:`migrate`.
+        """
         if not revision:
             raise ConfigError("downgrade needs a target revision, e.g. 'base' or '0001'")
-        _migrate.downgrade(self.db.engine, revision)
+        try:
+            _migrate.downgrade(self.db.engine, revision)
+        finally:
+            self._invalidate_committed(None, "a migration")
         with self.db.engine.connect() as conn:
             self.schema_revision = _migrate.current_revision(conn) or "base"
         return self.schema_revision
@@ -215,17 +238,15 @@ class FeatureStore:
     def stats(self) -> dict[str, Any]:
         """Memory, pool, cache, server and last-load figures, for ``featurestore info`` and monitoring.
 
-        ``process``: RSS and peak RSS (psutil; peak from the OS high-water mark); ``pool``: size,
+        ``process``: RSS and this process's own peak RSS (``_peak_rss_bytes``); ``pool``: size,
         checked out, overflow; ``cache``: bytes, entries, hits, misses, hit ratio and policy;
         ``server``: database size and, per table, rows (planner estimate), table and index bytes;
         ``last_load``: the figures of this store's last load.
         """
-        import resource
-
         import psutil
 
         proc = psutil.Process()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        peak = _peak_rss_bytes(proc)
 
         def server(conn: Any) -> dict[str, Any]:
             db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
@@ -332,10 +353,18 @@ class FeatureStore:
             bar.close()
         with self.db.connection() as conn:
             conn.execute("UPDATE feature_views SET status = 'ready' WHERE view_id = %s", (view.view_id,))
-            conn.execute(sql.SQL("ANALYZE {}").format(ident(view.table_name)))  # fresh table: give the planner stats
-            view = _views.get_view(conn, view.name, view.version)
-        self._invalidate(None)
-        return view
+        # The view is complete and committed: nothing below may turn that into an exception.
+        ready = dataclasses.replace(view, status="ready")
+        self._invalidate_committed(None, f"creating view {name} v{view.version}")
+        try:  # a fresh table has no statistics: give the planner some
+            self.db.run(lambda c: c.execute(sql.SQL("ANALYZE {}").format(ident(view.table_name))))
+        except Exception as exc:  # noqa: BLE001 - autovacuum will analyze it later
+            _log.warning("view %s v%s is ready, but ANALYZE of %s failed: %s", name, view.version, view.table_name, exc)
+        try:
+            return self.db.run(lambda c: _views.get_view(c, ready.name, ready.version), idempotent=True)
+        except Exception as exc:  # noqa: BLE001 - the registered view, as this call left it
+            _log.warning("view %s v%s is ready, but reading it back failed: %s", name, view.version, exc)
+            return ready
 
     def list_views(self) -> list[dict[str, Any]]:
         """Every registered view version, described (name, version, table, status, columns)."""
@@ -367,7 +396,7 @@ class FeatureStore:
         with self.db.connection() as conn, conn.transaction():
             dropped = _views.drop_view(conn, name, version)
             bump_generation(conn, None)
-        self._invalidate(None)
+        self._invalidate_committed(None, f"dropping view {name}")
         return dropped
 
     def _views(self, conn: Any) -> list[FeatureView]:
@@ -393,16 +422,18 @@ class FeatureStore:
         ``"ignore"`` keeps them, ``"error"`` refuses a load that would change one. Features of
         every view are computed in the same transaction. Returns what the load did.
         """
+        started = time.perf_counter()  # elapsed_s is what the caller waits for, from here
         from featurestore import load as _load
 
         with self.db.connection() as conn:
             user_cols = sorted({c for v in self._views(conn) for c in v.columns})
         chunk = _load.validate_frame(data, extra_columns=user_cols, assume_tz=assume_tz).sorted()
+        validate_s = time.perf_counter() - started
         from featurestore.write import SMALL_WRITE_ROWS
 
         return self._write(lambda: [chunk], source="DataFrame", on_conflict=on_conflict,
                            create_symbols=create_symbols, small=len(chunk) < SMALL_WRITE_ROWS,
-                           progress=progress, total=len(chunk))
+                           progress=progress, total=len(chunk), started=started, validate_s=validate_s)
 
     def load(
         self,
@@ -415,14 +446,20 @@ class FeatureStore:
         on_conflict: str = "update",
         create_symbols: bool = True,
         assume_tz: str | None = None,
+        delimiter: str = ",",
+        encoding: str = "utf8",
         progress: bool | None = None,
     ) -> LoadResult:
         """Load CSV, Parquet or Feather files (paths, directories or globs) in one transaction.
 
         Files stream through in chunks of ``chunk_rows`` rows, so memory stays bounded whatever
         their size. ``symbol=`` names the symbol of one-symbol files; ``column_map`` renames
-        source columns (``{"Date": "ts", "Adj Close": None}``; None drops a column).
+        source columns (``{"Date": "ts", "Adj Close": None}``; None drops a column);
+        ``delimiter`` and ``encoding`` apply to CSV. Errors name the file, its data row (counted
+        from 1, header excluded) and the column. The progress bar's total is exact for Parquet
+        and Feather (their metadata) and estimated from the size for CSV.
         """
+        started = time.perf_counter()  # elapsed_s is what the caller waits for, from here
         from featurestore import load as _load
 
         paths_list = _load.expand_paths(paths)
@@ -438,12 +475,27 @@ class FeatureStore:
                 column_map=column_map,
                 symbol=symbol,
                 assume_tz=assume_tz,
+                delimiter=delimiter,
+                encoding=encoding,
             )
-            return (c.sorted() for c in stream)
 
+            def sorted_chunks() -> Iterator[BarChunk]:
+                for c in stream:
+                    yield c.sorted()
+                _load_progress.finishing()  # every row read: name the phases that follow
+
+            return sorted_chunks()
+
+        from featurestore.load import progress as _load_progress
+
+        total, _ = _load.estimate_rows(paths_list, format=format) if progress is not False else (None, False)
         source = str(paths_list[0]) if len(paths_list) == 1 else f"{paths_list[0]} (+{len(paths_list) - 1} files)"
-        return self._write(chunks, source=source, on_conflict=on_conflict,
-                           create_symbols=create_symbols, small=False, progress=progress, total=None)
+        try:
+            return self._write(chunks, source=source, on_conflict=on_conflict,
+                               create_symbols=create_symbols, small=False, progress=progress, total=total,
+                               started=started)
+        finally:
+            _load_progress.reset()
 
     def _write(
         self,
@@ -455,16 +507,24 @@ class FeatureStore:
         small: bool,
         progress: bool | None,
         total: int | None,
+        started: float | None = None,
+        validate_s: float = 0.0,
     ) -> LoadResult:
         """Run one load in one transaction; retry it whole if PostgreSQL broke a deadlock.
 
         Multi-chunk loads lock entities as they meet them, so two loads that meet the same symbols
         in opposite orders can deadlock; PostgreSQL then aborts one of them, which rolled back
         completely and is simply run again (``chunks`` re-reads the source).
+
+        ``started`` is the caller's entry time (``time.perf_counter()``) and ``validate_s`` the
+        validation it already did: the result's ``elapsed_s`` covers everything until return.
+        Once the transaction has committed nothing raises any more (see ``_after_commit``).
         """
         from featurestore.errors import DeadlockError
         from featurestore.write import LoadWriter
 
+        if started is None:
+            started = time.perf_counter()
         attempts = 4
         for attempt in range(attempts):
             bar = _progress(progress, total=total, desc="load", unit="rows")
@@ -473,10 +533,18 @@ class FeatureStore:
                     with conn.transaction():
                         writer = LoadWriter(conn, source=source, on_conflict=on_conflict,
                                             create_symbols=create_symbols, views=self._views(conn), small=small)
+                        reading = 0.0  # reading, validating and sorting file chunks happens lazily, here
+                        t0 = time.perf_counter()
                         for chunk in chunks():
+                            reading += time.perf_counter() - t0
                             writer.write_chunk(chunk)
                             bar.update(len(chunk))
+                            t0 = time.perf_counter()
+                        reading += time.perf_counter() - t0
                         result = writer.finish()
+                        t_commit = time.perf_counter()
+                    # leaving the block committed (an exception there propagates: nothing committed)
+                    commit_s = time.perf_counter() - t_commit
                 break
             except DeadlockError as exc:  # pool.py maps DeadlockDetected / SerializationFailure
                 if attempt + 1 == attempts:
@@ -489,11 +557,44 @@ class FeatureStore:
                 time.sleep(0.05 * (attempt + 1))
             finally:
                 bar.close()
-        if result.changed_symbols:
-            self._invalidate(list(result.changed_symbols))
-        self._analyze_if_grown(result.inserted)
-        self.last_load = result
+        result.phases["validate"] = validate_s + reading
+        result.phases["commit"] = commit_s
+        self._after_commit(result, started)
         return result
+
+    def _after_commit(self, result: LoadResult, started: float) -> None:
+        """Everything after a load committed: nothing here may turn it into an exception.
+
+        ``last_load`` and cache invalidation come first; then ANALYZE, best effort: a failure
+        (a lock timeout, a cancel, a lost connection) is logged as a warning, never raised.
+        KeyboardInterrupt still propagates, but only once ``last_load`` is set.
+        """
+        self.last_load = result
+        if result.changed_symbols:
+            self._invalidate_committed(list(result.changed_symbols), f"load {result.load_id}")
+        t0 = time.perf_counter()
+        try:
+            self._analyze_if_grown(result.inserted)
+        except Exception as exc:  # noqa: BLE001 - the load committed; statistics can wait for autovacuum
+            _log.warning(
+                "load %s committed, but ANALYZE after it failed (autovacuum will do it later): %s",
+                result.load_id, exc,
+            )
+        finally:
+            result.phases["analyze"] = time.perf_counter() - t0
+            result.elapsed_s = time.perf_counter() - started
+
+    def _invalidate_committed(self, symbols: Sequence[str] | None, what: str) -> None:
+        """Invalidate after a commit: on failure clear the whole cache; log, never raise."""
+        try:
+            self._invalidate(symbols)
+            return
+        except Exception:  # noqa: BLE001 - the write committed; fall back to clearing everything
+            _log.warning("cache invalidation after %s failed; clearing the cache", what, exc_info=True)
+        try:
+            self._invalidate(None)
+        except Exception:  # noqa: BLE001 - logged; the committed write stands
+            _log.warning("clearing the cache after %s failed", what, exc_info=True)
 
     def _analyze_if_grown(self, inserted: int) -> None:
         """ANALYZE bars and the view tables after a load that grew them a lot.
@@ -638,6 +739,34 @@ class FeatureStore:
         )
 
 
+def _peak_rss_bytes(proc: Any) -> int:
+    """This process's own peak resident set size, in bytes (0 when the platform tells nothing).
+
+    Linux: ``VmHWM`` from /proc/self/status, which exec resets; ``ru_maxrss`` there is in KiB
+    and carries the parent's peak across fork+exec, so a small child would report its parent's
+    size. macOS: ``ru_maxrss`` is already in bytes. Windows: psutil's ``peak_wset``.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) * 1024  # "VmHWM:  123456 kB"
+        except (OSError, ValueError, IndexError):
+            pass
+    peak = getattr(proc.memory_info(), "peak_wset", None)
+    if peak:
+        return int(peak)
+    try:
+        import resource
+    except ImportError:  # Windows without peak_wset
+        return 0
+    maxrss = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    if sys.platform.startswith("linux"):  # /proc unreadable: the inherited figure, in KiB
+        return maxrss * 1024
+    return maxrss if sys.platform == "darwin" else maxrss * 1024  # the BSDs report KiB
+
+
 def _maybe_downcast(enabled: bool, fn: Any) -> Any:
     if not enabled:
         return fn
@@ -699,4 +828,9 @@ def _progress(enabled: bool | None, *, total: int | None, desc: str, unit: str) 
         return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
+    bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
+    if desc == "load":
+        from featurestore.load import progress as _load_progress
+
+        _load_progress.register(bar)  # load() then shows the phases after the last row
+    return bar

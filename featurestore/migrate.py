@@ -62,11 +62,29 @@ def _check_known(revision: str) -> None:
         raise NotFoundError(f"unknown schema revision {revision!r}; known: {', '.join(known)}") from None
 
 
+# The consistency module's channel and "anything may have changed" payload (write.bump_generation
+# sends the same); repeated here so that migrating imports neither the cache nor the write path.
+_NOTIFY_CHANNEL = "featurestore"
+_NOTIFY_ALL = '{"g": null, "s": null}'
+
+
+def _notify_everything_changed(conn: sa.Connection) -> None:
+    """Tell every listening store to drop its whole cache once this migration commits.
+
+    A migration changes what reads return (``downgrade("base")`` empties the store) without a
+    write generation bump, so caches of other processes in ``notify`` mode must hear of it.
+    """
+    conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": _NOTIFY_CHANNEL, "payload": _NOTIFY_ALL})
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Upgrade to ``revision`` in one transaction under an advisory lock (safe to run concurrently)."""
     _check_known(revision)
     with engine.connect().execution_options(isolation_level="READ COMMITTED") as conn:
+        before = current_revision(conn)
         command.upgrade(alembic_config(conn), revision)
+        if current_revision(conn) != before:
+            _notify_everything_changed(conn)
         conn.commit()
 
 
@@ -74,7 +92,10 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
     """Downgrade to ``revision`` (``"base"`` removes every table, data included)."""
     _check_known(revision)
     with engine.connect().execution_options(isolation_level="READ COMMITTED") as conn:
+        before = current_revision(conn)
         command.downgrade(alembic_config(conn), revision)
+        if current_revision(conn) != before:
+            _notify_everything_changed(conn)
         conn.commit()
 
 

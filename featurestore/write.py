@@ -70,9 +70,20 @@ _STATE_MAGIC = b"FS"
 _STATE_HEADER = struct.Struct("<2sHI")  # magic, layout version, crc32 of the view's spec
 
 
+#: The phases of a load, in order, as reported in ``LoadResult.phases`` (seconds each).
+PHASES = ("validate", "write", "features", "commit", "analyze")
+
+
 @dataclass
 class LoadResult:
-    """What one committed load did."""
+    """What one committed load did.
+
+    ``elapsed_s`` is what the caller waited for: from entering ``ingest()``/``load()`` to its
+    return, validation, sorting, retries and the post-load ANALYZE included. ``phases`` splits
+    it (:data:`PHASES`): ``validate`` (reading, validating and sorting the input), ``write``
+    (bars, staging, upserts, load log), ``features`` (indicators and their state), ``commit``
+    and ``analyze``; their sum is at most ``elapsed_s`` (the rest is bookkeeping and retries).
+    """
 
     source: str
     rows_in: int = 0
@@ -85,6 +96,7 @@ class LoadResult:
     features_written: int = 0
     entities_recomputed: int = 0
     elapsed_s: float = 0.0
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     peak_rss_bytes: int = 0
     load_id: int | None = None
     generation: int | None = None
@@ -93,11 +105,13 @@ class LoadResult:
 
     @property
     def rows_per_s(self) -> float:
-        """Input rows per second of wall time."""
+        """Input rows per second of the caller's wall time (``elapsed_s``)."""
         return self.rows_in / self.elapsed_s if self.elapsed_s > 0 else float("inf")
 
     def as_dict(self) -> dict[str, Any]:
+        """The figures as plain values (``phases`` as its own dict), for printing and JSON."""
         d = {k: v for k, v in self.__dict__.items() if k not in ("changed_entities", "changed_symbols")}
+        d["phases"] = dict(self.phases)
         d["rows_per_s"] = round(self.rows_per_s, 1)
         return d
 
@@ -446,6 +460,8 @@ class LoadWriter:
         self.small = small
         self.result = LoadResult(source=source)
         self.started = time.perf_counter()
+        self.phases = self.result.phases  # write_chunk/finish add their "write" and "features" time
+        self._features_s = 0.0
         self.started_at = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         self.ids: dict[str, int] = {}
         self.symbol_of: dict[int, str] = {}
@@ -513,6 +529,13 @@ class LoadWriter:
         n = len(chunk)
         if n == 0:
             return
+        t0 = time.perf_counter()
+        try:
+            self._write_chunk(chunk, n)
+        finally:
+            self.phases["write"] += time.perf_counter() - t0
+
+    def _write_chunk(self, chunk: BarChunk, n: int) -> None:
         self.result.rows_in += n
         codes, uniques = chunk.symbol_codes()
         self._resolve(uniques, chunk)
@@ -627,6 +650,15 @@ class LoadWriter:
 
     def finish(self) -> LoadResult:
         """Upsert staged rows, write features and state, log the load, bump generations."""
+        t_finish = time.perf_counter()
+        self._features_s = 0.0
+        try:
+            return self._finish()
+        finally:
+            self.phases["features"] += self._features_s
+            self.phases["write"] += time.perf_counter() - t_finish - self._features_s
+
+    def _finish(self) -> LoadResult:
         res = self.result
         if self.staged:
             src = "SELECT entity_id AS e, ts, open AS o, high AS h, low AS l, close AS c, volume AS v FROM _fs_stage"
@@ -654,11 +686,13 @@ class LoadWriter:
         if self._mem and self.views and changed:
             memory = MemoryBars(*(np.concatenate(cols) for cols in zip(*self._mem)))
         self._mem = None
+        t0 = time.perf_counter()
         for view in self.views:
             written, recomputed = write_features(self.conn, view, changed, self.old_last, self.changed_past, memory)
             res.features_written += written
             res.entities_recomputed += recomputed
             self._sample_memory()
+        self._features_s = time.perf_counter() - t0
         user_changed = self._write_user_columns()
         touched = sorted(set(changed) | user_changed)
         res.symbols = len(self.ids)

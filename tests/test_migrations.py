@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from sqlalchemy.engine import URL
 from featurestore import migrate
 from featurestore.client import FeatureStore
 from featurestore.config import libpq_url
-from featurestore.errors import NotFoundError, SchemaError
+from featurestore.errors import ConfigError, NotFoundError, SchemaError
 from featurestore.schema import is_view_table, metadata
 
 
@@ -166,3 +167,52 @@ def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
         "featurestore/migrations/versions/0003_loads_generation.py",
     ):
         assert expected in names
+
+
+def _bars_of(fs: FeatureStore, symbol: str) -> int:
+    return len(fs.get_bars(symbol))
+
+
+@pytest.mark.parametrize("consistency", ["local", "strict", "notify"])
+def test_migrations_drop_cached_results(make_database: Callable[[str], URL], consistency: str) -> None:
+    """After downgrade("base") and migrate() a read must not come from the cache (issue 11 item 10)."""
+    from helpers import make_bars
+
+    url = make_database("migcache")
+    with FeatureStore(url, auto_migrate=True, cache="lru", consistency=consistency) as fs:
+        fs.ingest(make_bars(["AAA"], 30, seed=1))  # generation 1
+        assert _bars_of(fs, "AAA") == 30  # cached, computed at generation 1
+        assert fs.downgrade("base") == "base"
+        assert fs.migrate() == migrate.head_revision()
+        fs.ingest(make_bars(["BBB"], 5, seed=2))  # generation 1 again, and it does not touch AAA
+        assert _bars_of(fs, "AAA") == 0  # the store is empty of AAA now; before the fix: 30, cached
+        assert _bars_of(fs, "BBB") == 5
+
+
+def test_migrations_tell_listening_stores(make_database: Callable[[str], URL]) -> None:
+    """A store in another process (here: another store) with consistency="notify" drops its cache too."""
+    from helpers import make_bars
+
+    url = make_database("migpeer")
+    with FeatureStore(url, auto_migrate=True, cache=None) as admin, FeatureStore(
+        url, cache="lru", consistency="notify"
+    ) as peer:
+        admin.ingest(make_bars(["AAA"], 30, seed=1))
+        for _ in range(2000):  # the peer hears of the load (bounded wait, no timing assumption)
+            if _bars_of(peer, "AAA") == 30:
+                break
+            threading.Event().wait(0.01)
+        assert _bars_of(peer, "AAA") == 30
+        admin.downgrade("base")
+        admin.migrate()
+        for _ in range(2000):
+            if _bars_of(peer, "AAA") == 0:
+                break
+            threading.Event().wait(0.01)
+        assert _bars_of(peer, "AAA") == 0
+
+
+@pytest.mark.parametrize("cache", [None, "lru"])
+def test_consistency_is_validated_even_without_a_cache(db_url: URL, cache: str | None) -> None:
+    with pytest.raises(ConfigError, match=r"consistency must be one of 'local', 'notify', 'strict', got 'strcit'"):
+        FeatureStore(db_url, auto_migrate=True, cache=cache, consistency="strcit")

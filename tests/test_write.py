@@ -216,12 +216,17 @@ def test_user_columns_are_written_and_kept_through_recomputes(fresh: FeatureStor
 
 
 def test_parallel_backfill_equals_serial_and_resumes(make_database: Callable[[str], URL]) -> None:
+    from joblib.externals.loky import get_reusable_executor
+
     df = make_bars(12, 300, seed=11)
     stores = []
     for n_jobs in (1, 2):
         fs = FeatureStore(make_database("bf"), auto_migrate=True)
         fs.ingest(df)
-        fs.create_view("tech", SEED_VIEW, n_jobs=n_jobs, batch_entities=4)
+        try:
+            fs.create_view("tech", SEED_VIEW, n_jobs=n_jobs, batch_entities=4)
+        finally:  # joblib keeps its process pool (and its manager thread) for reuse: stop them
+            get_reusable_executor().shutdown(wait=True)
         stores.append(fs)
     # resumable: a backfill interrupted after one batch continues with the rest
     fs = FeatureStore(make_database("bf"), auto_migrate=True)
@@ -378,3 +383,41 @@ def test_backfill_runs_on_the_joblib_ray_backend(make_database: Callable[[str], 
                     assert_features_match_talib(conn, "fv_tech_v1", sym)
     finally:
         ray.shutdown()
+
+
+def _check_timings(result: Any, wall: float) -> None:
+    """The orderings a caller-waited-for ``elapsed_s`` must satisfy (no timing thresholds)."""
+    from featurestore.write import PHASES
+
+    assert tuple(result.phases) == PHASES == ("validate", "write", "features", "commit", "analyze")
+    assert all(isinstance(v, float) and v >= 0 for v in result.phases.values()), result.phases
+    assert result.phases["validate"] > 0 and result.phases["write"] > 0 and result.phases["commit"] > 0
+    assert sum(result.phases.values()) <= result.elapsed_s <= wall
+    assert result.elapsed_s >= result.phases["write"] + result.phases["validate"]
+    assert result.rows_per_s == result.rows_in / result.elapsed_s
+    d = result.as_dict()
+    assert d["phases"] == result.phases and d["phases"] is not result.phases
+    assert d["elapsed_s"] == result.elapsed_s and d["rows_per_s"] == round(result.rows_per_s, 1)
+    # the keys the CLI and monitoring read stay
+    assert {"source", "rows_in", "inserted", "updated", "unchanged", "rejected", "symbols", "symbols_created",
+            "features_written", "entities_recomputed", "elapsed_s", "peak_rss_bytes", "load_id",
+            "generation", "rows_per_s"} <= set(d)
+
+
+def test_load_result_times_what_the_caller_waited_for(fresh: FeatureStore, tmp_path: Path) -> None:
+    """elapsed_s spans ingest()/load() from entry to return: validation and ANALYZE included (issue 11 item 5b)."""
+    fresh.create_view("tech", ["sma_5"])
+    df = make_bars(["AAA", "BBB"], 1500, seed=31)  # 3,000 new rows: the post-load ANALYZE runs
+    t0 = time.perf_counter()
+    r = fresh.ingest(df)
+    wall = time.perf_counter() - t0
+    _check_timings(r, wall)
+    assert r.phases["features"] > 0 and r.phases["analyze"] > 0
+    assert fresh.last_load is r
+    path = tmp_path / "more.csv"
+    make_bars(["CCC"], 1200, seed=32).to_csv(path, index=False)
+    t0 = time.perf_counter()
+    r = fresh.load(path)
+    wall = time.perf_counter() - t0
+    _check_timings(r, wall)
+    assert r.rows_in == 1200 and r.phases["analyze"] > 0
