@@ -52,17 +52,31 @@ def test_pool_bounds_and_times_out_clearly(url: URL) -> None:
 def test_close_leaves_no_server_connections(url: URL, pg_admin_url: URL) -> None:
     fs = FeatureStore(url, pool_size=3)
     barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
 
     def work() -> None:
-        with fs.db.connection() as conn:
-            barrier.wait(timeout=10)
-            conn.execute("SELECT 1")
+        try:
+            with fs.db.connection() as conn:
+                barrier.wait(timeout=10)
+                conn.execute("SELECT 1")
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+    finally:
+        barrier_broken = False
+        for t in threads:
+            t.join(timeout=60)
+        if any(t.is_alive() for t in threads):
+            barrier.abort()  # release any thread still waiting, then give it a bounded join
+            barrier_broken = True
+            for t in threads:
+                t.join(timeout=60)
+    assert not barrier_broken and not any(t.is_alive() for t in threads)
+    assert errors == []
     assert _server_connections(pg_admin_url, url.database or "") >= 3
     fs.close()
     assert _server_connections(pg_admin_url, url.database or "") == 0
