@@ -7,8 +7,11 @@
            with the touched symbols in its transaction; a background thread on a dedicated
            connection ``LISTEN``s and drops the affected entries. PostgreSQL delivers a
            notification only after the commit, typically within a millisecond or two, so a
-           reader can see an entry up to that delay old. If the listener's connection is lost it
-           clears the whole cache and reconnects (notifications sent meanwhile are lost).
+           reader can see an entry up to that delay old. If the listener's connection is lost, or
+           the listener fails in any other way, it clears the whole cache and reconnects
+           (notifications sent meanwhile are lost, so nothing stale survives); should its thread
+           ever end, the next read clears the cache and starts a new one. `CachedReads.stats`
+           reports whether it is listening now and how often it failed.
 ``strict`` before serving a hit, one cheap query reads the store-wide write generation
            (``store_state``); an entry computed before the last committed write is recomputed.
            A hit is therefore never older than the last write committed before the read
@@ -71,6 +74,7 @@ class CachedReads:
         self.consistency = consistency
         self._generation = generation
         self._listener: _Listener | None = None
+        self._restart_lock = threading.Lock()
         if consistency == "notify":
             if listen_url is None:
                 raise ConfigError("consistency='notify' needs the database URL to listen on")
@@ -79,6 +83,9 @@ class CachedReads:
 
     def read(self, key: Hashable, symbols: Iterable[str], compute: Callable[[], Any]) -> Any:
         """The cached result for ``key`` (computing it once if missing), handed out read-only."""
+        listener = self._listener
+        if listener is not None and not listener.is_alive():
+            self._restart_listener(listener)
         if self.consistency == "strict":
             current = self._generation()
             entry = self.cache.peek(key)
@@ -93,6 +100,19 @@ class CachedReads:
             return handout(entry.value)
         entry = self.cache.get_or_compute(key, lambda: Entry(0, freeze(compute())), tags=symbol_tags(symbols))
         return handout(entry.value)
+
+    def _restart_listener(self, dead: _Listener) -> None:
+        """The listener thread ended (it never should): what it missed is unknown, so start clean."""
+        with self._restart_lock:
+            if self._listener is not dead:
+                return  # another reader restarted it, or the store is closing
+            _log.warning("cache listener thread had ended; clearing the cache and restarting it")
+            self.invalidate(None)
+            listener = _Listener(dead.url, self)
+            listener.failures = dead.failures + 1
+            listener.last_error = dead.last_error
+            self._listener = listener
+            listener.start()
 
     def invalidate(self, symbols: Iterable[str] | None) -> int:
         """Drop entries that read any of ``symbols`` (None: everything). Returns entries dropped."""
@@ -117,9 +137,12 @@ class CachedReads:
             "bytes": st.currsize,
             "max_bytes": st.maxsize,
         }
-        if self._listener is not None:
-            out["notifications"] = self._listener.received
-            out["listener_connected"] = self._listener.connected.is_set()
+        listener = self._listener
+        if listener is not None:
+            out["notifications"] = listener.received
+            out["listener_connected"] = listener.is_alive() and listener.connected.is_set()
+            out["listener_failures"] = listener.failures
+            out["listener_last_error"] = listener.last_error
         return out
 
     def close(self) -> None:
@@ -138,9 +161,19 @@ class _Listener(threading.Thread):
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.received = 0
+        self.failures = 0
+        self.last_error: str | None = None
         self._conn: psycopg.Connection[Any] | None = None
 
     def run(self) -> None:
+        try:
+            self._listen()
+        finally:  # even a BaseException: say so, and leave nothing that could be stale
+            self.connected.clear()
+            if not self.stopping.is_set():
+                self._clear()
+
+    def _listen(self) -> None:
         backoff = 0.1
         while not self.stopping.is_set():
             try:
@@ -154,17 +187,25 @@ class _Listener(threading.Thread):
                     while not self.stopping.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self._handle(note.payload)
-            except psycopg.Error as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: a lost connection, a bad payload, a bug
                 if self.stopping.is_set():
                     break
-                _log.warning("cache listener lost its connection (%s); clearing the cache", exc)
                 self.connected.clear()
-                self.owner.invalidate(None)
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                what = "lost its connection" if isinstance(exc, psycopg.Error) else "failed"
+                _log.warning("cache listener %s (%s); clearing the cache and reconnecting", what, self.last_error)
+                self._clear()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self._conn = None
-        self.connected.clear()
+
+    def _clear(self) -> None:
+        try:
+            self.owner.cache.clear()
+        except Exception:  # noqa: BLE001  # pragma: no cover - clearing a dict does not fail
+            _log.exception("cache listener could not clear the cache")
 
     def _handle(self, payload: str) -> None:
         self.received += 1

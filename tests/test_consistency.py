@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +51,7 @@ def _write_in_other_process(url: URL, n: int) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
 
@@ -120,6 +123,50 @@ def test_notify_mode_converges(url: URL) -> None:
             assert time.time() < deadline, "notify mode did not converge within 10 s"
             time.sleep(0.01)
         assert fs.cache_stats()["notifications"] >= 1  # type: ignore[index]
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)
+
+
+def test_notify_listener_recovers_from_a_failure(url: URL) -> None:
+    """Issue 11 item 9: a non-psycopg failure killed the listener silently; stats still said connected."""
+    with FeatureStore(url, consistency="notify") as fs, FeatureStore(url, cache=None) as writer:
+        reads = fs._reads
+        assert reads is not None and reads._listener is not None
+        listener = reads._listener
+        assert listener.connected.wait(15)
+        original = reads.invalidate
+        failed = threading.Event()
+
+        def flaky(symbols: Any) -> int:  # the listener's callback raises once, on a real notification
+            if threading.current_thread() is listener and symbols is not None and not failed.is_set():
+                failed.set()
+                raise RuntimeError("injected listener failure")
+            return original(symbols)
+
+        reads.invalidate = flaky  # type: ignore[method-assign]
+        bars = make_bars(["AAA"], 102, seed=1)
+        before = fs.get_latest("AAA")
+        writer.ingest(bars.iloc[100:101])  # commits and sends NOTIFY featurestore
+        assert failed.wait(15), "the listener never received the notification"
+
+        def latest_moved(frame: pd.DataFrame) -> Callable[[], bool]:
+            return lambda: not fs.get_latest("AAA").equals(frame)
+
+        _wait_until(latest_moved(before), "the cache was not cleared after the listener failed")
+        _wait_until(lambda: bool(fs.cache_stats()["listener_connected"]), "the listener did not reconnect")  # type: ignore[index]
+        stats = fs.cache_stats()
+        assert stats is not None and stats["listener_failures"] == 1
+        assert "injected listener failure" in stats["listener_last_error"]
+        # invalidation keeps working after the recovery
+        second = fs.get_latest("AAA")
+        writer.ingest(bars.iloc[101:102])
+        _wait_until(latest_moved(second), "invalidation stopped after the listener failed once")
+        assert fs.get_latest("AAA").index[0][1] == bars["ts"].iloc[101]
 
 
 def test_drop_view_and_disabled_cache(url: URL) -> None:
