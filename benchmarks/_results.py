@@ -227,9 +227,10 @@ def _la(v: list[float]) -> str:
 
 
 def _fmt(value: float, unit: str) -> str:
+    value = round(float(value), 4) + 0.0  # no -0 or 1e-15 noise
     if unit == "x":
         return f"{value:.2f}x"
-    return f"{value:,.3g} {unit}"
+    return f"{value:,.1f} {unit}" if abs(value) >= 1 or value == 0 else f"{value:,.3g} {unit}"
 
 
 def _json_default(obj: Any) -> Any:
