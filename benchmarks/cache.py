@@ -2,7 +2,7 @@
 throughput against cachetools, side by side in one run.
 
     python benchmarks/cache.py              # full run (~15-25 min on 2 busy shared cores)
-    python benchmarks/cache.py --quick      # small traces, ~40 s (what `featurestore bench` runs)
+    python benchmarks/cache.py --quick      # small traces, about a minute (what `featurestore bench` runs)
     python benchmarks/cache.py --store-only # only the end-to-end FeatureStore timings (cache-store.md)
 
 Every run writes benchmarks/results/cache.{json,md} (see benchmarks/_results.py); the output is

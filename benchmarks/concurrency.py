@@ -252,17 +252,17 @@ def markdown(res: dict[str, Any]) -> str:
     med = res["median_s"]
     rows = res["rows_per_load"]
     lines: list[str] = [
-        f"Two child processes each run `FeatureStore.load(parquet)` of {res['symbols_per_load']} symbols x "
+        (f"Two child processes each run `FeatureStore.load(parquet)` of {res['symbols_per_load']} symbols x "
         f"{rows // res['symbols_per_load']} bars ({rows:,} rows: 10 overlapping the stored history, the rest "
         "appended), with the 7-indicator seed view registered, so each load writes bars, features and "
         "indicator state in one transaction. Timed from the first load's start to the last one's end; "
         "imports and store opening are excluded (children wait for GO). A fresh database per run, cloned "
-        "from one template; scenarios interleaved per repeat; medians.",
+        "from one template; scenarios interleaved per repeat; medians."),
         "",
         "| scenario | median s | runs (s) | serial / this | both loads in progress (share of the shorter) | samples with a lock wait | lock waits seen |",
         "|---|---:|---|---:|---:|---:|---|",
-        f"| serial: A, then B (disjoint symbols; sum of the two loads) | {med['serial']:.2f} | "
-        f"{', '.join(f'{x:.2f}' for x in res['runs']['serial'])} | 1.00 | - | - | - |",
+        (f"| serial: A, then B (disjoint symbols; sum of the two loads) | {med['serial']:.2f} | "
+        f"{', '.join(f'{x:.2f}' for x in res['runs']['serial'])} | 1.00 | - | - | - |"),
     ]
     for key, label in (
         ("concurrent", "concurrent: A and B together (disjoint symbols)"),
@@ -293,10 +293,10 @@ def markdown(res: dict[str, Any]) -> str:
            else "NO `transactionid` wait was sampled in this run. ")
         + "`tests/test_reliability.py` checks that the result equals one of the two "
         "serial orders and that the features match TA-Lib on the final history.",
-        "- Known limit (see `tests/test_reliability.py::"
+        ("- Known limit (see `tests/test_reliability.py::"
         "test_concurrent_loads_visiting_symbols_in_opposite_orders_do_not_deadlock`): two multi-file loads "
         "that reach the same symbols in opposite orders lock them chunk by chunk and can deadlock; "
-        "PostgreSQL then aborts one of them.",
+        "PostgreSQL then aborts one of them."),
         "",
     ]
     return "\n".join(lines)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import shutil
 import statistics
 import sys
@@ -344,7 +345,7 @@ def measure_store(df: pd.DataFrame, server: Server, repeats: int) -> list[Result
 
 
 def _fmt_s(x: float) -> str:
-    if x != x:
+    if math.isnan(x):
         return "-"
     return f"{x:.3f}" if x < 1 else (f"{x:.2f}" if x < 100 else f"{x:.0f}")
 

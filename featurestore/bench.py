@@ -79,8 +79,7 @@ class MarkdownTable:
 
 def _cells(line: str) -> list[str]:
     body = line.strip()
-    if body.startswith("|"):
-        body = body[1:]
+    body = body.removeprefix("|")
     if body.endswith("|") and not body.endswith("\\|"):
         body = body[:-1]
     return [c.strip() for c in re.split(r"(?<!\\)\|", body)]
@@ -331,10 +330,10 @@ def render_report(
     lines = [
         "# featurestore benchmarks",
         "",
-        f"Run {started:%Y-%m-%d %H:%M %Z}{' with --quick' if quick else ''}: Python {platform.python_version()} "
+        (f"Run {started:%Y-%m-%d %H:%M %Z}{' with --quick' if quick else ''}: Python {platform.python_version()} "
         f"on {platform.system()} {platform.machine()}, {os.cpu_count()} cores, load average {load_before:.1f} "
         f"before the first script. Total {total:,.0f} s. The machine may be shared: compare numbers within a "
-        "table (run back to back) rather than across reports.",
+        "table (run back to back) rather than across reports."),
         "",
         "| script | status | seconds | command | note |",
         "|---|---|---:|---|---|",
