@@ -262,6 +262,32 @@ def test_sizeof() -> None:
     assert sizeof(b"x" * 100) >= 100
 
 
+def sizing_cases() -> dict[str, Any]:
+    rng = np.random.default_rng(3)
+    n = 2000
+    words = [f"sym{'x' * int(k)}" for k in rng.integers(0, 40, n)]  # uneven string lengths
+    ts = pd.date_range("2024-01-01", periods=n, freq="min", tz="UTC")
+    mi = pd.MultiIndex.from_arrays([pd.Categorical(rng.choice(["AAA", "BBB", "CCC"], n)), ts], names=["symbol", "ts"])
+    return {
+        "numeric": pd.DataFrame({"a": rng.normal(size=n), "b": rng.integers(0, 9, n), "c": rng.normal(size=n).astype("float32")}),
+        "object": pd.DataFrame({"s": pd.Series(words, dtype=object), "t": pd.Series(words[::-1], dtype=object)}),
+        "str": pd.DataFrame({"s": pd.Series(words, dtype="str")}),
+        "categorical": pd.DataFrame({"c": pd.Categorical(words), "x": rng.normal(size=n)}),
+        "multiindex": pd.DataFrame({"close": rng.normal(size=n), "v": rng.normal(size=n)}, index=mi),
+        "one row": pd.DataFrame({"close": [1.0], "s": ["AAA"]}, index=mi[:1]),
+        "series": pd.Series(words, dtype=object),
+        "empty": pd.DataFrame({"a": pd.Series([], dtype=float), "s": pd.Series([], dtype=object)}),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(sizing_cases()))
+def test_sizeof_is_within_a_factor_of_the_deep_size(case: str) -> None:
+    """Issue 11 item 5a: sizing reads O(columns) attributes, yet bounds the budget like the deep count."""
+    value = sizing_cases()[case]
+    deep = deep_bytes(value)
+    assert 0.5 * deep <= sizeof(value) <= 2 * deep + 256, (sizeof(value), deep)
+
+
 # --------------------------------------------------------------------------------------------
 # eviction order on hand-made sequences
 # --------------------------------------------------------------------------------------------
