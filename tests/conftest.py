@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import guards
 import psycopg
 import pytest
 from sqlalchemy.engine import URL
@@ -22,10 +23,12 @@ from sqlalchemy.engine import URL
 from featurestore.config import libpq_url, normalize_url
 from featurestore.embedded import EmbeddedServer
 
-# no test may hang the suite: see tests/guards.py (pytest-timeout in pyproject.toml covers the rest)
-from guards import _no_thread_outlives_its_test, pytest_sessionfinish, pytest_unconfigure  # noqa: F401
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# no test may hang the suite (tests/guards.py; pytest-timeout in pyproject.toml covers the rest)
+_no_thread_outlives_its_test = guards._no_thread_outlives_its_test
+pytest_sessionfinish = guards.pytest_sessionfinish
+pytest_unconfigure = guards.pytest_unconfigure
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore.client import FeatureStore
-from featurestore.errors import ConfigError, FeatureStoreError, IndicatorError, NotFoundError, ValidationError
+from featurestore.errors import (
+    ConfigError,
+    FeatureStoreError,
+    IndicatorError,
+    NotFoundError,
+    ValidationError,
+)
 
 VIEW = ["sma_5", "ema_10", "rsi_14"]
 HEADER = "symbol,ts,open,high,low,close,volume"

@@ -30,6 +30,8 @@ import tempfile
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
 import psutil
 import psycopg
 import pytest
@@ -423,7 +425,7 @@ def test_embedded_server_listens_on_a_unix_socket_only(embedded: EmbeddedServer)
         assert conn.execute("SELECT inet_server_addr()").fetchone() == (None,)  # not over TCP
     postmaster = psutil.Process(st.pid)
     procs = [postmaster, *postmaster.children(recursive=True)]
-    inet = [(p.pid, c) for p in procs for c in p.net_connections(kind="inet")]
+    inet = [(p.pid, c) for p in procs for c in _inet_sockets(p)]
     assert inet == [], f"the embedded server has TCP/UDP sockets: {inet}"
     unix = [c for c in postmaster.net_connections(kind="unix") if c.status == psutil.CONN_LISTEN or c.laddr]
     assert any(str(c.laddr).endswith(".s.PGSQL.5432") for c in unix), unix
@@ -431,6 +433,14 @@ def test_embedded_server_listens_on_a_unix_socket_only(embedded: EmbeddedServer)
     with socket.socket() as s:
         s.settimeout(0.5)
         assert s.connect_ex(("127.0.0.1", 5432)) != 0 or _not_ours(5432, st.pid)
+
+
+def _inet_sockets(p: psutil.Process) -> list[Any]:
+    """A process's TCP/UDP sockets; none if it exited meanwhile (a backend may end between listing and asking)."""
+    try:
+        return list(p.net_connections(kind="inet"))
+    except (psutil.NoSuchProcess, FileNotFoundError):
+        return []
 
 
 def _not_ours(port: int, pid: int) -> bool:
