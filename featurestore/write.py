@@ -1,7 +1,7 @@
 """[write] One transaction per load: bars, features, indicator state, load log, write generation.
 
-How rows reach ``bars`` depends on what they do, because a blanket upsert costs 4.6x a COPY
-(DESIGN.md, "Database I/O"):
+How rows reach ``bars`` depends on what they do, because a blanket upsert costs several times a
+COPY (benchmarks/load.py measures the write paths side by side):
 
 - rows after an entity's last stored bar go straight in by binary COPY;
 - rows at or before it go through a temporary staging table and an ``INSERT ... ON CONFLICT``
@@ -56,7 +56,8 @@ SMALL_WRITE_ROWS = 50
 # need not read them back (benchmarks/load.py: the read-back was 24% of a fresh load). Past this
 # the load falls back to reading bars back, keeping memory bounded.
 MEMORY_ROWS_MAX = 20_000_000
-# Rows per COPY message while streaming: DESIGN.md measured 250k-row chunks for binary COPY.
+# Rows per COPY message while streaming: binary COPY built with numpy runs fastest in chunks of a
+# few hundred thousand rows (large enough to amortise each call, small enough to stay in cache).
 COPY_ROWS = 250_000
 # Entities per feature batch: bounds the bars held in memory while computing features
 # (2,500 daily bars x 256 entities = 640k rows, ~45 MB).
@@ -503,12 +504,15 @@ class LoadWriter:
         missing = [s for s in new if s not in found]
         if missing:
             first = int(np.flatnonzero(chunk.symbol == missing[0])[0])
-            raise ValidationError(
+            from featurestore.load import LoadInputError
+
+            raise LoadInputError(  # names the row by the load's one rule (featurestore.load.row_label)
                 f"unknown symbol {missing[0]!r} ({len(missing)} unknown in all); "
                 "pass create_symbols=True to create them",
                 source=chunk.source,
                 row=int(chunk.rows[first]) if chunk.rows.size else first,
                 column="symbol",
+                in_file=chunk.in_file,
             )
         ids = [found[s] for s in new]
         last = self.conn.execute(

@@ -89,3 +89,27 @@ def test_the_rule_is_documented() -> None:
     assert "``data row N`` counts data rows from 1" in doc and "``row N (0-based position)``" in doc
     readme = (REPO_ROOT / "README.md").read_text()
     assert "data row N" in readme and "0-based position" in readme
+
+
+@pytest.mark.parametrize("source", ["DataFrame", "csv"])
+def test_write_path_errors_follow_the_same_rule(store: object, tmp_path: Path, source: str) -> None:
+    """An unknown symbol is found by the write step, not the validator; it names rows by the same rule."""
+    from featurestore.client import FeatureStore
+
+    assert isinstance(store, FeatureStore)
+    known = frame().assign(close=10.0, open=10.0, high=11.0, low=9.0)
+    store.ingest(known)
+    bars = pd.concat([known, known.iloc[:3].assign(symbol="ZZZ")], ignore_index=True)
+    pos = int(np.flatnonzero(bars["symbol"].to_numpy() == "ZZZ")[0])  # oracle: the frame itself
+    if source == "DataFrame":
+        err = _err(lambda: store.ingest(bars, create_symbols=False))
+        assert f"row {pos} (0-based position), column 'symbol'" in str(err), str(err)
+        assert err.row == pos
+    else:
+        path = tmp_path / "bars.csv"
+        bars.to_csv(path, index=False)
+        lines = path.read_text().splitlines()
+        err = _err(lambda: store.load(path, create_symbols=False))
+        assert f"data row {pos + 1}, column 'symbol'" in str(err), str(err)
+        assert lines[err.row].startswith("ZZZ,")  # data row N is text line N + 1 (line 0 is the header)
+    assert "unknown symbol 'ZZZ'" in str(err)

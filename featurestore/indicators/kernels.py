@@ -11,7 +11,8 @@ warm-up. A kernel first validates its call (``_check``: offsets, state shapes, b
 for high/low/close, equal lengths) and returns a non-zero code without writing anything if it
 is invalid, so one dispatch does what used to take three. ``specialize`` pins each kernel to
 the one signature the api uses. The operation order, seeds and ``fma`` calls follow TA-Lib 0.8
-exactly (see ``reference/talib-semantics.md``); ``fastmath`` must never be used here.
+exactly (TA-Lib's C sources, ``ta_func/ta_*.c``); ``fastmath`` must never be used here, as it
+reorders floating-point operations and breaks bit-for-bit equality.
 
 Column 0 of every state row is the number of bars consumed since the symbol's first bar with
 all inputs non-NaN (TA-Lib's ``begidx`` rule: leading bars with any NaN input are skipped and

@@ -19,8 +19,8 @@ REQUIRED = ("symbol", "ts", "open", "high", "low", "close", "volume")
 PRICES = ("open", "high", "low", "close")
 FLOAT_COLUMNS = ("open", "high", "low", "close", "volume")
 
-# DESIGN.md "Database I/O": binary COPY built with numpy in 250k-row chunks while streaming reached
-# 0.89M rows/s into a live table; the same size keeps a chunk's columns near 20 MB.
+# Binary COPY built with numpy streams fastest in chunks of this order (benchmarks/load.py); the
+# size also keeps a chunk's columns near 20 MB, so a load's memory is bounded by it.
 DEFAULT_CHUNK_ROWS = 250_000
 
 MAX_PRICE = 1e12
