@@ -351,8 +351,10 @@ class FeatureStore:
                     bar.update(1)
         finally:
             bar.close()
-        with self.db.connection() as conn:
+        with self.db.connection() as conn, conn.transaction():
             conn.execute("UPDATE feature_views SET status = 'ready' WHERE view_id = %s", (view.view_id,))
+            # reads by name now resolve to this version: other processes' caches (notify, strict) must drop theirs
+            _write.bump_generation(conn, None)
         # The view is complete and committed: nothing below may turn that into an exception.
         ready = dataclasses.replace(view, status="ready")
         self._invalidate_committed(None, f"creating view {name} v{view.version}")

@@ -10,6 +10,7 @@ computing features for every version (so a resumed backfill ends complete).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,24 @@ def test_reads_from_another_thread_during_a_backfill_see_the_previous_version(
     assert "version 2 is not complete (backfilling, 2/6 entities backfilled)" in seen["explicit"]
     # once create_view returned, reads by name serve the complete v2 (the cache was cleared)
     check_reads_use(fs, V2)
+
+
+@pytest.mark.parametrize("consistency", ["strict", "notify"])
+def test_a_new_ready_version_reaches_other_processes_caches(fs: FeatureStore, consistency: str) -> None:
+    """Reads by name switch to the new version in every store, not only the one that created it."""
+    other = FeatureStore(fs.db.url, consistency=consistency)
+    try:
+        before = other.get_latest("S0", view="tech")
+        assert "ema_5" not in before.columns  # cached: v1's columns
+        fs.create_view("tech", V2)  # v2 becomes ready in another store
+        deadline = time.monotonic() + 10  # notify delivers asynchronously; strict checks on every read
+        while True:
+            after = other.get_latest("S0", view="tech")
+            if "ema_5" in after.columns or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert "ema_5" in after.columns, list(after.columns)
+        uncached = fs.reader.get_latest(["S0"], view="tech")
+        pd.testing.assert_frame_equal(after, uncached)
+    finally:
+        other.close()
