@@ -58,7 +58,10 @@ def test_upgrade_downgrade_upgrade_keeps_data(make_database: Callable[[str], URL
     migrate.upgrade(engine, "head")
     with psycopg.connect(libpq_url(url)) as conn:
         assert conn.execute("SELECT count(*) FROM bars").fetchone() == (10,)
-        assert conn.execute("SELECT generation FROM store_state").fetchone() == (0,)
+        seeded, now_us = conn.execute(
+            "SELECT generation, (extract(epoch FROM clock_timestamp()) * 1000000)::int8 FROM store_state"
+        ).fetchone()
+        assert 0 < now_us - seeded < 600 * 10**6  # seeded with its creation time (µs), not 0
     # down to base: everything goes; up again from empty works
     migrate.downgrade(engine, "base")
     assert _tables(url) == {"alembic_version"}
@@ -216,3 +219,20 @@ def test_migrations_tell_listening_stores(make_database: Callable[[str], URL]) -
 def test_consistency_is_validated_even_without_a_cache(db_url: URL, cache: str | None) -> None:
     with pytest.raises(ConfigError, match=r"consistency must be one of 'local', 'notify', 'strict', got 'strcit'"):
         FeatureStore(db_url, auto_migrate=True, cache=cache, consistency="strcit")
+
+
+def test_strict_peers_never_see_a_repeated_generation(make_database: Callable[[str], URL]) -> None:
+    """downgrade("base") + upgrade re-creates store_state: its generation must not repeat an old one."""
+    from helpers import make_bars
+
+    url = make_database("migstrict")
+    with FeatureStore(url, auto_migrate=True, cache=None) as admin, FeatureStore(
+        url, cache="lru", consistency="strict"
+    ) as peer:
+        admin.ingest(make_bars(["AAA"], 30, seed=1))
+        assert _bars_of(peer, "AAA") == 30  # cached by the peer at the current generation
+        admin.downgrade("base")
+        admin.migrate()
+        admin.ingest(make_bars(["BBB"], 5, seed=2))  # one write, as before the downgrade
+        assert _bars_of(peer, "AAA") == 0  # the strict peer must not serve its old entry
+        assert _bars_of(peer, "BBB") == 5

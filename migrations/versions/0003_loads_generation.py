@@ -43,7 +43,13 @@ def upgrade() -> None:
         sa.CheckConstraint("id = 1", name="ck_store_state_single_row"),
         sa.PrimaryKeyConstraint("id", name="store_state_pkey"),
     )
-    op.execute("INSERT INTO store_state (id, generation) VALUES (1, 0)")
+    # Seeded with the creation time in microseconds, not 0: a store_state re-created by
+    # downgrade + upgrade must never repeat a generation that a strict-mode cache in another
+    # process recorded before the downgrade (it compares generations for equality).
+    op.execute(
+        "INSERT INTO store_state (id, generation) "
+        "VALUES (1, (extract(epoch FROM clock_timestamp()) * 1000000)::int8)"
+    )
 
 
 def downgrade() -> None:
