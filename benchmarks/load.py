@@ -454,11 +454,11 @@ def slow_inserts(url: URL, data: Bars, n: int, repeats: int, n_multi: int = 20_0
 def idempotent_prototypes(store: FeatureStore, data: Bars) -> dict[str, float]:
     """(d'): cheaper ways to find that a reload changes nothing, timed in a rolled-back transaction.
 
-    The current path stages the rows in a temp table WITH the bars PK and runs
-    INSERT ... ON CONFLICT DO UPDATE ... WHERE <values differ>; for conflicting rows PostgreSQL
-    still locks each existing row (it writes xmax), so an identical reload dirties every page.
-    Alternatives: stage without an index and anti-join against bars to find the rows that are new
-    or differ (here: none), upserting only those.
+    Candidates: stage the rows in a temp table WITH the bars PK and run INSERT ... ON CONFLICT DO
+    UPDATE ... WHERE <values differ> (for conflicting rows PostgreSQL still locks each existing
+    row, writing xmax, so an identical reload dirties every page); or stage (with or without an
+    index) and anti-join against bars to find the rows that are new or differ (here: none),
+    upserting only those. The store's own path is timed as (d) in the main table.
     """
     cols = data.raw
     n = len(cols[0])
@@ -469,7 +469,7 @@ def idempotent_prototypes(store: FeatureStore, data: Bars) -> dict[str, float]:
     )
     out: dict[str, float] = {}
     for label, like, query in (
-        ("stage WITH PK (as now) + ON CONFLICT DO UPDATE WHERE differs (as now)", "INCLUDING INDEXES", None),
+        ("stage WITH PK + ON CONFLICT DO UPDATE WHERE values differ", "INCLUDING INDEXES", None),
         ("stage WITH PK + anti-join diff (no upsert when nothing differs)", "INCLUDING INDEXES", diff),
         ("stage WITHOUT index + anti-join diff", "", diff),
         ("stage WITHOUT index + anti-join diff, SET LOCAL work_mem = '256MB'", "", diff),
