@@ -6,7 +6,10 @@ after rerunning benchmarks, so the README quotes what the scripts wrote:
 
     python benchmarks/_summary.py [--check]
 
-``--check`` exits 1 when the README's table differs from the results files (nothing written).
+``--check`` writes nothing and exits 1 when the README's table differs from the results files,
+or when a results file was not written by a script: every ``results/<name>.md`` needs its
+``<name>.json`` and must begin as ``_results.py`` writes it, naming ``benchmarks/<script>.py``,
+a script that exists here.
 """
 
 from __future__ import annotations
@@ -51,6 +54,23 @@ def summary(results_dir: Path = HERE / "results") -> str:
     return "\n".join(lines)
 
 
+def provenance_problems(results_dir: Path = HERE / "results") -> list[str]:
+    """Results files that no script here wrote (see ``--check``)."""
+    problems = []
+    for md in sorted(results_dir.glob("*.md")):
+        lines = md.read_text(encoding="utf-8").splitlines()
+        written = lines[2] if len(lines) > 2 else ""
+        script = written.split("`python ", 1)[-1].split(" ", 1)[0] if written.startswith("Written by `python ") else ""
+        if not md.with_suffix(".json").is_file():
+            problems.append(f"{md.name}: no {md.stem}.json beside it")
+        if not script.startswith("benchmarks/") or not (HERE.parent / script).is_file():
+            problems.append(f"{md.name}: does not start as benchmarks/_results.py writes it (no 'Written by `python benchmarks/<script>.py'")
+    for js in sorted(results_dir.glob("*.json")):
+        if not js.with_suffix(".md").is_file():
+            problems.append(f"{js.name}: no {js.stem}.md beside it")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 when the README is stale")
@@ -64,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     _, tail = rest.split(END, 1)
     new = f"{head}{START}\n{summary()}\n{END}{tail}"
     if args.check:
+        problems = provenance_problems()
         if new != text:
-            print("benchmarks/README.md is stale: run python benchmarks/_summary.py", file=sys.stderr)
-            return 1
-        return 0
+            problems.append("benchmarks/README.md is stale: run python benchmarks/_summary.py")
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
     readme.write_text(new, encoding="utf-8")
     print(f"wrote the summary into {readme}")
     return 0
