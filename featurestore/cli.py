@@ -387,10 +387,18 @@ def views_list(ctx: click.Context, as_json: bool) -> None:
     if not items:
         click.echo("no views yet (create one: featurestore views create NAME INDICATOR ...)")
         return
-    rows = [(f"{v['name']} v{v['version']}", str(v["status"]), str(v["table"]), " ".join(v["indicators"] + v["user_columns"])) for v in items]
+    rows = [(f"{v['name']} v{v['version']}", _view_status(v), str(v["table"]), " ".join(v["indicators"] + v["user_columns"])) for v in items]
     widths = [max(len(r[i]) for r in [("VIEW", "STATUS", "TABLE", "COLUMNS"), *rows]) for i in range(3)]
     for r in [("VIEW", "STATUS", "TABLE", "COLUMNS"), *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+
+
+def _view_status(v: dict[str, object]) -> str:
+    """``ready``, or an incomplete version's progress (``backfilling 2/6``), which reads skip by name."""
+    if v.get("ready", v.get("status") == "ready"):
+        return str(v["status"])
+    done, total = v.get("entities_backfilled"), v.get("entities_total")
+    return f"{v['status']} {done}/{total}" if done is not None and total is not None else str(v["status"])
 
 
 @views.command("create")

@@ -244,3 +244,19 @@ def test_a_new_ready_version_reaches_other_processes_caches(fs: FeatureStore, co
         pd.testing.assert_frame_equal(after, uncached)
     finally:
         other.close()
+
+
+def test_views_list_shows_an_incomplete_versions_progress(fs: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from featurestore.cli import cli
+
+    interrupt_backfill_after(monkeypatch, 1)
+    with pytest.raises(RuntimeError, match="backfill interrupted"):
+        fs.create_view("tech", V2, batch_entities=BATCH)
+    url = fs.db.url.render_as_string(hide_password=False)
+    out = CliRunner().invoke(cli, ["--url", url, "views", "list"])
+    assert out.exit_code == 0, out.output
+    rows = {line.split()[0] + " " + line.split()[1]: line for line in out.output.splitlines()[1:]}
+    assert rows["tech v1"].split()[2] == "ready"
+    assert rows["tech v2"].split()[2:4] == ["backfilling", f"{BATCH}/{len(SYMBOLS)}"], out.output
