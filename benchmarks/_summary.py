@@ -6,7 +6,10 @@ after rerunning benchmarks, so the README quotes what the scripts wrote:
 
     python benchmarks/_summary.py [--check]
 
-``--check`` writes nothing and exits 1 when the README's table differs from the results files,
+``--readme-rows`` prints the top-level README's benchmark table with every figure read from the
+results files, to paste into README.md after a rerun.
+
+``--check`` writes nothing and exits 1 when either README's table differs from the results files,
 or when a results file was not written by a script: every ``results/<name>.md`` needs its
 ``<name>.json`` and must begin as ``_results.py`` writes it, naming ``benchmarks/<script>.py``,
 a script that exists here.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -54,6 +58,155 @@ def summary(results_dir: Path = HERE / "results") -> str:
     return "\n".join(lines)
 
 
+# -- the README's benchmark table ----------------------------------------------------------------
+
+
+class _Files:
+    """Lookups into the results files; anything missing reads as "n/a"."""
+
+    def __init__(self, results_dir: Path) -> None:
+        self.d = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("*.json"))}
+
+    def table(self, name: str, title: str) -> dict[str, object] | None:
+        for t in self.d.get(name, {}).get("tables", []):
+            if title.lower() in t["title"].lower():
+                return t  # type: ignore[no-any-return]
+        return None
+
+    def cell(self, name: str, title: str, row: str, col: str | int) -> str:
+        t = self.table(name, title)
+        if t is None:
+            return "n/a"
+        headers = [h.lower() for h in t["headers"]]  # type: ignore[attr-defined]
+        i = col if isinstance(col, int) else next((k for k, h in enumerate(headers) if col.lower() in h), None)
+        for r in t["rows"]:  # type: ignore[attr-defined]
+            if row.lower() in r[0].lower() and i is not None and i < len(r):
+                return str(r[i])
+        return "n/a"
+
+    def checks(self, name: str, what: str) -> list[dict[str, object]]:
+        return [c for c in self.d.get(name, {}).get("checks", []) if what.lower() in str(c["what"]).lower()]
+
+    def check(self, name: str, what: str, suffix: str = "") -> str:
+        """The first check whose claim contains ``what``: its value, ``suffix``, and ": **missed**" on a MISS."""
+        found = self.checks(name, what)
+        if not found:
+            return "n/a"
+        c = found[0]
+        text = _measured(c) + suffix
+        return text if c["status"] == "PASS" else f"{text}: **missed**"
+
+
+def _indicator_ratios(f: _Files, what: str, missed_if_fail: bool = True) -> str:
+    parts = []
+    for c in f.checks("indicators", what):
+        label = str(c["what"]).split(",")[0].split("_")[0].upper()
+        v = _measured(c)
+        parts.append(f"**{label} {v}**" if c["status"] != "PASS" and missed_if_fail else f"{label} {v}")
+    return ", ".join(parts) or "n/a"
+
+
+def readme_rows(results_dir: Path = HERE / "results") -> str:
+    """The README's benchmark table, every figure read from the results files (paste it there)."""
+    f = _Files(results_dir)
+    link = {n: f"([{n}](benchmarks/results/{n}.md))" for n in f.d}
+    ind_case = next((c["what"].split("batched ")[1].split(":")[0] for c in f.checks("indicators", "batched")), "n/a")  # type: ignore[union-attr]
+    upd = f.checks("indicators", "talib.stream")
+    upd_vals = [float(c["measured"]) for c in upd]  # type: ignore[arg-type]
+    pandas_vals = [float(c["measured"]) for c in f.checks("indicators", "pandas / ours")]  # type: ignore[arg-type]
+    load_title = "bulk load of"
+    bulk = f.table("load", load_title)
+    n_rows = str(bulk["title"]).split("Bulk load of ")[1].split(" rows")[0] if bulk else "n/a"
+    ceiling = lambda key: f.cell("load", load_title, key, "rows/s")
+    lm = f.table("read", "symbols (one call)")
+    many = str(lm["title"]).split("latest row, ")[1].split(" symbols")[0] if lm else "n/a"
+    fe = f.table("read", "like with like")
+    fe_n = str(fe["title"]).split("the same ")[1].split(" events")[0] if fe else "n/a"
+    tf = f.table("read", "training frame,")
+    tf_n = str(tf["title"]).split("training frame, ")[1].split(" events")[0] if tf else "n/a"
+    demo_t = f.d.get("demo", {}).get("settings", {}).get("command", "")
+    m = re.search(r"--symbols (\d+) --days (\d+)", demo_t)
+    demo_bars = f"{int(m.group(1)):,} symbols x {int(m.group(2)):,} days" if m else "n/a"
+    comp = f.table("indicators", "first use")
+
+    def compile_s(kind: str) -> str:
+        vals = [r[3] for r in (comp or {}).get("rows", []) if r[1].startswith(kind)]  # type: ignore[attr-defined]
+        return "–".join(sorted(vals, key=float)) if len(vals) > 1 else (vals[0] if vals else "n/a")
+    ser = [t for t in f.d.get("serialization", {}).get("tables", []) if t["headers"][:1] == ["format"]]
+    ser_t = ser[-1] if ser else None
+    ser_n = ser_t["title"].split(" rows")[0] if ser_t else "n/a"
+
+    def ser_cell(row: str, col: int) -> str:
+        if ser_t is None:
+            return "n/a"
+        return next((r[col] for r in ser_t["rows"] if r[0].startswith(row)), "n/a")
+
+    rows = [
+        ("what (results file)", "featurestore", "alternative", "ratio", "target"),
+        (f"indicators, {ind_case} bars, one batched call {link.get('indicators', '')}", "numba kernels, all symbols in one call",
+         "TA-Lib, one call per symbol", f"time ratio {_indicator_ratios(f, 'per-symbol calls')} (bold: missed; bit-identical results)", "<= 0.9x"),
+        (f"indicators vs pandas formulations {link.get('indicators', '')}", "", "`rolling` / `ewm`, per symbol",
+         f"pandas {min(pandas_vals):.0f}–{max(pandas_vals):.0f}x slower" if pandas_vals else "n/a", ">= 5x"),
+        (f"one new bar per symbol {link.get('indicators', '')}", "`update_batch`", "`talib.stream` per symbol",
+         (f"{min(upd_vals):.1f}–{max(upd_vals):.1f}x faster" + (": **missed**" if any(c["status"] != "PASS" for c in upd) else ""))
+         if upd_vals else "n/a", ">= 30x"),
+        (f"first use of the 8 kernels in a fresh process {link.get('indicators', '')}",
+         f"{compile_s('cold')} s to compile (empty cache); {compile_s('warm')} s to load from the disk cache",
+         "", "", "report"),
+        (f"bulk load, bars only, {n_rows} rows {link.get('load', '')}", f"`ingest` {f.cell('load', load_title, '(b)', 'rows/s')} rows/s",
+         f"text `COPY` of a CSV {ceiling('(i3)')}; ADBC `adbc_ingest` {ceiling('(i1)')}; psycopg `write_row` {ceiling('(i2)')} rows/s",
+         (f"{f.check('load', '(b) ingest bars only / fastest independent ceiling', ' the fastest ceiling')}; "
+         f"{f.check('load', '(b) ingest bars only / ADBC', ' ADBC')}"), ">= 0.7x"),
+        (f"bulk load with a 7-indicator view {link.get('load', '')}", f"`ingest` {f.cell('load', load_title, '(c)', 'rows/s')} rows/s",
+         "the same ceilings", f.check("load", "(c) ingest with view / fastest independent ceiling", " the fastest ceiling"), ">= 0.4x"),
+        (f"identical reload {link.get('load', '')}", "the same `ingest` again", "the first bars-only `ingest`",
+         f.check("load", "(d) idempotent reload", " its time"), "<= 1x"),
+        (f"bulk load vs row-wise inserts {link.get('load', '')}", "`ingest`", "`executemany` / `to_sql`",
+         f.check("load", "row-wise", " faster than the fastest"), ">= 8x"),
+        (f"range read, 100 symbols {link.get('read', '')}", "`get_features`", "`pandas.read_sql`; bare ADBC `fetch_arrow_table`",
+         (f"`read_sql` takes {f.check('read', 'read_sql time / ours', ' our time')}; "
+         f"{f.check('read', 'bare ADBC', ' the bare ADBC rows/s')}"), ">= 5x; >= 0.8x"),
+        (f"latest row, 1 symbol, uncached {link.get('read', '')}", "`get_latest`", "a prepared `LIMIT 1` on a held connection",
+         f.check("read", "get_latest(1 symbol", " its time"), "<= 2x"),
+        (f"latest row, {many} symbols {link.get('read', '')}", "one LATERAL query", "the bare LATERAL query",
+         f.check("read", "bare LATERAL", " its time"), "<= 1.2x"),
+        (f"point-in-time frame, {tf_n} events {link.get('read', '')}", "`get_training_frame`",
+         "`pandas.merge_asof` on frames already in memory; `get_features` + `merge_asof`",
+         f"{f.check('read', 'in-memory merge_asof', ' the time of the in-memory `merge_asof`')}; {_measured(f.checks('read', 'get_features + merge_asof')[0]) if f.checks('read', 'get_features + merge_asof') else 'n/a'} the read + `merge_asof`",
+         "<= 3x"),
+        (f"point-in-time frame, the same {fe_n} events {link.get('read', '')}",
+         f"`get_training_frame` {f.cell('read', 'like with like', 'featurestore get_training_frame', 'value')} µs/event",
+         f"Feast-style N x M SQL join {f.cell('read', 'like with like', 'Feast-style N x M', 'value')} µs/event",
+         f"Feast-style takes {f.cell('read', 'like with like', 'ratio: Feast-style', 'value')}x our time", "report"),
+        (f"cached `get_latest`, 1 symbol {link.get('cache', '')}", f"hit p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 2)} µs",
+         f"uncached p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 1)} µs", f.cell("cache", "cache hits", "get_latest(1 symbol)", 4), "< 20 µs"),
+        (f"cache miss, `get_latest` 1 symbol {link.get('cache', '')}", "default cache, every call a new key", "`cache=None`",
+         f.check("cache", "miss, default cache", " its time"), "<= 1.1x"),
+        (f"`consistency=\"notify\"` {link.get('cache', '')}",
+         f"cached entry dropped {f.cell('cache', 'notify', '', 0)} ms (p50), {f.cell('cache', 'notify', '', 2)} ms (max) after another store's write returns",
+         "", "", "report"),
+        (f"cache policies {link.get('cache', '')}", "hit ratio vs the best libCacheSim policy, worst case "
+         + (min((_measured(c) for c in f.checks("cache", "libCacheSim")), key=lambda t: float(t.split()[0]), default="n/a")),
+         "throughput vs `cachetools.LRUCache`",
+         ", ".join((f"{str(c['what']).split()[0]} {_measured(c)}" if c["status"] == "PASS" else f"**{str(c['what']).split()[0]} {_measured(c)}**")
+                   for c in f.checks("cache", "throughput")) + " (bold: missed)", ">= 0.5x"),
+        (f"a pooled point read {link.get('pool', '')}", f"{f.cell('pool', 'latency', '(f)', 'p50 / (b)')} a held prepared connection",
+         f"SQLAlchemy QueuePool defaults {f.cell('pool', 'latency', '(d)', 'p50 / (b)')}", "", "report"),
+        (f"the demo, {demo_bars}, whole process {link.get('demo', '')}",
+         f"{f.cell('demo', 'whole process', 'first run', 1)} s into a fresh home; {f.cell('demo', 'whole process', 'second run', 1)} s for the idempotent second run",
+         "", "", "report"),
+        (f"serialization, {ser_n} bars {link.get('serialization', '')}",
+         (f"store: write {ser_cell('featurestore (ingest; get_bars -> Arrow)', 1)} s, read {ser_cell('featurestore (ingest; get_bars -> Arrow)', 2)} s, "
+         f"{ser_cell('featurestore (ingest; get_bars -> Arrow)', 6)}x memory, indexed"),
+         (f"Parquet zstd {ser_cell('Parquet (zstd)', 1)} s / {ser_cell('Parquet (zstd)', 2)} s, {ser_cell('Parquet (zstd)', 6)}x memory; "
+         f"Pickle {ser_cell('Pickle', 1)} s / {ser_cell('Pickle', 2)} s"),
+         "the store is the only option with indexed range, latest and point-in-time reads", "report"),
+    ]
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
 def provenance_problems(results_dir: Path = HERE / "results") -> list[str]:
     """Results files that no script here wrote (see ``--check``)."""
     problems = []
@@ -74,7 +227,12 @@ def provenance_problems(results_dir: Path = HERE / "results") -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 when the README is stale")
+    ap.add_argument("--readme-rows", action="store_true",
+                    help="print the top-level README's benchmark table from the results files (to paste there)")
     args = ap.parse_args(argv)
+    if args.readme_rows:
+        print(readme_rows())
+        return 0
     readme = HERE / "README.md"
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
@@ -87,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         problems = provenance_problems()
         if new != text:
             problems.append("benchmarks/README.md is stale: run python benchmarks/_summary.py")
+        top = (HERE.parent / "README.md").read_text(encoding="utf-8")
+        if readme_rows() not in top:
+            problems.append("README.md's benchmark table differs from the results files: paste the output of "
+                            "python benchmarks/_summary.py --readme-rows")
         for p in problems:
             print(p, file=sys.stderr)
         return 1 if problems else 0
