@@ -481,23 +481,13 @@ class FeatureStore:
                 encoding=encoding,
             )
 
-            def sorted_chunks() -> Iterator[BarChunk]:
-                for c in stream:
-                    yield c.sorted()
-                _load_progress.finishing()  # every row read: name the phases that follow
-
-            return sorted_chunks()
-
-        from featurestore.load import progress as _load_progress
+            return (c.sorted() for c in stream)
 
         total, _ = _load.estimate_rows(paths_list, format=format) if progress is not False else (None, False)
         source = str(paths_list[0]) if len(paths_list) == 1 else f"{paths_list[0]} (+{len(paths_list) - 1} files)"
-        try:
-            return self._write(chunks, source=source, on_conflict=on_conflict,
-                               create_symbols=create_symbols, small=False, progress=progress, total=total,
-                               started=started)
-        finally:
-            _load_progress.reset()
+        return self._write(chunks, source=source, on_conflict=on_conflict,
+                           create_symbols=create_symbols, small=False, progress=progress, total=total,
+                           started=started)
 
     def _write(
         self,
@@ -543,12 +533,15 @@ class FeatureStore:
                             bar.update(len(chunk))
                             t0 = time.perf_counter()
                         reading += time.perf_counter() - t0
+                        bar.phase("features")  # every row is in: the bar fills, the features follow
                         result = writer.finish()
+                        bar.phase("commit")
                         t_commit = time.perf_counter()
                     # leaving the block committed (an exception there propagates: nothing committed)
                     commit_s = time.perf_counter() - t_commit
-                break
+                break  # the bar stays open through the post-commit phase
             except DeadlockError as exc:  # pool.py maps DeadlockDetected / SerializationFailure
+                bar.close()
                 if attempt + 1 == attempts:
                     raise DeadlockError(
                         f"load of {source} was aborted by {attempts} deadlocks with concurrent loads; "
@@ -557,14 +550,18 @@ class FeatureStore:
                         server_message=exc.server_message,
                     ) from exc
                 time.sleep(0.05 * (attempt + 1))
-            finally:
+            except BaseException:
                 bar.close()
+                raise
         result.phases["validate"] = validate_s + reading
         result.phases["commit"] = commit_s
-        self._after_commit(result, started)
+        try:
+            self._after_commit(result, started, bar)
+        finally:
+            bar.close()
         return result
 
-    def _after_commit(self, result: LoadResult, started: float) -> None:
+    def _after_commit(self, result: LoadResult, started: float, bar: Any = None) -> None:
         """Everything after a load committed: nothing here may turn it into an exception.
 
         ``last_load`` and cache invalidation come first; then ANALYZE, best effort: a failure
@@ -576,6 +573,8 @@ class FeatureStore:
             self._invalidate_committed(list(result.changed_symbols), f"load {result.load_id}")
         t0 = time.perf_counter()
         try:
+            if bar is not None:
+                bar.phase("ANALYZE")
             self._analyze_if_grown(result.inserted)
         except Exception as exc:  # noqa: BLE001 - the load committed; statistics can wait for autovacuum
             _log.warning(
@@ -815,24 +814,46 @@ def _frame_digest(frame: pd.DataFrame) -> str:
 
 
 class _NoProgress:
+    """The silent stand-in for a progress bar."""
+
     def update(self, n: int) -> None:
+        pass
+
+    def phase(self, name: str) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-def _progress(enabled: bool | None, *, total: int | None, desc: str, unit: str) -> Any:
+class _Bar:
+    """A tqdm bar that can also name the phase a load is in once every row is read.
+
+    After the last chunk the load still computes features, commits and may ANALYZE; without a
+    phase name those pass as silence. Naming a phase fills the bar (file totals are estimates).
+    """
+
+    def __init__(self, total: int | None, desc: str, unit: str) -> None:
+        from tqdm import tqdm
+
+        self.desc = desc
+        self.tqdm = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
+
+    def update(self, n: int) -> None:
+        self.tqdm.update(n)
+
+    def phase(self, name: str) -> None:
+        self.tqdm.total = self.tqdm.n
+        self.tqdm.set_description(f"{self.desc}: {name}", refresh=True)
+
+    def close(self) -> None:
+        self.tqdm.close()
+
+
+def _progress(enabled: bool | None, *, total: int | None, desc: str, unit: str) -> _Bar | _NoProgress:
     """A tqdm bar on a terminal (or when asked for), else a silent stand-in."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
         return _NoProgress()
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
-    if desc == "load":
-        from featurestore.load import progress as _load_progress
-
-        _load_progress.register(bar)  # load() then shows the phases after the last row
-    return bar
+    return _Bar(total, desc, unit)
