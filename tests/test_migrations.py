@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -153,9 +154,14 @@ def test_alembic_cli_from_repo_root(make_database: Callable[[str], URL]) -> None
     assert {"bars", "entities", "store_state"} <= _tables(url)
 
 
-def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
+def test_wheel_ships_the_migrations_and_every_module(tmp_path: Path) -> None:
+    # build from a clean copy of the sources: setuptools reuses a checkout's build/ directory,
+    # which can hold modules the package list no longer (or not yet) names
+    src = tmp_path / "src"
+    shutil.copytree(REPO_ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "tests", "benchmarks", ".*cache*", ".hypothesis"))
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO_ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -170,6 +176,10 @@ def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
         "featurestore/migrations/versions/0003_loads_generation.py",
     ):
         assert expected in names
+    # every module of the package tree (subpackages such as cache/, read/, load/ included)
+    package = REPO_ROOT / "featurestore"
+    modules = {f"featurestore/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")}
+    assert modules and not modules - names, sorted(modules - names)
 
 
 def _bars_of(fs: FeatureStore, symbol: str) -> int:
