@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from featurestore.errors import (
     ConfigError,
     ConnectionError,
@@ -17,8 +19,6 @@ from featurestore.errors import (
     SchemaError,
     ValidationError,
 )
-
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from featurestore.client import FeatureStore

@@ -11,8 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +31,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.consistency import CachedReads
-    from featurestore.read import Reader
     from featurestore.indicators import IndicatorSpec
     from featurestore.load import BarChunk
+    from featurestore.read import Reader
     from featurestore.views import FeatureView
     from featurestore.write import LoadResult
 
@@ -360,11 +359,11 @@ class FeatureStore:
         self._invalidate_committed(None, f"creating view {name} v{view.version}")
         try:  # a fresh table has no statistics: give the planner some
             self.db.run(lambda c: c.execute(sql.SQL("ANALYZE {}").format(ident(view.table_name))))
-        except Exception as exc:  # noqa: BLE001 - autovacuum will analyze it later
+        except Exception as exc:
             _log.warning("view %s v%s is ready, but ANALYZE of %s failed: %s", name, view.version, view.table_name, exc)
         try:
             return self.db.run(lambda c: _views.get_view(c, ready.name, ready.version), idempotent=True)
-        except Exception as exc:  # noqa: BLE001 - the registered view, as this call left it
+        except Exception as exc:
             _log.warning("view %s v%s is ready, but reading it back failed: %s", name, view.version, exc)
             return ready
 
@@ -392,7 +391,6 @@ class FeatureStore:
     def drop_view(self, name: str, version: int | None = None) -> list[int]:
         """Drop one version of a view (or all of them) with its table; return the versions dropped."""
         from featurestore import views as _views
-
         from featurestore.write import bump_generation
 
         with self.db.connection() as conn, conn.transaction():
@@ -576,7 +574,7 @@ class FeatureStore:
             if bar is not None:
                 bar.phase("ANALYZE")
             self._analyze_if_grown(result.inserted)
-        except Exception as exc:  # noqa: BLE001 - the load committed; statistics can wait for autovacuum
+        except Exception as exc:
             _log.warning(
                 "load %s committed, but ANALYZE after it failed (autovacuum will do it later): %s",
                 result.load_id, exc,
@@ -590,11 +588,11 @@ class FeatureStore:
         try:
             self._invalidate(symbols)
             return
-        except Exception:  # noqa: BLE001 - the write committed; fall back to clearing everything
+        except Exception:
             _log.warning("cache invalidation after %s failed; clearing the cache", what, exc_info=True)
         try:
             self._invalidate(None)
-        except Exception:  # noqa: BLE001 - logged; the committed write stands
+        except Exception:
             _log.warning("clearing the cache after %s failed", what, exc_info=True)
 
     def _analyze_if_grown(self, inserted: int) -> None:

@@ -41,7 +41,7 @@ def normalize_url(url: str | URL) -> URL:
         text = "postgresql://" + text[len("postgres://") :]
     try:
         parsed = url if isinstance(url, URL) and not text.startswith("postgres://") else make_url(text)
-    except ArgumentError as exc:
+    except ArgumentError:
         raise ConfigError(f"not a database URL: {mask_url(text)!r}") from None
     if parsed.get_backend_name() != "postgresql":
         raise ConfigError(

@@ -187,7 +187,7 @@ class _Listener(threading.Thread):
                     while not self.stopping.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self._handle(note.payload)
-            except Exception as exc:  # noqa: BLE001 - any failure: a lost connection, a bad payload, a bug
+            except Exception as exc:
                 if self.stopping.is_set():
                     break
                 self.connected.clear()
@@ -204,7 +204,7 @@ class _Listener(threading.Thread):
     def _clear(self) -> None:
         try:
             self.owner.cache.clear()
-        except Exception:  # noqa: BLE001  # pragma: no cover - clearing a dict does not fail
+        except Exception:  # pragma: no cover - clearing a dict does not fail
             _log.exception("cache listener could not clear the cache")
 
     def _handle(self, payload: str) -> None:

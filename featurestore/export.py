@@ -129,7 +129,7 @@ class ExportResult:
         return out
 
 
-def export_format(path: str | os.PathLike[str], format: str | None = None) -> str:  # noqa: A002
+def export_format(path: str | os.PathLike[str], format: str | None = None) -> str:
     """The export format of ``path``: ``format=`` if given, else from the extension.
 
     Raises ConfigError for an unknown format or extension.
@@ -159,7 +159,7 @@ def export(
     view: str | None = None,
     version: int | None = None,
     columns: str | Sequence[str] | None = None,
-    format: str | None = None,  # noqa: A002 - the natural name, as in load() and the CLI
+    format: str | None = None,
     compression: str | None = None,
     chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -335,7 +335,7 @@ def _codec(fmt: str, compression: str | None, path: str | os.PathLike[str]) -> s
     return codec
 
 
-class _writer:  # noqa: N801 - used as a context manager, like open()
+class _writer:
     """Context manager yielding ``write(table)`` that appends to one file of the format."""
 
     def __init__(self, fmt: str, tmp: Path, schema: pa.Schema, codec: str | None) -> None:

@@ -122,7 +122,7 @@ class Database:
         """Invalidate this connection and every connection opened before it (a server restart)."""
         # Pool._invalidate marks the pool's generation stale, the mechanism SQLAlchemy itself uses
         # on a detected disconnect; connections checked out now reconnect on their next checkout.
-        self.engine.pool._invalidate(proxied, exc)  # noqa: SLF001
+        self.engine.pool._invalidate(proxied, exc)
 
     def run(self, fn: Callable[[psycopg.Connection[Any]], T], *, idempotent: bool = False) -> T:
         """Run ``fn(conn)`` on a pooled connection, mapping driver errors to FeatureStoreErrors.

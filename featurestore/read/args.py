@@ -13,7 +13,7 @@ import pandas as pd
 from featurestore.errors import ConfigError, NotFoundError, ValidationError
 from featurestore.schema import BAR_COLUMNS
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _UTC_SUFFIX = re.compile(r"^\s*(\S.*?)\s*(?:UTC|Z)\s*$", re.IGNORECASE)
 _NAIVE_HINT = "pass a tz-aware time, or a string with an offset such as '2024-01-31T00:00Z' or '2024-01-31 UTC'"
 

@@ -184,10 +184,10 @@ class BulkConnections:
                 self._open.remove(conn)
         try:
             conn.close()
-        except BaseException:  # noqa: BLE001 - it is being discarded; close the driver handle directly
+        except BaseException:
             try:
                 conn.adbc_connection.close()
-            except BaseException:  # noqa: BLE001, S110 - nothing more can be done for a dead handle
+            except BaseException:
                 pass
 
 

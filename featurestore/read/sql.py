@@ -30,11 +30,11 @@ __all__ = [
 
 # Open ends of a range: outside the 1900..2200 span that load accepts, inside what both
 # PostgreSQL and Arrow timestamps hold.
-_MIN_TS = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
-_MAX_TS = dt.datetime(9999, 12, 31, tzinfo=dt.timezone.utc)
+_MIN_TS = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+_MAX_TS = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 _NAT = np.iinfo(np.int64).min  # numpy's NaT as int64
 _MIN_US = -62_135_596_800_000_000  # _MIN_TS in µs since the epoch
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 
 LOOKUP_SQL = "SELECT entity_id, symbol FROM entities WHERE symbol = ANY(%(symbols)s::text[])"
 

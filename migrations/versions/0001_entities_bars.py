@@ -1,7 +1,7 @@
 """Entities and bars: symbols mapped to int ids, OHLCV keyed by (entity_id, ts).
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25
 """
 
