@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="40 symbols x 2,500 bars (100k rows), smaller (e)-(h), no (d')")
     ap.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
-    ap.add_argument("--repeats", type=int, default=None, help="repeats of the main table (default 2, quick 2)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats of the main table (default 2, quick 3)")
     ap.add_argument("--profile", action="store_true", help="also cProfile one extra (c) run")
     ap.add_argument("--symbols", type=int, default=None)
     ap.add_argument("--child-load", nargs=2, metavar=("URL", "PATH"), help=argparse.SUPPRESS)
@@ -638,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     quick = args.quick
     n_sym = args.symbols or (40 if quick else 2000)
-    repeats = args.repeats or 2
+    repeats = args.repeats or (3 if quick else 2)
     out = Results("load", "Write path: FeatureStore.ingest / load vs independent bulk-load ceilings",
                   quick=quick, results_dir=args.results_dir)
 
