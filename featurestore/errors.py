@@ -125,8 +125,9 @@ class SchemaError(FeatureStoreError):
 class ValidationError(FeatureStoreError, ValueError):
     """Input data was rejected before anything was written.
 
-    ``source``, ``row`` and ``column`` locate the first problem found; ``row`` is the
-    1-based data row in a file (header excluded) or the 0-based position in a DataFrame.
+    ``source``, ``row`` and ``column`` locate the first problem found; ``row`` follows the load's
+    one rule (featurestore.load.row_label): the 1-based data row in a file (header excluded), or
+    the 0-based position in a DataFrame or Arrow table (``.iloc[row]``).
     """
 
     def __init__(
