@@ -661,10 +661,28 @@ def test_sixteen_threads_share_one_store(make_database: Callable[[str], URL], pg
         time.sleep(0.05)
 
 
-def test_first_use_from_many_threads_makes_one_reader(base_db: URL) -> None:
+def test_first_use_from_many_threads_makes_one_reader(base_db: URL, monkeypatch: pytest.MonkeyPatch) -> None:
     """The store's lazily made Reader (and its bulk-connection pool) must be made once, even when
     16 threads ask for it at the same moment; an extra one would be dropped with its ADBC
     connections open (a leak past the documented bound, and a ResourceWarning when collected)."""
+    from featurestore.read import Reader
+
+    real_init = Reader.__init__
+    entered = [0]
+    count_lock = threading.Lock()
+    second = threading.Event()
+
+    def init_holding_the_door(self: Reader, *args: Any, **kwargs: Any) -> None:
+        # the first construction waits until a second one starts (which only an unserialized
+        # first use allows) or 2 s pass: the race window is held open, not hoped for
+        with count_lock:
+            entered[0] += 1
+            if entered[0] >= 2:
+                second.set()
+        second.wait(2)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Reader, "__init__", init_holding_the_door)
     with FeatureStore(base_db, cache=None) as fs:
         start = threading.Barrier(16)
         got: list[object] = []
