@@ -117,7 +117,10 @@ def readme_rows(results_dir: Path = HERE / "results") -> str:
     load_title = "bulk load of"
     bulk = f.table("load", load_title)
     n_rows = str(bulk["title"]).split("Bulk load of ")[1].split(" rows")[0] if bulk else "n/a"
-    ceiling = lambda key: f.cell("load", load_title, key, "rows/s")
+
+    def ceiling(key: str) -> str:
+        return f.cell("load", load_title, key, "rows/s")
+
     lm = f.table("read", "symbols (one call)")
     many = str(lm["title"]).split("latest row, ")[1].split(" symbols")[0] if lm else "n/a"
     fe = f.table("read", "like with like")

@@ -43,11 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _results import Results, add_arguments
-from helpers import SEED_VIEW, make_bars
+from _results import Results, add_arguments  # noqa: E402
+from helpers import SEED_VIEW, make_bars  # noqa: E402
 
-from featurestore.client import FeatureStore
-from featurestore.config import libpq_url, normalize_url
+from featurestore.client import FeatureStore  # noqa: E402
+from featurestore.config import libpq_url, normalize_url  # noqa: E402
 
 CHILD = r"""
 import json, sys, time

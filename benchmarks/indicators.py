@@ -20,7 +20,6 @@ Run:  python benchmarks/indicators.py [--quick] [--results-dir DIR]
 
 from __future__ import annotations
 
-# ruff: noqa: B023 - the closures made in each loop iteration are run (timed) within that iteration
 import argparse
 import os
 import statistics

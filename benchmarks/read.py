@@ -36,7 +36,6 @@ in all, on this machine.
 
 from __future__ import annotations
 
-# ruff: noqa: B023 - the closures made in each loop iteration are run (timed) within that iteration
 import argparse
 import datetime as dt
 import gc
@@ -238,7 +237,7 @@ class Bench:
                 cx_uri = self.uri  # connectorx cannot use a unix-socket host; skipped if it fails
                 cx.read_sql(cx_uri, "SELECT 1", return_type="arrow")
                 fns["connectorx (arrow)"] = lambda: cx.read_sql(cx_uri, text, return_type="arrow")
-            except Exception as exc:  # noqa: BLE001 - optional candidate
+            except Exception as exc:  # an optional candidate: any failure skips it
                 print(f"  (connectorx skipped: {str(exc).splitlines()[0][:80]})", file=sys.stderr)
             slow = {"psycopg fetchall (binary)", "pandas.read_sql (SQLAlchemy)"} if n > 100 else set()
             res = interleaved(fns, self.repeats, once=slow)

@@ -37,14 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import SEED_VIEW, make_bars, talib_reference
+from helpers import SEED_VIEW, make_bars, talib_reference  # noqa: E402
 
 try:  # run as a script (benchmarks/ on sys.path); the tests import only soak()
     from _results import Results, add_arguments
 except ImportError:  # pragma: no cover
     from benchmarks._results import Results, add_arguments  # type: ignore[no-redef]
 
-from featurestore.client import FeatureStore
+from featurestore.client import FeatureStore  # noqa: E402
 
 BAR_COLS = ["open", "high", "low", "close", "volume"]
 
