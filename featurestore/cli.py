@@ -513,7 +513,7 @@ def export(
 
 @cli.command()
 @click.option("--full", is_flag=True, help="Full sizes (slow); default: quick mode.")
-@click.option("--only", multiple=True, help="Run only this benchmark (repeatable): indicators, load, read, cache, serialization, pool.")
+@click.option("--only", multiple=True, help="Run only this benchmark (repeatable): indicators, load, read, cache, serialization, pool (the default set), or any other script in benchmarks/ (demo, concurrency, soak).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmark-report.md"), show_default=True)
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots (they need matplotlib: pip install featurestore[plots]).")
 @click.option("--timeout", type=float, help="Seconds allowed per benchmark script.")
