@@ -552,7 +552,7 @@ class LoadWriter:
         is_append = chunk.ts > uniq_old[codes]
         cols = [eid, chunk.ts, chunk.open, chunk.high, chunk.low, chunk.close, chunk.volume]
         for c in cols[1:]:
-            self.checksum.update(np.ascontiguousarray(c).view(np.uint8))
+            self.checksum.update(np.ascontiguousarray(c).view(np.uint8).data)
         n_app = np.bincount(codes[is_append], minlength=len(uniques))
         for e, k in zip(uniq_ids.tolist(), n_app.tolist()):
             if k:

@@ -40,7 +40,7 @@ import sys
 import zlib
 from collections.abc import Iterable, Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -425,8 +425,8 @@ def update_batch(
             bad, outs, arrays, st = _fast_run(plan, inputs, offsets, state, None)
         except (KeyError, TypeError, ValueError):
             pass
-        else:
-            return _result(plan, bad, outs, arrays, offsets, state), st
+        else:  # the kernel accepted offsets and state, so they are arrays
+            return _result(plan, bad, outs, arrays, cast(np.ndarray, offsets), cast(np.ndarray, state)), st
     return _checked_run(plan, inputs, offsets, state, out, "copy")
 
 
@@ -457,8 +457,8 @@ def update_batch_inplace(
             bad, outs, arrays, st = _fast_run(plan, inputs, offsets, state, state)
         except (KeyError, TypeError, ValueError):
             pass
-        else:
-            return _result(plan, bad, outs, arrays, offsets, state)
+        else:  # the kernel accepted offsets, so it is an array
+            return _result(plan, bad, outs, arrays, cast(np.ndarray, offsets), state)
     return _checked_run(plan, inputs, offsets, state, out, "inplace")[0]
 
 

@@ -53,7 +53,8 @@ def _fma_intrinsic(typingctx, a, b, c):  # type: ignore[no-untyped-def]
 @njit(cache=True, inline="always")
 def fma(a: float, b: float, c: float) -> float:
     """Exact fused multiply-add, as TA-Lib 0.8 calls C ``fma()`` in EMA, MACD, ATR and BBANDS."""
-    return _fma_intrinsic(a, b, c)
+    # the @intrinsic call site omits typingctx, which numba supplies; its stub signature does not know
+    return _fma_intrinsic(a, b, c)  # type: ignore[call-arg]
 
 
 @njit(cache=True, inline="always")
@@ -244,7 +245,7 @@ def rsi_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
         _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
-        c = np.int64(state[k, 0])
+        c: int | np.int64 = np.int64(state[k, 0])  # int64 in numba; the union lets mypy accept `c = 1` below
         i = start
         if c == 0:
             i = _skip_leading_nan1(x, i, end, out)
@@ -574,7 +575,7 @@ def atr_run(high, low, close, offsets, period, state_in, state, out):  # type: i
         _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
-        c = np.int64(state[k, 0])
+        c: int | np.int64 = np.int64(state[k, 0])  # int64 in numba; the union lets mypy accept `c = 1` below
         i = start
         if c == 0:
             i = _skip_leading_nan3(high, low, close, i, end, out)
@@ -630,7 +631,7 @@ def adx_run(high, low, close, offsets, period, state_in, state, out):  # type: i
         _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
-        c = np.int64(state[k, 0])
+        c: int | np.int64 = np.int64(state[k, 0])  # int64 in numba; the union lets mypy accept `c = 1` below
         i = start
         if c == 0:
             i = _skip_leading_nan3(high, low, close, i, end, out)

@@ -7,6 +7,7 @@ for a missing column (``Date`` -> ``ts``, ``Close`` -> ``close``), a drop for an
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -25,7 +26,7 @@ from featurestore.load.rules import (
 
 __all__ = ["Column"]
 
-Column = pa.Array | pa.ChunkedArray | pd.Series
+Column: TypeAlias = pa.Array | pa.ChunkedArray | pd.Series
 
 
 def _check_arguments(

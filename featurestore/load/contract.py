@@ -39,6 +39,15 @@ def _pandas_index_targets(frame: pd.DataFrame, symbol: str | None) -> Callable[[
     return targets
 
 
+def _value_message(col: np.ndarray, text: str) -> Callable[[int], str]:
+    """The error message for position ``pos`` of ``col``: ``text`` with ``{!r}`` filled by its value."""
+
+    def message(pos: int) -> str:
+        return text.format(float(col[pos]))
+
+    return message
+
+
 def validate_frame(
     data: pd.DataFrame | pa.Table | pa.RecordBatch,
     *,
@@ -111,15 +120,15 @@ def _validate(
     for name in FLOAT_COLUMNS:
         col = _floats(columns[name], name, ctx)
         ctx.check(np.isnan(col), name, lambda pos: "missing value (null or NaN)")
-        ctx.check(np.isinf(col), name, lambda pos, c=col: f"value {float(c[pos])!r} is not finite")
+        ctx.check(np.isinf(col), name, _value_message(col, "value {!r} is not finite"))
         if name == "volume":
-            ctx.check(col < 0, name, lambda pos, c=col: f"negative volume {float(c[pos])!r}")
+            ctx.check(col < 0, name, _value_message(col, "negative volume {!r}"))
         else:
-            ctx.check(col < 0, name, lambda pos, c=col: f"negative price {float(c[pos])!r}")
+            ctx.check(col < 0, name, _value_message(col, "negative price {!r}"))
             ctx.check(
                 col > MAX_PRICE,
                 name,
-                lambda pos, c=col: f"price {float(c[pos])!r} is above the maximum {MAX_PRICE:g}",
+                _value_message(col, f"price {{!r}} is above the maximum {MAX_PRICE:g}"),
             )
         values[name] = col
     extra: dict[str, np.ndarray] = {}
@@ -127,7 +136,7 @@ def _validate(
         if name not in columns:
             continue
         col = _floats(columns[name], name, ctx)
-        ctx.check(np.isinf(col), name, lambda pos, c=col: f"value {float(c[pos])!r} is not finite (NaN is allowed, inf is not)")
+        ctx.check(np.isinf(col), name, _value_message(col, "value {!r} is not finite (NaN is allowed, inf is not)"))
         extra[name] = col
     o, h, lo, c = values["open"], values["high"], values["low"], values["close"]
     ctx.check(h < lo, "high", lambda pos: f"high {float(h[pos])!r} is below low {float(lo[pos])!r}")

@@ -12,6 +12,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from featurestore.errors import ValidationError
 
@@ -126,7 +127,7 @@ class Fix:
         if self.option == "column_map":
             if self.value is None:
                 return "--map SRC=DST"
-            src, dst = self.value  # type: ignore[misc]
+            src, dst = cast("tuple[object, str | None]", self.value)
             return "--map " + shlex.quote(f"{src}={dst or ''}")
         if self.option == "symbol":
             return "--symbol SYMBOL"
@@ -139,7 +140,7 @@ def _map_item(value: object) -> str:
     """``'Date': 'ts'`` for a (source, target) pair; a generic example for None."""
     if value is None:
         return "'Source': 'target'"
-    src, dst = value  # type: ignore[misc]
+    src, dst = cast("tuple[object, str | None]", value)
     return f"{_show(src, 80)}: {dst!r}"
 
 

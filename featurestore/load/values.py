@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from typing import Literal, TypeAlias, cast
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,8 @@ from featurestore.load.rules import (
     row_error,
 )
 
+# numpy datetime64 units an epoch column can carry (Arrow timestamps and pandas datetimes)
+_DateUnit: TypeAlias = Literal["s", "ms", "us", "ns"]
 _NAIVE = (Hint("pass", (Fix("assume_tz", "UTC"),), " " + NAIVE_HINT),)
 
 
@@ -91,6 +94,10 @@ def _null_mask(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
 def _to_arrow(series: pd.Series, name: str, ctx: _Ctx, want_string: bool = False, times: bool = False) -> pa.Array:
     """A pandas column as an Arrow array; object columns of mixed types name the first odd row."""
     try:
@@ -99,7 +106,7 @@ def _to_arrow(series: pd.Series, name: str, ctx: _Ctx, want_string: bool = False
         values = series.to_numpy(dtype=object)
         notnull = ~pd.isna(values)
         if want_string:
-            is_str = np.frompyfunc(isinstance, 2, 1)(values, str).astype(bool)
+            is_str = np.frompyfunc(_is_str, 1, 1)(values).astype(bool)
             bad = notnull & ~is_str
             if bad.any():
                 pos = int(np.argmax(bad))
@@ -251,7 +258,7 @@ def _epoch_to_us(
         assert assume_tz is not None
         us = _localize(us, assume_tz, ctx, name, np.arange(len(us)))
     zone = "" if naive else "Z"
-    _check_range(us, ctx, name, lambda pos: f"{np.datetime64(int(values[pos]), unit)}{zone}")
+    _check_range(us, ctx, name, lambda pos: f"{np.datetime64(int(values[pos]), cast('_DateUnit', unit))}{zone}")
     return np.ascontiguousarray(us, dtype=np.int64)
 
 
