@@ -221,7 +221,7 @@ class FeatureStore:
         """
         with self.db.engine.connect() as conn:
             revision = _migrate.current_revision(conn)
-        version = self.db.run(lambda c: c.execute("SHOW server_version").fetchone()[0], idempotent=True)
+        version = self.db.run(lambda c: c.execute("SHOW server_version").fetchall()[0][0], idempotent=True)
         stats = self.stats()
         return {
             "url": self.url,
