@@ -254,8 +254,8 @@ def test_strings_in_numeric_columns_of_a_frame(seeded: FeatureStore) -> None:
     [
         (["0001-01-01T00:00:00Z"], r"outside the allowed range"),
         (["9999-12-31T23:59:59+00:00"], r"outside the allowed range"),
-        ([dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)], r"outside the allowed range|cannot|timestamp"),
-        ([dt.datetime(9999, 12, 31, tzinfo=dt.timezone.utc)], r"outside the allowed range|cannot|timestamp"),
+        ([dt.datetime(1, 1, 1, tzinfo=dt.UTC)], r"outside the allowed range|cannot|timestamp"),
+        ([dt.datetime(9999, 12, 31, tzinfo=dt.UTC)], r"outside the allowed range|cannot|timestamp"),
         (["2030-01-02 10:00"], r"naive.*assume_tz"),
         ([pd.Timestamp("2030-01-02 10:00")], r"naive.*assume_tz"),
         ([1_900_000_000], r"numeric.*unit"),

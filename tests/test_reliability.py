@@ -410,7 +410,7 @@ def test_disjoint_loads_are_not_serialized(
             def load_b() -> None:
                 try:
                     result.append(fs.ingest(make_bars(["S0007", "S0008", "NEW2"], 400, seed=4)))
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:  # reported below
                     result.append(exc)
 
             b = threading.Thread(target=load_b, name="load-b")
@@ -624,7 +624,7 @@ def test_sixteen_threads_share_one_store(make_database: Callable[[str], URL], pg
             except PoolTimeoutError:
                 with lock:
                     timeouts[0] += 1
-            except BaseException as exc:  # noqa: BLE001 - collected and reported
+            except BaseException as exc:  # collected and reported
                 with lock:
                     errors.append(exc)
 
@@ -773,7 +773,7 @@ def test_server_restart_under_a_running_store(base_db: URL, pg_server: EmbeddedS
                 try:
                     fs.get_bars("S0002", start=pd.Timestamp("2020-01-01", tz="UTC") + pd.Timedelta(days=k % 50))
                     fs.get_latest(symbols)
-                except BaseException as exc:  # noqa: BLE001
+                except BaseException as exc:
                     background.append(exc)
                     time.sleep(0.05)
                 k += 1
@@ -792,7 +792,7 @@ def test_server_restart_under_a_running_store(base_db: URL, pg_server: EmbeddedS
                         lambda: fs.ingest(universe[universe.symbol == "S0001"].iloc[[300]]),
                         lambda: fs.create_view("other", ["sma_5"]),
                     ):
-                        with pytest.raises(Exception) as info:  # noqa: PT011 - the type is asserted below
+                        with pytest.raises(Exception) as info:  # the type is asserted below
                             call()
                         down_errors.append(info.value)
                 else:
@@ -826,7 +826,7 @@ def test_server_restart_under_a_running_store(base_db: URL, pg_server: EmbeddedS
         row = universe[universe.symbol == "S0002"].iloc[[day["S0002"]]]
         try:  # `other` sat idle through the restart: its first call may fail, but clearly
             other.ingest(row)
-        except Exception as exc:  # noqa: BLE001 - checked below
+        except Exception as exc:  # checked below
             after_errors.append(exc)
             other.ingest(row)  # and the next one succeeds
         deadline = time.monotonic() + 10

@@ -390,7 +390,7 @@ def test_password_never_appears_when_a_bulk_read_fails(db_url: URL) -> None:
         reader = fs.reader
         reader._uri = re.sub(r"host=[^&]*", "host=/nonexistent-socket-dir", reader._uri)  # a dead target
         assert SECRET in reader._uri
-        with pytest.raises(Exception) as info:  # noqa: PT011 - the type is test_reliability's business
+        with pytest.raises(Exception) as info:  # the type is test_reliability's business
             reader._fetch("SELECT 1", {})
         assert SECRET not in _all_text(info.value)
 
