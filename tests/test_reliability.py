@@ -506,13 +506,17 @@ def test_a_read_started_after_a_write_returns_sees_it(base_db: URL) -> None:
             if threading.current_thread() in slow_thread:
                 fetched.set()
                 release.wait(30)
+            else:  # the late read went to the database itself: the early one may finish now
+                release.set()
             return result
 
         reader._fetch = fetch  # type: ignore[method-assign]
         early = threading.Thread(target=lambda: fs.get_features("S0003", view="tech"), name="early-read")
         slow_thread.append(early)
         early.start()
-        timer = threading.Timer(0.5, release.set)  # frees the early read should the late one wait for it
+        # only if the late read waits for the early one's computation (the bug) does it never reach
+        # the database; this frees the early read then, and the late read gets its stale result
+        timer = threading.Timer(10, release.set)
         timer.daemon = True
         try:
             assert fetched.wait(30)
