@@ -5,6 +5,11 @@ symbol at once and returns the state that ``update_batch`` continues from on app
 ``IndicatorSpec`` objects or short strings (``"sma_20"``, ``"macd_12_26_9"``, ``"bbands_20_2"``);
 see ``registry`` for the naming rule and ``api`` for the NaN behaviour and the state contract.
 
+Layout: ``defs/<family>.py`` (pure Python definitions: inputs, parameters, outputs, lookback,
+state length, references) and ``kernels/<family>.py`` (numba kernels), one pair per family
+(averages, momentum, directional, volatility, volume, transforms); ``defs/__init__.py`` says
+how to add an indicator, ``kernels/common.py`` holds the shared building blocks.
+
 Importing this package compiles nothing and does not import numba: kernels compile (or load
 from numba's on-disk cache) on first use, or up front with ``warmup()``.
 """

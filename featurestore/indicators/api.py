@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from featurestore.errors import IndicatorError
+from featurestore.indicators.defs import STATE_LAYOUTS as _DEF_LAYOUTS
 from featurestore.indicators.registry import REGISTRY, IndicatorSpec, parse_indicator
 
 if TYPE_CHECKING:
@@ -71,19 +72,8 @@ Inputs = Mapping[str, npt.ArrayLike]
 #: Bumped whenever a state layout below changes; ``state_from_bytes`` refuses other versions.
 STATE_VERSION = 1
 
-#: What each state column holds (``ring[..]`` is a ring of the last period-1 inputs, slot
-#: ``bar_index % (period-1)``; during the warm-up the EMA slots hold their seed's running sum).
-STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "sma": ("count", "total", "ring[period-1]"),
-    "ema": ("count", "ema_or_seed_sum"),
-    "rsi": ("count", "avg_gain", "avg_loss", "prev_close"),
-    "macd": ("count", "fast_ema", "slow_ema", "signal_ema"),
-    "bbands": ("count", "total", "s1", "s2", "shift_k", "recentre_countdown", "ring[period-1]"),
-    "trange": ("count", "prev_close"),
-    "atr": ("count", "atr_or_tr_sum", "prev_close"),
-    "adx": ("count", "prev_high", "prev_low", "prev_close", "minus_dm", "plus_dm", "tr_sum",
-            "adx_or_dx_sum"),
-}
+#: What each state column holds, by kind (each family's ``defs`` module documents its own).
+STATE_LAYOUTS: dict[str, tuple[str, ...]] = dict(_DEF_LAYOUTS)
 
 _HEADER = struct.Struct("<4sHHIIQ")  # magic, version, reserved, crc32(spec name), row len, rows
 _MAGIC = b"FSIS"
@@ -94,7 +84,8 @@ _I8 = np.dtype(np.int64)
 
 
 def _kernel_module() -> ModuleType:
-    """Import the kernels (and numba) on first use, not at import time."""
+    """Import the kernels package (numba and ``kernels.common``) on first use, not at import
+    time; ``specialize`` imports each family module when one of its kernels is first used."""
     global _kernels
     if _kernels is None:
         from featurestore.indicators import kernels
@@ -187,7 +178,7 @@ def _offsets(offsets: npt.ArrayLike | None, n: int) -> np.ndarray:
     return off
 
 
-# Kernel return codes (kernels.BAD_*; repeated so that this module need not import numba).
+# Kernel return codes (kernels.common.BAD_*; repeated so that this module need not import numba).
 _BAD_STATE_SHAPE = -(2**62)
 _BAD_INPUT_LENGTHS = 2**62
 

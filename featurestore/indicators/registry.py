@@ -19,30 +19,39 @@ Naming rule, for spec strings and output columns alike::
 - Numbers are written as the shortest decimal that round-trips, with no exponent, a trailing
   ``.0`` dropped and the decimal point written as ``p`` (2.0 -> ``2``, 1.5 -> ``1p5``), so every
   name is a plain lower-case SQL identifier. ``parse_indicator`` also accepts ``1.5``.
+- Tagged parameters (``ParamDef.tag``) follow, only when not at their default, as
+  ``<tag><value>``: TA-Lib's unstable period is ``u`` (``ema_30_u50`` = EMA(30) with
+  ``talib.set_unstable_period("EMA", 50)``).
+- A kind may contain ``_`` (``plus_di``); parsing takes the longest registered kind.
 - MACD is stored with ``fast <= slow``: TA-Lib swaps them when ``slow < fast`` and the outputs
   are identical, so ``macd(26, 12, 9)`` *is* ``macd_12_26_9``.
 
-Nothing here imports numba, talib or pandas; references import them when called.
+Definitions live in ``defs/<family>.py`` (see ``defs`` for how to add one); this module
+assembles them. Nothing here imports numba, talib or pandas; references import them when called.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from featurestore.errors import IndicatorError
-
-if TYPE_CHECKING:
-    import pandas as pd
+from featurestore.indicators.base import (
+    Arrays,
+    IndicatorDef,
+    Number,
+    ParamDef,
+    format_number,
+    name_number,
+)
+from featurestore.indicators.defs import ALL_DEFS
 
 __all__ = [
     "REGISTRY",
+    "Arrays",
     "IndicatorDef",
     "IndicatorSpec",
     "ParamDef",
@@ -52,91 +61,8 @@ __all__ = [
     "parse_output_name",
 ]
 
-Number = int | float
-Arrays = Mapping[str, np.ndarray]
-Outputs = dict[str, np.ndarray]
-
-# TA-Lib 0.8.2's accepted ranges, measured with talib (TA_BAD_PARAM outside them).
-_MAX_PERIOD = 100_000
-# Bollinger multipliers: TA-Lib accepts -3e37..3e37; we accept 0..100 so that names stay short
-# plain identifiers (a negative multiplier only swaps the bands).
-_MAX_NBDEV = 100.0
-
-
-@dataclass(frozen=True)
-class ParamDef:
-    """One parameter: its type, default and inclusive range."""
-
-    name: str
-    type: type
-    default: Number
-    lo: Number
-    hi: Number
-    aliases: tuple[str, ...] = ()
-
-    def check(self, kind: str, value: Any) -> Number:
-        """Return ``value`` normalized to this parameter's type, or raise IndicatorError."""
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise IndicatorError(
-                f"{kind}: parameter {self.name!r} must be a number, got {value!r}"
-            )
-        if self.type is int:
-            if isinstance(value, (float, np.floating)) and not float(value).is_integer():
-                raise IndicatorError(
-                    f"{kind}: parameter {self.name!r} must be an integer, got {value!r}"
-                )
-            out: Number = int(value)
-        else:
-            out = float(value)
-            if not math.isfinite(out):
-                raise IndicatorError(f"{kind}: parameter {self.name!r} must be finite, got {value!r}")
-        if not (self.lo <= out <= self.hi):
-            raise IndicatorError(
-                f"{kind}: parameter {self.name!r} must be in {format_number(self.lo)}.."
-                f"{format_number(self.hi)} (TA-Lib's range), got {value!r}"
-            )
-        return out
-
-
-@dataclass(frozen=True)
-class IndicatorDef:
-    """Everything the library knows about one indicator kind.
-
-    ``outputs`` are output keys ("" for the main output); ``kernel`` is the name of the
-    function in ``kernels``, called as
-    ``kernel(*inputs, offsets, *params, state_in, state, *outputs)`` (it returns 0 or an error code).
-    """
-
-    kind: str
-    title: str
-    inputs: tuple[str, ...]
-    params: tuple[ParamDef, ...]
-    outputs: tuple[str, ...]
-    kernel: str
-    talib_name: str
-    lookback: Callable[[Mapping[str, Number]], int]
-    state_len: Callable[[Mapping[str, Number]], int]
-    talib_ref: Callable[[Arrays, Mapping[str, Number]], tuple[np.ndarray, ...]]
-    pandas_ref: Callable[[Arrays, Mapping[str, Number]], tuple[np.ndarray, ...]] | None = None
-
-    def param(self, name: str) -> ParamDef:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
-
-
-def format_number(value: Number) -> str:
-    """Shortest round-trip decimal, no exponent, ``.0`` dropped: 2.0 -> '2', 1.5 -> '1.5'."""
-    if isinstance(value, int):
-        return str(value)
-    if float(value).is_integer():
-        return str(int(value))
-    return np.format_float_positional(float(value), trim="-")
-
-
-def _name_number(value: Number) -> str:
-    return format_number(value).replace(".", "p")
+#: Every built-in kind, assembled from ``defs``' families (a duplicate kind fails there).
+REGISTRY: dict[str, IndicatorDef] = {d.kind: d for d in ALL_DEFS}
 
 
 @dataclass(frozen=True)
@@ -217,7 +143,14 @@ class IndicatorSpec:
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, ``{"kind": "macd", "params": {"fast": 12, "slow": 26, "signal": 9}}``."""
-        return {"kind": self.kind, "params": dict(self.params)}
+        defn = self.definition
+        return {
+            "kind": self.kind,
+            "params": {
+                k: v for k, v in self.params
+                if not (defn.param(k).tag and v == defn.param(k).default)  # pre-tag hashes stay
+            },
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndicatorSpec:
@@ -236,14 +169,15 @@ class IndicatorSpec:
         parts = [self.kind]
         if output:
             parts.append(output)
-        p = self.p
-        if self.kind == "bbands":
-            parts.append(_name_number(p["period"]))
-            parts.append(_name_number(p["nbdevup"]))
-            if p["nbdevdn"] != p["nbdevup"]:
-                parts.append(_name_number(p["nbdevdn"]))
+        defn = self.definition
+        if defn.name_tokens is not None:
+            parts.extend(defn.name_tokens(self.p))
         else:
-            parts.extend(_name_number(v) for _, v in self.params)
+            parts.extend(name_number(v) for k, v in self.params if not defn.param(k).tag)
+        for prm in defn.params:
+            v = self.p[prm.name]
+            if prm.tag and v != prm.default:
+                parts.append(prm.tag + name_number(v))
         return "_".join(parts)
 
 
@@ -252,11 +186,13 @@ def _normalize_params(defn: IndicatorDef, raw: dict[str, Any]) -> tuple[tuple[st
     given: dict[str, Any] = {}
     for key, value in raw.items():
         name = str(key).lower()
-        if name == "matype" and "matype" not in {p.name for p in defn.params}:
-            if defn.kind == "bbands":
-                if isinstance(value, bool) or value != 0:
-                    raise IndicatorError(f"bbands: only matype=0 (SMA) is supported, got {value!r}")
-                continue
+        fixed = dict(defn.fixed)
+        if name in fixed and name not in {p.name for p in defn.params}:
+            if isinstance(value, bool) or value != fixed[name]:
+                raise IndicatorError(
+                    f"{defn.kind}: only {name}={fixed[name]!r} is supported, got {value!r}"
+                )
+            continue
         for p in defn.params:
             if name == p.name or name in p.aliases:
                 if p.name in given:
@@ -269,9 +205,8 @@ def _normalize_params(defn: IndicatorDef, raw: dict[str, Any]) -> tuple[tuple[st
                 f"{defn.kind}: unknown parameter {key!r} (parameters: {known})"
             )
     out = {p.name: p.check(defn.kind, given.get(p.name, p.default)) for p in defn.params}
-    if defn.kind == "macd" and out["slow"] < out["fast"]:
-        # TA-Lib swaps them; storing them swapped makes equal outputs equal specs.
-        out["fast"], out["slow"] = out["slow"], out["fast"]
+    if defn.canonical is not None:
+        out = defn.canonical(out)
     return tuple((p.name, out[p.name]) for p in defn.params)
 
 
@@ -289,53 +224,77 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_indicator(text: str | IndicatorSpec) -> IndicatorSpec:
-    """Parse a short spec string: ``sma_20``, ``macd_12_26_9``, ``bbands_20_2``, ``bbands_20_2_1.5``.
+def _split_kind(text: str) -> tuple[str, list[str]] | None:
+    """(kind, remaining tokens) for the longest registered kind that ``text`` starts with."""
+    tokens = text.split("_")
+    for n in range(len(tokens), 0, -1):
+        kind = "_".join(tokens[:n])
+        if kind in REGISTRY:
+            return kind, tokens[n:]
+    return None
 
-    Parameters are positional in the registry's order; missing trailing ones take their
-    defaults (``rsi`` is RSI(14)); ``bbands_<n>_<k>`` sets both multipliers to k.
+
+def parse_indicator(text: str | IndicatorSpec) -> IndicatorSpec:
+    """Parse a short spec string: ``sma_20``, ``macd_12_26_9``, ``bbands_20_2``, ``bbands_20_2_1.5``,
+    ``ema_30_u50``.
+
+    Untagged parameters are positional in the registry's order; missing trailing ones take
+    their defaults (``rsi`` is RSI(14)); tagged ones (``u50``) may follow in any order;
+    ``bbands_<n>_<k>`` sets both multipliers to k.
     """
     if isinstance(text, IndicatorSpec):
         return text
     if not isinstance(text, str):
         raise IndicatorError(f"indicator spec must be a string, got {_short(text)}")
-    tokens = text.strip().lower().split("_")
-    kind = tokens[0]
-    if kind not in REGISTRY:
+    split = _split_kind(text.strip().lower())
+    if split is None:
         raise IndicatorError(
             f"unknown indicator {_short(text)}; known: {', '.join(sorted(REGISTRY))}"
         )
+    kind, values = split
     defn = REGISTRY[kind]
-    values = tokens[1:]
-    if len(values) > len(defn.params):
-        raise IndicatorError(
-            f"{_short(text)}: {kind} takes at most {len(defn.params)} parameters "
-            f"({', '.join(p.name for p in defn.params) or 'none'})"
-        )
+    positional = [p for p in defn.params if not p.tag]
+    tagged = {p.tag: p for p in defn.params if p.tag}
     params: dict[str, Number] = {}
-    for p, tok in zip(defn.params, values):
+    n_pos = 0
+    for tok in values:
+        prm = next((p for t, p in tagged.items() if tok.startswith(t) and _NUM.fullmatch(tok[len(t):])), None)
+        if prm is not None:
+            tok = tok[len(prm.tag):]
+            if prm.name in params:
+                raise IndicatorError(f"{_short(text)}: {prm.name} given twice")
+        elif n_pos < len(positional):
+            prm = positional[n_pos]
+            n_pos += 1
+        else:
+            raise IndicatorError(
+                f"{_short(text)}: {kind} takes at most {len(positional)} parameters "
+                f"({', '.join(p.name for p in positional) or 'none'})"
+                + (f" plus tagged {', '.join(t + '<n>' for t in tagged)}" if tagged else "")
+            )
         if not _NUM.fullmatch(tok):
-            raise IndicatorError(f"{_short(text)}: {p.name} must be a non-negative number, got {_short(tok)}")
+            raise IndicatorError(f"{_short(text)}: {prm.name} must be a non-negative number, got {_short(tok)}")
         num = tok.replace("p", ".")
-        if p.type is int and not num.isdigit():
-            raise IndicatorError(f"{_short(text)}: {p.name} must be an integer, got {_short(tok)}")
-        params[p.name] = int(num) if p.type is int else float(num)
-    if kind == "bbands" and len(values) == 2:
-        params["nbdevdn"] = params["nbdevup"]
+        if prm.type is int and not num.isdigit():
+            raise IndicatorError(f"{_short(text)}: {prm.name} must be an integer, got {_short(tok)}")
+        params[prm.name] = int(num) if prm.type is int else float(num)
+    if defn.complete is not None:
+        params = defn.complete(params, n_pos)
     return IndicatorSpec(kind, params)  # type: ignore[arg-type]
 
 
 def parse_output_name(column: str) -> tuple[IndicatorSpec, str]:
     """Map an output column name back to ``(spec, output key)``: ``macd_signal_12_26_9`` ->
     ``(macd_12_26_9, "signal")``."""
-    tokens = column.strip().lower().split("_")
-    if tokens and tokens[0] in REGISTRY and len(tokens) > 1:
-        outs = REGISTRY[tokens[0]].outputs
-        if tokens[1] in outs and tokens[1] != "":
-            spec = parse_indicator("_".join([tokens[0], *tokens[2:]]))
-            if spec._column(tokens[1]) == column:
-                return spec, tokens[1]
-            raise IndicatorError(f"{column!r} is not canonical; did you mean {spec._column(tokens[1])!r}?")
+    split = _split_kind(column.strip().lower())
+    if split is not None and split[1]:
+        kind, rest = split
+        outs = REGISTRY[kind].outputs
+        if rest[0] in outs and rest[0] != "":
+            spec = parse_indicator("_".join([kind, *rest[1:]]))
+            if spec._column(rest[0]) == column:
+                return spec, rest[0]
+            raise IndicatorError(f"{column!r} is not canonical; did you mean {spec._column(rest[0])!r}?")
     spec = parse_indicator(column)
     if "" not in spec.output_keys:
         raise IndicatorError(
@@ -344,211 +303,3 @@ def parse_output_name(column: str) -> tuple[IndicatorSpec, str]:
     if spec.name != column:
         raise IndicatorError(f"{column!r} is not canonical; did you mean {spec.name!r}?")
     return spec, ""
-
-
-# ----------------------------------------------------------------------------- references
-def _talib() -> Any:
-    try:
-        import talib
-    except ImportError as exc:  # a dev/test dependency, not a runtime one
-        raise IndicatorError("the TA-Lib reference needs the 'ta-lib' package (pip install ta-lib)") from exc
-    return talib
-
-
-def _series(a: np.ndarray) -> pd.Series:
-    import pandas as pd
-
-    return pd.Series(a, copy=False)
-
-
-def _seeded_ewm(values: pd.Series, seed_at: int, seed: float, alpha: float) -> np.ndarray:
-    """Recursive EMA (``adjust=False``) started at ``seed_at`` from ``seed``; NaN before."""
-    out = np.full(len(values), np.nan)
-    if seed_at >= len(values):
-        return out
-    tail = values.iloc[seed_at:].copy()
-    tail.iloc[0] = seed
-    out[seed_at:] = tail.ewm(alpha=alpha, adjust=False).mean().to_numpy()
-    return out
-
-
-def _pd_sma(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-    return (_series(a["close"]).rolling(int(p["period"])).mean().to_numpy(),)
-
-
-def _pd_ema(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-    n = int(p["period"])
-    x = _series(a["close"])
-    seed = float(x.iloc[:n].mean()) if len(x) >= n else math.nan
-    return (_seeded_ewm(x, n - 1, seed, 2.0 / (n + 1)),)
-
-
-def _pd_rsi(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-    n = int(p["period"])
-    d = _series(a["close"]).diff()
-    gain, loss = d.clip(lower=0.0), (-d).clip(lower=0.0)
-    g0 = float(gain.iloc[1 : n + 1].mean()) if len(d) > n else math.nan
-    l0 = float(loss.iloc[1 : n + 1].mean()) if len(d) > n else math.nan
-    g = _seeded_ewm(gain, n, g0, 1.0 / n)
-    los = _seeded_ewm(loss, n, l0, 1.0 / n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rsi = np.where(g + los > 0, 100.0 * g / (g + los), np.where(np.isnan(g), np.nan, 0.0))
-    return (rsi,)
-
-
-def _pd_macd(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-    fast, slow, sig = int(p["fast"]), int(p["slow"]), int(p["signal"])
-    x = _series(a["close"])
-    s = slow - 1
-    if len(x) <= s:
-        nan = np.full(len(x), np.nan)
-        return nan, nan.copy(), nan.copy()
-    slow_ema = _seeded_ewm(x, s, float(x.iloc[: s + 1].mean()), 2.0 / (slow + 1))
-    fast_ema = _seeded_ewm(x, s, float(x.iloc[s - fast + 1 : s + 1].mean()), 2.0 / (fast + 1))
-    line = _series(fast_ema - slow_ema)
-    lb = s + sig - 1
-    seed = float(line.iloc[s : lb + 1].mean()) if len(x) > lb else math.nan
-    signal = _seeded_ewm(line, lb, seed, 2.0 / (sig + 1))
-    line_np = line.to_numpy().copy()
-    line_np[:lb] = np.nan
-    return line_np, signal, line_np - signal
-
-
-def _pd_bbands(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-    n = int(p["period"])
-    r = _series(a["close"]).rolling(n)
-    mid = r.mean().to_numpy()
-    sd = r.std(ddof=0).to_numpy()
-    return mid + float(p["nbdevup"]) * sd, mid, mid - float(p["nbdevdn"]) * sd
-
-
-def _pd_trange_series(a: Arrays) -> pd.Series:
-    import pandas as pd
-
-    h, lo, c = _series(a["high"]), _series(a["low"]), _series(a["close"])
-    pc = c.shift(1)
-    tr = pd.concat([h - lo, (pc - h).abs(), (lo - pc).abs()], axis=1).max(axis=1, skipna=False)
-    tr.iloc[:1] = np.nan
-    return tr
-
-
-def _pd_trange(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-    return (_pd_trange_series(a).to_numpy(),)
-
-
-def _pd_atr(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-    n = int(p["period"])
-    tr = _pd_trange_series(a)
-    seed = float(tr.iloc[1 : n + 1].mean()) if len(tr) > n else math.nan
-    return (_seeded_ewm(tr, n, seed, 1.0 / n),)
-
-
-def _pd_adx(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-    n = int(p["period"])
-    h, lo = _series(a["high"]), _series(a["low"])
-    up, down = h.diff(), -lo.diff()
-    pdm = up.where((up > 0) & (up > down), 0.0)
-    mdm = down.where((down > 0) & (up < down), 0.0)
-    tr = _pd_trange_series(a)
-    m = len(h)
-    if m < 2 * n:
-        return (np.full(m, np.nan),)
-    # Wilder sums seeded at bar n-1 with the sum of n-1 terms, i.e. n x a seeded Wilder average.
-    sm = [
-        _seeded_ewm(s, n - 1, float(s.iloc[1:n].sum()) / n, 1.0 / n)
-        for s in (pdm, mdm, tr)
-    ]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pdi, mdi = 100.0 * sm[0] / sm[2], 100.0 * sm[1] / sm[2]
-        dx = _series(100.0 * np.abs(pdi - mdi) / (pdi + mdi))
-    adx = _seeded_ewm(dx, 2 * n - 1, float(dx.iloc[n : 2 * n].mean()), 1.0 / n)
-    return (adx,)
-
-
-def _ta(name: str, *param_names: str, inputs: tuple[str, ...] = ("close",)) -> Callable[
-    [Arrays, Mapping[str, Number]], tuple[np.ndarray, ...]
-]:
-    def ref(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
-        fn = getattr(_talib(), name)
-        out = fn(*(a[i] for i in inputs), *(p[k] for k in param_names))
-        return tuple(out) if isinstance(out, tuple) else (out,)
-
-    return ref
-
-
-def _periods(lo: int, default: int) -> tuple[ParamDef, ...]:
-    return (ParamDef("period", int, default, lo, _MAX_PERIOD, ("timeperiod",)),)
-
-
-_HLC = ("high", "low", "close")
-
-# Defaults are TA-Lib's (talib.abstract.Function(name).info): SMA/EMA 30, RSI/ATR/ADX 14,
-# MACD 12/26/9, BBANDS 20/2/2. Lower bounds are TA-Lib 0.8.2's, measured.
-REGISTRY: dict[str, IndicatorDef] = {
-    d.kind: d
-    for d in (
-        IndicatorDef(
-            "sma", "Simple moving average", ("close",), _periods(1, 30), ("",), "sma_run", "SMA",
-            lookback=lambda p: int(p["period"]) - 1,
-            state_len=lambda p: 2 + int(p["period"]) - 1,
-            talib_ref=_ta("SMA", "period"), pandas_ref=_pd_sma,
-        ),
-        IndicatorDef(
-            "ema", "Exponential moving average (SMA seed)", ("close",), _periods(1, 30), ("",),
-            "ema_run", "EMA",
-            lookback=lambda p: int(p["period"]) - 1,
-            state_len=lambda p: 2,
-            talib_ref=_ta("EMA", "period"), pandas_ref=_pd_ema,
-        ),
-        IndicatorDef(
-            "rsi", "Relative strength index (Wilder)", ("close",), _periods(2, 14), ("",),
-            "rsi_run", "RSI",
-            lookback=lambda p: int(p["period"]),
-            state_len=lambda p: 4,
-            talib_ref=_ta("RSI", "period"), pandas_ref=_pd_rsi,
-        ),
-        IndicatorDef(
-            "macd", "Moving average convergence/divergence", ("close",),
-            (
-                ParamDef("fast", int, 12, 2, _MAX_PERIOD, ("fastperiod",)),
-                ParamDef("slow", int, 26, 2, _MAX_PERIOD, ("slowperiod",)),
-                ParamDef("signal", int, 9, 1, _MAX_PERIOD, ("signalperiod",)),
-            ),
-            ("", "signal", "hist"), "macd_run", "MACD",
-            lookback=lambda p: int(max(p["fast"], p["slow"])) - 1 + int(p["signal"]) - 1,
-            state_len=lambda p: 4,
-            talib_ref=_ta("MACD", "fast", "slow", "signal"), pandas_ref=_pd_macd,
-        ),
-        IndicatorDef(
-            "bbands", "Bollinger bands (SMA, population std)", ("close",),
-            (
-                ParamDef("period", int, 20, 2, _MAX_PERIOD, ("timeperiod",)),
-                ParamDef("nbdevup", float, 2.0, 0.0, _MAX_NBDEV),
-                ParamDef("nbdevdn", float, 2.0, 0.0, _MAX_NBDEV),
-            ),
-            ("upper", "middle", "lower"), "bbands_run", "BBANDS",
-            lookback=lambda p: int(p["period"]) - 1,
-            state_len=lambda p: 6 + int(p["period"]) - 1,
-            talib_ref=_ta("BBANDS", "period", "nbdevup", "nbdevdn"), pandas_ref=_pd_bbands,
-        ),
-        IndicatorDef(
-            "atr", "Average true range (Wilder)", _HLC, _periods(1, 14), ("",), "atr_run", "ATR",
-            lookback=lambda p: int(p["period"]),
-            state_len=lambda p: 3,
-            talib_ref=_ta("ATR", "period", inputs=_HLC), pandas_ref=_pd_atr,
-        ),
-        IndicatorDef(
-            "adx", "Average directional index (Wilder)", _HLC, _periods(2, 14), ("",), "adx_run",
-            "ADX",
-            lookback=lambda p: 2 * int(p["period"]) - 1,
-            state_len=lambda p: 8,
-            talib_ref=_ta("ADX", "period", inputs=_HLC), pandas_ref=_pd_adx,
-        ),
-        IndicatorDef(
-            "trange", "True range", _HLC, (), ("",), "trange_run", "TRANGE",
-            lookback=lambda p: 1,
-            state_len=lambda p: 2,
-            talib_ref=_ta("TRANGE", inputs=_HLC), pandas_ref=_pd_trange,
-        ),
-    )
-}

@@ -1,0 +1,260 @@
+"""Moving-average kernels: SMA, EMA (with TA-Lib's unstable period), BBANDS.
+
+Kernels follow the contract in ``common`` and ``defs/__init__.py``; operation order is TA-Lib 0.8's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from featurestore.indicators.kernels.common import _check, _copy_row, _skip_leading_nan1, fma
+
+
+# --------------------------------------------------------------------------------------- SMA
+@njit(cache=True)
+def sma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+    """SMA. State: [count, running total T, ring of the last period-1 inputs (slot = index % (period-1))]."""
+    m = period - 1
+    bad = _check(offsets, x.size, state_in, state, period + 1)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        c = np.int64(state[k, 0])
+        i = start
+        if c == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        if i >= end:
+            continue
+        total = state[k, 1]
+        p = i
+        c0 = c
+        # Phase A: the first m bars of this call; the value leaving the window is in the ring.
+        a_end = min(end, p + m)
+        slot = c % m if m > 0 else 0
+        while i < a_end:
+            v = x[i]
+            total += v
+            if c >= m:
+                out[i] = total / period
+                total -= state[k, 2 + slot]
+            else:
+                out[i] = np.nan
+            state[k, 2 + slot] = v
+            slot += 1
+            if slot == m:
+                slot = 0
+            c += 1
+            i += 1
+        # Phase B: the value leaving the window is in x.
+        while i < end:
+            total += x[i]
+            out[i] = total / period
+            total -= x[i - m]
+            i += 1
+        if end - p > m:
+            for j in range(end - m, end):
+                state[k, 2 + (c0 + j - p) % m] = x[j]
+        state[k, 0] = c0 + (end - p)
+        state[k, 1] = total
+    return 0
+
+
+# --------------------------------------------------------------------------------------- EMA
+@njit(cache=True)
+def ema_run(x, offsets, period, unstable, state_in, state, out):  # type: ignore[no-untyped-def]
+    """EMA seeded by the SMA of the first period bars. State: [count, sum (warm-up) or EMA].
+
+    ``unstable`` is TA-Lib's unstable period (``TA_SetUnstablePeriod(TA_FUNC_UNST_EMA, u)``):
+    ta_EMA.c's lookback becomes ``period - 1 + u`` and it still seeds at bar period-1 and runs
+    the same recursion over the unstable bars, so the values are those of u = 0, NaN before
+    bar ``period - 1 + u``.
+    """
+    kk = 2.0 / (period + 1)
+    lb = period - 1 + unstable
+    bad = _check(offsets, x.size, state_in, state, 2)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        c = np.int64(state[k, 0])
+        i = start
+        if c == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        if i >= end:
+            continue
+        p = i
+        c0 = c
+        s = state[k, 1]
+        while i < end and c < period:
+            s += x[i]
+            c += 1
+            if c == period:
+                s = s / period
+                out[i] = s
+            else:
+                out[i] = np.nan
+            i += 1
+        if period == 1:
+            # TA-Lib copies the input for period 1 (fma(x - s, 1, s) would not always give x).
+            while i < end:
+                s = x[i]
+                out[i] = s
+                i += 1
+        while i < end:
+            s = fma(x[i] - s, kk, s)
+            out[i] = s
+            i += 1
+        # The unstable period: bars p.. with bar index c0 + (i - p) < lb give NaN.
+        for j in range(p, min(end, p + max(lb - c0, 0))):
+            out[j] = np.nan
+        state[k, 0] = c0 + (end - p)
+        state[k, 1] = s
+    return 0
+
+
+# ------------------------------------------------------------------------------------ BBANDS
+@njit(cache=True)
+def _bb_recentre(w, inv):  # type: ignore[no-untyped-def]
+    """TA-Lib 0.8's re-centring: shift K = window mean, then the shifted sums, sequentially."""
+    t = 0.0
+    for j in range(w.size):
+        t += w[j]
+    kk = t * inv
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(w.size):
+        d = w[j] - kk
+        s1 += d
+        s2 += d * d
+    return kk, s1, s2
+
+
+@njit(cache=True, inline="always")
+def _bb_bands(mid, sd, up, dn, i, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+    out_middle[i] = mid
+    if up == dn:
+        t = sd * up
+        out_upper[i] = mid + t
+        out_lower[i] = mid - t
+    else:
+        out_upper[i] = fma(sd, up, mid)
+        out_lower[i] = mid - sd * dn
+
+
+@njit(cache=True)
+def bbands_run(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+    """Bollinger bands (SMA middle, population std) with TA-Lib 0.8's shifted, re-centred sums.
+
+    State: [count, T, S1, S2, K, re-centre countdown, ring of the last period-1 inputs].
+    """
+    m = period - 1
+    inv = 1.0 / period
+    reset = 32 * period
+    win = np.empty(period)
+    bad = _check(offsets, x.size, state_in, state, period + 5)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        c = np.int64(state[k, 0])
+        i = start
+        if c == 0:
+            i = _skip_leading_nan1(x, i, end, out_middle)
+            for j in range(start, i):
+                out_upper[j] = np.nan
+                out_lower[j] = np.nan
+        if i >= end:
+            continue
+        p = i
+        c0 = c
+        if c == 0:
+            state[k, 4] = x[i]
+            state[k, 5] = reset
+        total = state[k, 1]
+        s1 = state[k, 2]
+        s2 = state[k, 3]
+        kk = state[k, 4]
+        cnt = np.int64(state[k, 5])
+        slot = c % m
+        a_end = min(end, p + m)
+        while i < end:
+            v = x[i]
+            total += v
+            d = v - kk
+            s1 += d
+            s2 += d * d
+            in_ring = i < a_end
+            if c >= m:
+                mean = inv * s1
+                var = inv * s2 - mean * mean
+                mid = total / period
+                if in_ring:
+                    xo = state[k, 6 + slot]
+                else:
+                    xo = x[i - m]
+                total -= xo
+                o = xo - kk
+                o2 = o * o
+                s2 -= o2
+                zero = False
+                recentre = (inv * s2) * 1e-6 > var or o2 > s2 * 1e6
+                if not recentre:
+                    cnt -= 1
+                    recentre = cnt == 0
+                if recentre:
+                    if in_ring:
+                        for j in range(m):
+                            win[j] = state[k, 6 + (slot + j) % m]
+                        win[m] = v
+                        kk, s1, s2 = _bb_recentre(win, inv)
+                    else:
+                        kk, s1, s2 = _bb_recentre(x[i - m : i + 1], inv)
+                    mean = inv * s1
+                    ms = inv * s2
+                    var = ms - mean * mean
+                    zero = ms * 1e-12 > var
+                    o = xo - kk
+                    s1 -= o
+                    s2 -= o * o
+                    cnt = reset
+                else:
+                    s1 -= o
+                if zero or var == 0.0:
+                    sd = 0.0
+                else:
+                    sd = math.sqrt(var)
+                _bb_bands(mid, sd, nbdevup, nbdevdn, i, out_upper, out_middle, out_lower)
+            else:
+                out_upper[i] = np.nan
+                out_middle[i] = np.nan
+                out_lower[i] = np.nan
+            if in_ring:
+                state[k, 6 + slot] = v
+                slot += 1
+                if slot == m:
+                    slot = 0
+            c += 1
+            i += 1
+        if end - p > m:
+            for j in range(end - m, end):
+                state[k, 6 + (c0 + j - p) % m] = x[j]
+        state[k, 0] = c
+        state[k, 1] = total
+        state[k, 2] = s1
+        state[k, 3] = s2
+        state[k, 4] = kk
+        state[k, 5] = cnt
+    return 0
