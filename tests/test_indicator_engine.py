@@ -144,3 +144,62 @@ def test_second_process_loads_kernels_from_disk_cache(tmp_path: Path) -> None:
     ]
     assert all(hits == 0 and misses == 1 for hits, misses in runs[0].values()), runs[0]
     assert all(hits == 1 and misses == 0 for hits, misses in runs[1].values()), runs[1]
+
+
+# --------------------------------------------------------------------------- building blocks
+def test_common_building_blocks_reproduce_talib() -> None:
+    """sma_step, ema_seed/ema_step and wilder_step, driven by plain loops here, equal TA-Lib."""
+    from numba import njit
+
+    from featurestore.indicators.kernels.common import ema_seed, ema_step, sma_step, wilder_step
+
+    @njit
+    def sma(x, n):  # type: ignore[no-untyped-def]
+        out = np.full(x.size, np.nan)
+        t = 0.0
+        for i in range(n - 1):
+            t += x[i]
+        for i in range(n - 1, x.size):
+            out[i], t = sma_step(t, x[i], x[i - n + 1], n)
+        return out
+
+    @njit
+    def ema(x, n):  # type: ignore[no-untyped-def]
+        out = np.full(x.size, np.nan)
+        s = 0.0
+        for i in range(n):
+            s += x[i]
+        e = ema_seed(s, n)
+        out[n - 1] = e
+        k = 2.0 / (n + 1)
+        for i in range(n, x.size):
+            e = ema_step(x[i], e, k)
+            out[i] = e
+        return out
+
+    @njit
+    def rsi(x, n):  # type: ignore[no-untyped-def]
+        out = np.full(x.size, np.nan)
+        g_avg = 0.0
+        l_avg = 0.0
+        for j in range(1, n + 1):
+            d = x[j] - x[j - 1]
+            g = d if d > 0 else 0.0
+            g_avg += g
+            l_avg += g - d
+        g_avg *= 1.0 / n
+        l_avg *= 1.0 / n
+        out[n] = (g_avg / (g_avg + l_avg)) * 100.0
+        for i in range(n + 1, x.size):
+            d = x[i] - x[i - 1]
+            g = d if d > 0 else 0.0
+            g_avg = wilder_step(g_avg, g, n)
+            l_avg = wilder_step(l_avg, g - d, n)
+            out[i] = (g_avg / (g_avg + l_avg)) * 100.0
+        return out
+
+    x = 100 + np.cumsum(np.random.default_rng(5).normal(0, 1, 20_000))
+    for n in (2, 14, 30):
+        assert_bits(sma(x, n), talib.SMA(x, n), f"sma {n}")
+        assert_bits(ema(x, n), talib.EMA(x, n), f"ema {n}")
+        assert_bits(rsi(x, n), talib.RSI(x, n), f"rsi {n}")
