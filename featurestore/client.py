@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -107,6 +108,7 @@ class FeatureStore:
         self.last_load: LoadResult | None = None
         self._reads: CachedReads | None = None
         self._reader: Reader | None = None
+        self._reader_lock = threading.Lock()
         try:
             if auto_migrate is None:
                 auto_migrate = self._server is not None
@@ -626,11 +628,15 @@ class FeatureStore:
     @property
     def reader(self) -> Reader:
         """The uncached read step (featurestore.read.Reader) of this store."""
-        if self._reader is None:
-            from featurestore.read import Reader
+        reader = self._reader
+        if reader is None:
+            with self._reader_lock:  # threads meeting a new store at once share one Reader (and its bulk connections)
+                if self._reader is None:
+                    from featurestore.read import Reader
 
-            self._reader = Reader(self.db)
-        return self._reader
+                    self._reader = Reader(self.db)
+                reader = self._reader
+        return reader
 
     def _read(self, key: tuple[Any, ...], symbols: Iterable[str], compute: Any) -> Any:
         if self._reads is None:
@@ -784,6 +790,9 @@ def _tkey(value: Any) -> Any:
     """A hashable, normalized form of a time argument for cache keys (the UTC instant, in ns)."""
     if value is None:
         return None
+    pd = sys.modules.get("pandas")
+    if pd is not None and type(value) is pd.Timestamp and value.tzinfo is not None:
+        return value.value  # tz-aware: already the UTC instant in ns (what `_utc` would give)
     from featurestore.errors import FeatureStoreError
     from featurestore.read import _utc
 

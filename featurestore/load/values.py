@@ -7,6 +7,7 @@ row-number rule (:func:`~featurestore.load.rules.row_label`). All checks are vec
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Callable, Sequence
 from typing import Literal, TypeAlias, cast
 
@@ -98,6 +99,15 @@ def _is_str(value: object) -> bool:
     return isinstance(value, str)
 
 
+def _is_bool(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: object) -> bool:
+    """A number that is not a date/time: ints, floats, decimals, numpy scalars (booleans included)."""
+    return isinstance(value, (int, float, np.number, np.bool_, decimal.Decimal))
+
+
 def _to_arrow(series: pd.Series, name: str, ctx: _Ctx, want_string: bool = False, times: bool = False) -> pa.Array:
     """A pandas column as an Arrow array; object columns of mixed types name the first odd row."""
     try:
@@ -133,6 +143,13 @@ def _floats(col: Column, name: str, ctx: _Ctx) -> np.ndarray:
             raise ctx.fail(0, name, f"column has type {dtype}; expected numbers")
         if pd.api.types.is_numeric_dtype(dtype):
             return np.array(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, order="C")
+        if dtype == object:  # booleans are not numbers, even among numbers (pyarrow would read True as 1.0)
+            cells = col.to_numpy(dtype=object)
+            ctx.check(
+                np.frompyfunc(_is_bool, 1, 1)(cells).astype(bool),
+                name,
+                lambda pos: f"not a number: {_show(cells[pos])} (a boolean)",
+            )
         try:
             col = pa.array(col, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -360,6 +377,13 @@ def _timestamps(col: Column, ctx: _Ctx, assume_tz: str | None, name: str = "ts")
             raise ctx.fail(0, name, f"column has type {dtype}; expected timestamps")
         if pd.api.types.is_numeric_dtype(dtype):
             raise ctx.fail(0, name, _NUMERIC_TS)
+        if dtype == object:  # a number among timestamps would be read as an epoch: refuse it, naming the row
+            cells = col.to_numpy(dtype=object)
+            ctx.check(
+                np.frompyfunc(_is_number, 1, 1)(cells).astype(bool) & ~pd.isna(cells),  # NaN: "missing timestamp"
+                name,
+                lambda pos: f"unsupported value {_show(cells[pos])} ({type(cells[pos]).__name__}); {_NUMERIC_TS}",
+            )
         series = col
         col = _to_arrow(col, name, ctx, times=True)
         if pa.types.is_timestamp(col.type):
