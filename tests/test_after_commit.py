@@ -75,7 +75,7 @@ def test_failed_analyze_after_a_backfill_does_not_fail_create_view(url: URL, cap
         def create() -> None:
             try:
                 outcome.append(fs.create_view("tv", SEED_VIEW))
-            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            except BaseException as exc:
                 outcome.append(exc)
 
         worker = threading.Thread(target=create, daemon=True)

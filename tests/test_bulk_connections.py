@@ -15,13 +15,13 @@ import adbc_driver_manager
 import adbc_driver_manager.dbapi as dbapi
 import psycopg
 import pytest
+from helpers import make_bars
 from sqlalchemy.engine import URL
 
 from featurestore.client import FeatureStore
 from featurestore.config import libpq_url
 from featurestore.errors import ConnectionError as FeatureStoreConnectionError
 from featurestore.errors import DatabaseError, QueryCanceledError
-from helpers import make_bars
 
 SYMBOLS = [f"S{i}" for i in range(4)]
 BOUND = 2  # Reader's default bulk_connections

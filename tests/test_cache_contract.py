@@ -239,7 +239,7 @@ class CacheContract:
                     copy[key] = key
                     copy.get((key + 3) % 25)
                     copy.pop((key + 11) % 25, None)
-            except Exception as exc:  # noqa: BLE001 - reported below
+            except Exception as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in range(4)]

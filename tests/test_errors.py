@@ -102,7 +102,7 @@ def test_cancel_from_another_session_is_not_a_disconnect(url: URL) -> None:
         def run() -> None:
             try:
                 fs.db.run(fn, idempotent=True)
-            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            except BaseException as exc:
                 outcome.append(exc)
 
         worker = threading.Thread(target=run, daemon=True)
@@ -218,7 +218,7 @@ class _Deadlocker:
                 locked.set()
                 conn.execute("SELECT 1 FROM entities WHERE symbol = 'DLA' FOR UPDATE")
                 conn.rollback()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             locked.set()
             self.errors.append(exc)
 
@@ -240,10 +240,12 @@ def test_load_deadlocks_retry_then_raise_deadlock_error(url: URL, times: int) ->
         before = fs.get_bars(["DLA", "DLB"])
         dl = _Deadlocker(url, _deadlock_chunks(), times)
         try:
-            call = lambda: fs._write(  # the load's retry loop, fed real deadlocks
-                dl, source="deadlocks", on_conflict="update", create_symbols=True,
-                small=False, progress=False, total=None,
-            )
+            def call() -> object:
+                return fs._write(  # the load's retry loop, fed real deadlocks
+                    dl, source="deadlocks", on_conflict="update", create_symbols=True,
+                    small=False, progress=False, total=None,
+                )
+
             if times < 4:
                 result = call()
                 assert dl.attempts == times + 1

@@ -14,12 +14,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 import pytest
+from helpers import SEED_VIEW, make_bars
 from sqlalchemy.engine import URL
 
 from featurestore.client import FeatureStore
 from featurestore.errors import ConfigError, NotFoundError, ValidationError
 from featurestore.export import ExportResult, export, export_format
-from helpers import SEED_VIEW, make_bars
 
 SYMBOLS = ["AAA", "BRK.B", "CCC", "DDD", "EEE", "ZZZ"]
 N_BARS = 260

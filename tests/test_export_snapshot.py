@@ -16,11 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import make_bars
 from sqlalchemy.engine import URL
 
 from featurestore.client import FeatureStore
 from featurestore.export import export
-from helpers import make_bars
 
 SYMBOLS = [f"S{i}" for i in range(6)]
 N_BARS = 50

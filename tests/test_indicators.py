@@ -15,14 +15,12 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
-
 import talib
-import hypothesis
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from featurestore.errors import IndicatorError  # noqa: E402
-from featurestore.indicators import (  # noqa: E402
+from featurestore.errors import IndicatorError
+from featurestore.indicators import (
     REGISTRY,
     STATE_LAYOUTS,
     IndicatorSpec,

@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import make_bars
 
 from featurestore.client import FeatureStore
 from featurestore.load import estimate_rows
-from helpers import make_bars
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "feather", "csv"])

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from helpers import make_bars
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plans import assert_plan_uses_index, nodes
 
 from featurestore.errors import ConfigError, ConnectionError, NotFoundError, ValidationError
 from featurestore.read import (
@@ -28,10 +30,8 @@ from featurestore.read import (
     training_sql,
 )
 from featurestore.schema import BAR_COLUMNS
-from helpers import make_bars
-from plans import assert_plan_uses_index, nodes
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 D = pd.Timestamp("2024-01-01", tz="UTC")
 VIEW = ["sma_3", "ema_5"]
 FEATS = ["sma_3", "ema_5"]

@@ -136,7 +136,7 @@ def test_symbol_reads_leave_inputs_unchanged(stores: dict[str | None, FeatureSto
         for read in READS.values():
             before, before_flags = copy.deepcopy(symbols), flags(symbols)
             want = read(plain, list(SYMBOLS))
-            for attempt in ("miss", "hit", "after the caller wrote to its result"):
+            for _attempt in ("miss", "hit", "after the caller wrote to its result"):
                 got = read(fs, symbols)
                 assert_same_result(got, want)
                 assert_unchanged(before, symbols, before_flags)

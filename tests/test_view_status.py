@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
+from helpers import make_bars
 from sqlalchemy.engine import URL
 
 from featurestore import write
 from featurestore.client import FeatureStore
 from featurestore.errors import NotFoundError
 from featurestore.export import export
-from helpers import make_bars
 
 SYMBOLS = [f"S{i}" for i in range(6)]
 N_BARS = 40
@@ -197,7 +197,7 @@ def test_reads_from_another_thread_during_a_backfill_see_the_previous_version(
                 fs.get_features(SYMBOLS, view="tech", version=2)
             except NotFoundError as exc:
                 seen["explicit"] = str(exc)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             seen["error"] = exc
         finally:
             reads_done.set()
