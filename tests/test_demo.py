@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +56,18 @@ def test_demo_runs_twice_idempotently(make_database: Any) -> None:
     assert "training frame" in text and "cache hit ratio" in text
 
 
-def test_demo_cli_on_its_own_embedded_home_and_clean(tmp_path: Path) -> None:
-    home = tmp_path / "demo-home"
+@pytest.fixture()
+def private_dir() -> Iterator[Path]:
+    """A directory outside pytest's shared temporary root (another session may reset that root)."""
+    path = Path(tempfile.mkdtemp(prefix="fs-demo-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_demo_cli_on_its_own_embedded_home_and_clean(private_dir: Path) -> None:
+    home = private_dir / "demo-home"
     runner = CliRunner()
     out = runner.invoke(cli, ["demo", "--home", str(home), "--symbols", "5", "--days", "120", "--json"])
     assert out.exit_code == 0, out.output
@@ -69,7 +82,7 @@ def test_demo_cli_on_its_own_embedded_home_and_clean(tmp_path: Path) -> None:
 
 
 def test_demo_never_touches_featurestore_url_and_uses_featurestore_home(
-    make_database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_database: Any, private_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import psycopg
     from helpers import fingerprint
@@ -86,7 +99,7 @@ def test_demo_never_touches_featurestore_url_and_uses_featurestore_home(
             return fingerprint(conn)
 
     before = fp()
-    home = tmp_path / "fs-home"
+    home = private_dir / "fs-home"
     monkeypatch.setenv("FEATURESTORE_URL", url.render_as_string(hide_password=False))
     monkeypatch.setenv("FEATURESTORE_HOME", str(home))
     runner = CliRunner()

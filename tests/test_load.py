@@ -19,8 +19,6 @@ from pyarrow import feather
 
 from featurestore.errors import ConfigError, ValidationError
 from featurestore.load import (
-    DEFAULT_CHUNK_ROWS,
-    REQUIRED,
     SYMBOL_PATTERN,
     TS_MAX_US,
     TS_MIN_US,
@@ -87,8 +85,6 @@ def test_valid_frame_converts() -> None:
         assert col.dtype == np.float64 and col.flags.c_contiguous
     np.testing.assert_array_equal(chunk.volume, df.volume.to_numpy(dtype=float))
     np.testing.assert_array_equal(chunk.rows, np.arange(6))
-    assert REQUIRED == ("symbol", "ts", "open", "high", "low", "close", "volume")
-    assert DEFAULT_CHUNK_ROWS == 250_000
 
 
 # --- columns -----------------------------------------------------------------------------------

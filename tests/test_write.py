@@ -21,7 +21,6 @@ from sqlalchemy.engine import URL
 
 from featurestore.client import FeatureStore
 from featurestore.errors import ConfigError, NotFoundError, ValidationError
-from featurestore.write import SMALL_WRITE_ROWS
 
 
 @pytest.fixture()
@@ -359,9 +358,6 @@ def test_any_load_sequence_matches_talib(make_database: Callable[[str], URL], op
                     assert np.array_equal(bars["close"].to_numpy(float), expected["close"].to_numpy())
                     assert_features_match_talib(conn, "fv_tech_v1", sym)
 
-
-def test_small_write_threshold_is_sane() -> None:
-    assert 10 <= SMALL_WRITE_ROWS <= 100_000
 
 
 def test_backfill_runs_on_the_joblib_ray_backend(make_database: Callable[[str], URL]) -> None:
