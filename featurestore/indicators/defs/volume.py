@@ -1,12 +1,44 @@
-"""Volume-based indicators (OBV, AD, ADOSC, MFI ...): filled by the volume family.
+"""Volume-based indicators: OBV, AD, ADOSC (kernels in ``kernels/volume.py``).
 
-Kernels live in ``kernels/volume.py``. See ``defs/__init__.py`` for the contract.
+Accepted ranges are TA-Lib 0.8's: ADOSC fast and slow periods 2..100000 (defaults 3 and 10);
+OBV and AD take no parameters. See ``defs/__init__.py`` for the contract.
 """
 
 from __future__ import annotations
 
-from featurestore.indicators.base import IndicatorDef
+from featurestore.indicators.base import MAX_PERIOD, IndicatorDef, ParamDef, ta
 
-DEFS: tuple[IndicatorDef, ...] = ()
+HLCV = ("high", "low", "close", "volume")
 
-STATE_LAYOUTS: dict[str, tuple[str, ...]] = {}
+DEFS: tuple[IndicatorDef, ...] = (
+    IndicatorDef(
+        "obv", "On-balance volume", ("close", "volume"), (), ("",), "volume.obv_run", "OBV",
+        lookback=lambda p: 0,
+        state_len=lambda p: 3,
+        talib_ref=ta("OBV", inputs=("close", "volume")),
+    ),
+    IndicatorDef(
+        "ad", "Chaikin accumulation/distribution line", HLCV, (), ("",), "volume.ad_run", "AD",
+        lookback=lambda p: 0,
+        state_len=lambda p: 2,
+        talib_ref=ta("AD", inputs=HLCV),
+    ),
+    IndicatorDef(
+        # fast > slow is TA-Lib's too (not swapped, unlike MACD): the output changes sign.
+        "adosc", "Chaikin A/D oscillator (EMAs seeded with the first A/D value)", HLCV,
+        (
+            ParamDef("fast", int, 3, 2, MAX_PERIOD, ("fastperiod",)),
+            ParamDef("slow", int, 10, 2, MAX_PERIOD, ("slowperiod",)),
+        ),
+        ("",), "volume.adosc_run", "ADOSC",
+        lookback=lambda p: max(int(p["fast"]), int(p["slow"])) - 1,
+        state_len=lambda p: 4,
+        talib_ref=ta("ADOSC", "fast", "slow", inputs=HLCV),
+    ),
+)
+
+STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "obv": ("count", "obv", "prev_close"),
+    "ad": ("count", "ad"),
+    "adosc": ("count", "ad", "fast_ema", "slow_ema"),
+}
