@@ -10,6 +10,10 @@ state length, references) and ``kernels/<family>.py`` (numba kernels), one pair 
 (averages, momentum, directional, volatility, volume, transforms); ``defs/__init__.py`` says
 how to add an indicator, ``kernels/common.py`` holds the shared building blocks.
 
+User-defined indicators: ``register`` (``featurestore.indicators.user`` documents the contract,
+windowed or recursive) adds a kind that views, batching and incremental state treat like a
+built-in; its kernel compiles at registration.
+
 Importing this package compiles nothing and does not import numba: kernels compile (or load
 from numba's on-disk cache) on first use, or up front with ``warmup()``.
 """
@@ -29,6 +33,7 @@ from featurestore.indicators.api import (
     update_batch_inplace,
     warmup,
 )
+from featurestore.indicators.base import UserKernelError
 from featurestore.indicators.registry import (
     REGISTRY,
     IndicatorDef,
@@ -38,12 +43,14 @@ from featurestore.indicators.registry import (
     parse_indicator,
     parse_output_name,
 )
+from featurestore.indicators.user import register, unregister
 
 __all__ = [
     "REGISTRY",
     "STATE_LAYOUTS",
     "STATE_VERSION",
     "IndicatorDef",
+    "UserKernelError",
     "IndicatorSpec",
     "ParamDef",
     "compute",
@@ -52,10 +59,12 @@ __all__ = [
     "new_state",
     "parse_indicator",
     "parse_output_name",
+    "register",
     "resolve_spec",
     "state_from_bytes",
     "state_to_bytes",
     "update_batch",
+    "unregister",
     "update_batch_inplace",
     "warmup",
 ]

@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from featurestore.errors import IndicatorError
+from featurestore.indicators.base import UserKernelError
 from featurestore.indicators.defs import STATE_LAYOUTS as _DEF_LAYOUTS
 from featurestore.indicators.registry import REGISTRY, IndicatorSpec, parse_indicator
 
@@ -181,6 +182,7 @@ def _offsets(offsets: npt.ArrayLike | None, n: int) -> np.ndarray:
 # Kernel return codes (kernels.common.BAD_*; repeated so that this module need not import numba).
 _BAD_STATE_SHAPE = -(2**62)
 _BAD_INPUT_LENGTHS = 2**62
+_NAN_CODE = 2**61  # user.NAN_CODE: + bar * 64 + output, a user kernel broke the NaN contract
 
 
 class _Plan:
@@ -190,15 +192,21 @@ class _Plan:
     TypeError for anything else, which the fast paths below rely on.
     """
 
-    __slots__ = ("spec", "name", "kernel", "params", "inputs", "outputs", "n_out", "state_len")
+    __slots__ = ("spec", "name", "kernel", "params", "inputs", "outputs", "n_out", "state_len", "user")
 
     def __init__(self, spec: IndicatorSpec) -> None:
         defn = spec.definition
         self.spec = spec
         self.name = spec.name
-        self.kernel = _kernel_module().specialize(
-            defn.kernel, len(defn.inputs), tuple(p.type for p in defn.params), len(defn.outputs)
-        )
+        self.user = bool(defn.code_hash)
+        if self.user:  # compiled at registration (featurestore.indicators.user)
+            from featurestore.indicators.user import kernel_for
+
+            self.kernel = kernel_for(defn)
+        else:
+            self.kernel = _kernel_module().specialize(
+                defn.kernel, len(defn.inputs), tuple(p.type for p in defn.params), len(defn.outputs)
+            )
         self.params = tuple(v for _, v in spec.params)
         self.inputs = spec.inputs
         self.outputs = spec.outputs
@@ -284,6 +292,14 @@ def _result(
             f"offsets must start at 0, never decrease and end at the number of values ({n}); "
             f"offsets[{j}] = {int(off[j])} breaks that"
         )
+    if _NAN_CODE <= bad < 2 * _NAN_CODE:
+        i, o = divmod(bad - _NAN_CODE, 64)
+        sym = int(np.searchsorted(off, i, side="right")) - 1
+        raise UserKernelError(
+            f"{plan.name}: user kernel output {plan.outputs[o]!r} is NaN or inf at bar {i - int(off[sym])} of "
+            f"symbol {sym} of this call although every input it depends on is finite; the contract forbids "
+            "that after the lookback (register with allow_nan=True if it is intended); nothing was stored"
+        )
     k = -bad - 1
     raise IndicatorError(
         f"{plan.name}: state row {k}: column 0 (bar count) must be a non-negative integer, "
@@ -350,8 +366,10 @@ def _fast_run(
     names = plan.inputs
     if len(names) == 1:
         arrays: tuple[np.ndarray, ...] = (inputs[names[0]],)
-    else:
+    elif len(names) == 3:
         arrays = (inputs[names[0]], inputs[names[1]], inputs[names[2]])
+    else:
+        arrays = tuple(inputs[k] for k in names)
     n = len(arrays[0])
     if st is None:
         st = np.empty((len(offsets) - 1, plan.state_len))  # ValueError for empty offsets
@@ -440,6 +458,18 @@ def update_batch_inplace(
     allocates nothing but the result dict.
     """
     plan = _plan(spec)
+    if plan.user:
+        # A user kernel may stop half-way (NaN contract): continue into a copy, keep it on success.
+        if not (
+            type(state) is np.ndarray and state.dtype is _F8 and state.ndim == 2
+            and state.flags.c_contiguous and state.flags.writeable
+        ):
+            raise IndicatorError(
+                f"{plan.name}: update_batch_inplace needs the state as a writable C-contiguous 2-D float64 array"
+            )
+        result, st = _checked_run(plan, inputs, offsets, state, out, "copy")
+        state[...] = st
+        return result
     if (
         out is None and type(inputs) is dict and type(state) is np.ndarray
         and state.flags.c_contiguous and state.flags.writeable
@@ -521,7 +551,8 @@ def state_from_bytes(spec: SpecLike, data: bytes | bytearray | memoryview) -> np
 
 
 def _spec_crc(spec: IndicatorSpec) -> int:
-    return zlib.crc32(spec.name.encode())
+    code = spec.definition.code_hash  # a user kernel's state is tied to its code
+    return zlib.crc32((spec.name + ("|" + code if code else "")).encode())
 
 
 def warmup(specs: Iterable[SpecLike] | None = None) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "series",
     "ta",
     "talib_module",
+    "UserKernelError",
 ]
 
 Number = int | float
@@ -48,6 +49,11 @@ MAX_PERIOD = 100_000
 #: plain identifiers (a negative multiplier only swaps the bands).
 MAX_NBDEV = 100.0
 HLC = ("high", "low", "close")
+
+
+class UserKernelError(IndicatorError):
+    """A user-defined kernel (``featurestore.indicators.register``) is invalid, broke its
+    contract while computing, or is not registered (with the same code) where a view needs it."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,10 @@ class IndicatorDef:
     - ``complete(params, n_positional) -> params``: fill parameters a short spec string left
       out, e.g. ``bbands_20_2`` sets nbdevdn = nbdevup.
     - ``fixed``: parameters accepted only at one value and never stored (BBANDS' matype=0).
+
+    ``code_hash`` is set only for user-defined kinds (``featurestore.indicators.user``): the
+    hash of their code and declaration, which ``IndicatorSpec.to_dict`` records so that a view
+    computed by other code is never continued with this one. Built-ins leave it empty.
     """
 
     kind: str
@@ -125,6 +135,7 @@ class IndicatorDef:
     name_tokens: Callable[[Mapping[str, Number]], list[str]] | None = None
     complete: Callable[[dict[str, Number], int], dict[str, Number]] | None = None
     fixed: tuple[tuple[str, Number], ...] = ()
+    code_hash: str = ""
 
     def param(self, name: str) -> ParamDef:
         for p in self.params:

@@ -44,12 +44,14 @@ from featurestore.indicators.base import (
     IndicatorDef,
     Number,
     ParamDef,
+    UserKernelError,
     format_number,
     name_number,
 )
 from featurestore.indicators.defs import ALL_DEFS
 
 __all__ = [
+    "BUILTIN_KINDS",
     "REGISTRY",
     "Arrays",
     "IndicatorDef",
@@ -61,8 +63,18 @@ __all__ = [
     "parse_output_name",
 ]
 
-#: Every built-in kind, assembled from ``defs``' families (a duplicate kind fails there).
+#: Every kind: the built-ins, assembled from ``defs``' families (a duplicate kind fails there),
+#: plus user-defined kinds registered in this process (``featurestore.indicators.register``).
 REGISTRY: dict[str, IndicatorDef] = {d.kind: d for d in ALL_DEFS}
+#: The built-in kinds only (a user kind may not shadow or extend one of them).
+BUILTIN_KINDS: frozenset[str] = frozenset(REGISTRY)
+
+
+def install_user_def(defn: IndicatorDef) -> None:
+    """Add or replace a user-defined kind (``user.register`` validates it first)."""
+    if defn.kind in BUILTIN_KINDS or not defn.code_hash:
+        raise UserKernelError(f"{defn.kind!r} is a built-in indicator kind; a user kind may not replace it")
+    REGISTRY[defn.kind] = defn
 
 
 @dataclass(frozen=True)
@@ -142,28 +154,39 @@ class IndicatorSpec:
 
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form, ``{"kind": "macd", "params": {"fast": 12, "slow": 26, "signal": 9}}``."""
+        """JSON-able form, ``{"kind": "macd", "params": {"fast": 12, "slow": 26, "signal": 9}}``.
+
+        A user-defined kind adds ``"code": <its code hash>`` (built-ins' form is unchanged), so
+        a view records which code computed it.
+        """
         defn = self.definition
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind,
             "params": {
                 k: v for k, v in self.params
                 if not (defn.param(k).tag and v == defn.param(k).default)  # pre-tag hashes stay
             },
         }
+        if defn.code_hash:
+            out["code"] = defn.code_hash
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndicatorSpec:
         """Inverse of ``to_dict`` (validates again: a stored spec may predate a rule change)."""
         if not isinstance(data, Mapping) or "kind" not in data:
             raise IndicatorError(f"indicator spec dict needs a 'kind' key, got {data!r}")
-        extra = set(data) - {"kind", "params"}
+        extra = set(data) - {"kind", "params", "code"}
         if extra:
             raise IndicatorError(f"indicator spec dict has unknown keys {sorted(extra)}")
         params = data.get("params") or {}
         if not isinstance(params, Mapping):
             raise IndicatorError(f"indicator spec 'params' must be an object, got {params!r}")
-        return cls(str(data["kind"]), dict(params))  # type: ignore[arg-type]
+        kind = str(data["kind"]).lower()
+        code = data.get("code")
+        if code is not None or (kind in REGISTRY and REGISTRY[kind].code_hash):
+            _check_code(kind, code)
+        return cls(kind, dict(params))  # type: ignore[arg-type]
 
     def _column(self, output: str) -> str:
         parts = [self.kind]
@@ -179,6 +202,25 @@ class IndicatorSpec:
             if prm.tag and v != prm.default:
                 parts.append(prm.tag + name_number(v))
         return "_".join(parts)
+
+
+def _check_code(kind: str, code: Any) -> None:
+    """A stored user-kind spec must name the code hash of the kernel registered now."""
+    defn = REGISTRY.get(kind)
+    if code is None:
+        raise UserKernelError(f"stored spec of user kernel {kind!r} records no code hash")
+    if defn is None:
+        raise UserKernelError(
+            f"user kernel {kind!r} (code hash {code}) is not registered in this process: import the "
+            "module that registers it (featurestore.indicators.register) before writing or reading"
+        )
+    if not defn.code_hash:
+        raise UserKernelError(f"{kind!r} is a built-in kind now, but the stored spec was a user kernel (code hash {code})")
+    if defn.code_hash != code:
+        raise UserKernelError(
+            f"user kernel {kind!r} was registered with other code (code hash {defn.code_hash}) than the "
+            f"code that computed these values (code hash {code})"
+        )
 
 
 def _normalize_params(defn: IndicatorDef, raw: dict[str, Any]) -> tuple[tuple[str, Number], ...]:
