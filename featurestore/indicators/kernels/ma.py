@@ -1,0 +1,370 @@
+"""Generic moving-average building blocks by TA-Lib ``matype``, one bar at a time.
+
+Any kernel that needs "an MA of type ``matype``" (MA, BBANDS, APO/PPO, STOCH's slowk/slowd,
+STOCHRSI's fastd, ...) keeps that MA's state as a contiguous slice of its own state row and
+advances it one bar per call. Each block reproduces TA-Lib 0.8's ``TA_MA(period, matype)``
+bit for bit (operation order, seeds and ``fma`` exactly as TA-Lib's C code).
+
+API (all ``@njit``; ``s`` is ONE state row, a 1-D float64 array such as ``state[k]``)::
+
+    ma_width(matype, period) -> int          # columns the block occupies (its own count first)
+    ma_lookback(matype, period, unstable) -> int   # TA-Lib's TA_MA lookback (+ unstable)
+    ma_step(matype, period, unstable, vfactor, s, o, x) -> float
+
+- ``matype``: 0 SMA, 1 EMA, 2 WMA, 3 DEMA, 4 TEMA, 5 TRIMA, 6 KAMA, 7 MAMA, 8 T3 (TA-Lib's
+  ``TA_MAType``). MAMA (7) is NOT implemented: ``ma_step`` returns NaN for it and callers
+  must refuse matype 7 before calling (``defs.averages.check_matype`` does).
+- ``period`` >= 1. ``period == 1`` is TA_MA's copy of the input (lookback ``unstable``, i.e. 0
+  for TA_MA itself), for every matype.
+- ``unstable``: TA-Lib's unstable period of the matype's own function id (EMA for 1/3/4 --
+  TA-Lib's DEMA/TEMA use EMA's --, KAMA for 6, T3 for 8); pass 0 to get exactly ``TA_MA``
+  with TA-Lib's default settings. ``vfactor`` is T3's volume factor (TA_MA uses 0.7).
+- ``s[o : o + ma_width(matype, period)]`` is the block; ``s[o]`` is the number of values the
+  block has consumed (start from an all-zero slice). ``ma_step`` consumes ``x``, updates the
+  slice and returns the MA at this bar, or NaN while ``s[o]`` (before the call) is below
+  ``ma_lookback``. Feed it from the first bar the TA-Lib function would give TA_MA (e.g. the
+  first valid fast-k for STOCH's slowk): TA_MA starts its own begidx there. Interior NaN or
+  inf inputs are processed like TA-Lib processes them (they propagate the same way).
+- The block state is a pure function of the values fed: feeding in any number of calls gives
+  the same bits, so the host kernel's incremental == full property holds.
+
+Layouts (offsets relative to ``o``; ``ring[n]`` = the last n inputs at slot ``count % n``):
+SMA ``[count, total, ring[p-1]]``; EMA ``[count, ema_or_seed_sum]``; WMA ``[count, sub, sum,
+trailing, ring[p-1]]``; DEMA ``[count, EMA block, EMA block]``; TEMA ``[count, 3 EMA blocks]``;
+TRIMA ``[count, numerator, num_sub, num_add, ring[p]]``; KAMA ``[count, sum_roc1, kama,
+trailing, ring[p]]``; T3 ``[count, e1..e6]`` (each e_j holds its seed sum while seeding).
+Period 1 uses the same widths (unused columns stay 0).
+
+The pure-Python twins of ``ma_width``/``ma_lookback`` for definitions (which must not import
+numba) are ``defs.averages.ma_width``/``ma_lookback``; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from featurestore.indicators.kernels.common import fma
+
+SMA, EMA, WMA, DEMA, TEMA, TRIMA, KAMA, MAMA, T3 = 0, 1, 2, 3, 4, 5, 6, 7, 8
+
+# TA-Lib's TA_IS_ZERO (ta_func.h) as KAMA uses it.
+_TA_EPS = 1e-14
+_KAMA_MAX = 2.0 / (30.0 + 1.0)
+_KAMA_DIFF = 2.0 / (2.0 + 1.0) - _KAMA_MAX
+
+
+@njit(cache=True)
+def ma_width(matype, period):  # type: ignore[no-untyped-def]
+    """Columns of one block of ``matype`` (its count included)."""
+    if matype == SMA:
+        return period + 1
+    if matype == EMA:
+        return 2
+    if matype == WMA:
+        return period + 3
+    if matype == DEMA:
+        return 5
+    if matype == TEMA:
+        return 7
+    if matype == TRIMA or matype == KAMA:
+        return period + 4
+    if matype == T3:
+        return 7
+    return 1
+
+
+@njit(cache=True)
+def ma_lookback(matype, period, unstable):  # type: ignore[no-untyped-def]
+    """TA-Lib's lookback of TA_MA(period, matype) with the matype's unstable period."""
+    if period == 1:
+        return unstable
+    if matype == EMA:
+        return period - 1 + unstable
+    if matype == DEMA:
+        return 2 * (period - 1 + unstable)
+    if matype == TEMA:
+        return 3 * (period - 1 + unstable)
+    if matype == KAMA:
+        return period + unstable
+    if matype == MAMA:
+        return 32 + unstable
+    if matype == T3:
+        return 6 * (period - 1) + unstable
+    return period - 1  # SMA, WMA, TRIMA
+
+
+# ------------------------------------------------------------------------------- blocks
+@njit(cache=True, inline="always")
+def _sma(p, s, o, x):  # type: ignore[no-untyped-def]
+    """TA-Lib's running-sum SMA (ta_SMA.c): T += x; out = T/p; T -= x[i-p+1]."""
+    m = p - 1
+    c = np.int64(s[o])
+    s[o] = c + 1
+    total = s[o + 1] + x
+    slot = o + 2 + c % m
+    out = np.nan
+    if c >= m:
+        out = total / p
+        total -= s[slot]
+    s[o + 1] = total
+    s[slot] = x
+    return out
+
+
+@njit(cache=True, inline="always")
+def _ema(p, u, s, o, x):  # type: ignore[no-untyped-def]
+    """TA-Lib 0.8's EMA: SMA seed of the first p values, then fma(x - prev, k, prev)."""
+    c = np.int64(s[o])
+    s[o] = c + 1
+    if c < p:
+        v = s[o + 1] + x
+        if c < p - 1:
+            s[o + 1] = v
+            return np.nan
+        v = v / p
+    else:
+        prev = s[o + 1]
+        v = fma(x - prev, 2.0 / (p + 1), prev)
+    s[o + 1] = v
+    if c < p - 1 + u:
+        return np.nan
+    return v
+
+
+@njit(cache=True, inline="always")
+def _wma(p, s, o, x):  # type: ignore[no-untyped-def]
+    """TA-Lib 0.8.1's WMA: running sub-sum and weighted sum (ta_WMA.c's operation order),
+    rebuilt from the window every 8*period outputs (on outputs 8p-1, 16p-1, ...; measured
+    against talib: TA-Lib re-anchors the running sums so their error stays bounded)."""
+    m = p - 1
+    c = np.int64(s[o])
+    s[o] = c + 1
+    ring = o + 4
+    slot = ring + c % m
+    if c < m:
+        s[o + 1] = s[o + 1] + x
+        s[o + 2] = s[o + 2] + x * float(c + 1)
+        s[slot] = x
+        return np.nan
+    if (c - m + 1) % (8 * p) == 0:
+        # Rebuild from x[c-m .. c-1] (the ring, oldest at this slot) as the warm-up does.
+        sub = 0.0
+        tot = 0.0
+        for j in range(m):
+            v = s[ring + (c + j) % m]
+            sub += v
+            tot += v * float(j + 1)
+        tv = 0.0
+    else:
+        sub = s[o + 1]
+        tot = s[o + 2]
+        tv = s[o + 3]
+    sub += x
+    sub -= tv
+    tot += x * float(p)
+    s[o + 3] = s[slot]
+    out = tot / float((p * (p + 1)) >> 1)
+    s[o + 1] = sub
+    s[o + 2] = tot - sub
+    s[slot] = x
+    return out
+
+
+@njit(cache=True, inline="always")
+def _dema(p, u, s, o, x):  # type: ignore[no-untyped-def]
+    """DEMA = 2*EMA1 - EMA2; EMA2 is fed EMA1's values from EMA1's first output bar."""
+    c = np.int64(s[o])
+    s[o] = c + 1
+    lb = p - 1 + u
+    e1 = _ema(p, u, s, o + 1, x)
+    if c < lb:
+        return np.nan
+    e2 = _ema(p, u, s, o + 3, e1)
+    if c < 2 * lb:
+        return np.nan
+    return 2.0 * e1 - e2
+
+
+@njit(cache=True, inline="always")
+def _tema(p, u, s, o, x):  # type: ignore[no-untyped-def]
+    """TEMA = EMA3 + (3*EMA1 - 3*EMA2), each EMA fed from the previous one's first output."""
+    c = np.int64(s[o])
+    s[o] = c + 1
+    lb = p - 1 + u
+    e1 = _ema(p, u, s, o + 1, x)
+    if c < lb:
+        return np.nan
+    e2 = _ema(p, u, s, o + 3, e1)
+    if c < 2 * lb:
+        return np.nan
+    e3 = _ema(p, u, s, o + 5, e2)
+    if c < 3 * lb:
+        return np.nan
+    return e3 + (3.0 * e1 - 3.0 * e2)
+
+
+@njit(cache=True, inline="always")
+def _trima(p, s, o, x):  # type: ignore[no-untyped-def]
+    """TA-Lib's TRIMA (ta_TRIMA.c): odd and even period forms, first value from the window."""
+    c = np.int64(s[o])
+    s[o] = c + 1
+    ring = o + 4
+    slot = ring + c % p
+    h = p >> 1
+    odd = (p & 1) == 1
+    if odd:
+        factor = 1.0 / float((h + 1) * (h + 1))
+    else:
+        factor = 1.0 / float(h * (h + 1))
+    if c < p - 1:
+        s[slot] = x
+        return np.nan
+    if c == p - 1:
+        # The window is x[0..p-1]: x[j] sits in slot j (this block started at count 0).
+        s[slot] = x
+        middle = h if odd else h - 1
+        num = 0.0
+        sub = 0.0
+        for j in range(middle, -1, -1):
+            sub += s[ring + j]
+            num += sub
+        add = 0.0
+        for j in range(middle + 1, p):
+            add += s[ring + j]
+            num += add
+        s[o + 1] = num
+        s[o + 2] = sub
+        s[o + 3] = add
+        return num * factor
+    num = s[o + 1]
+    sub = s[o + 2]
+    add = s[o + 3]
+    xo = s[slot]  # x[c - p]
+    xm = s[ring + (c - h) % p]  # x[c - h]
+    num -= sub
+    sub -= xo
+    sub += xm
+    if odd:
+        num += add
+        add -= xm
+    else:
+        add -= xm
+        num += add
+    add += x
+    num += x
+    s[o + 1] = num
+    s[o + 2] = sub
+    s[o + 3] = add
+    s[slot] = x
+    return num * factor
+
+
+@njit(cache=True, inline="always")
+def _kama(p, u, s, o, x):  # type: ignore[no-untyped-def]
+    """TA-Lib 0.8.1's KAMA: efficiency ratio over p bars, sc = fma(er, diff, max)^2,
+    KAMA = fma(x - prev, sc, prev) (the fma forms measured against talib)."""
+    c = np.int64(s[o])
+    s[o] = c + 1
+    ring = o + 4
+    slot = ring + c % p
+    if c == 0:
+        s[slot] = x
+        return np.nan
+    px = s[ring + (c - 1) % p]
+    if c < p:
+        s[o + 1] = s[o + 1] + abs(px - x)
+        s[slot] = x
+        return np.nan
+    xo = s[slot]  # x[c - p]
+    if c == p:
+        sm = s[o + 1] + abs(px - x)
+        prev = px
+    else:
+        sm = s[o + 1] - abs(s[o + 3] - xo)
+        sm += abs(x - px)
+        prev = s[o + 2]
+    s[o + 3] = xo
+    roc = x - xo
+    if sm <= roc or (-_TA_EPS < sm and sm < _TA_EPS):
+        er = 1.0
+    else:
+        er = abs(roc / sm)
+    sc = fma(er, _KAMA_DIFF, _KAMA_MAX)
+    sc *= sc
+    v = fma(x - prev, sc, prev)
+    s[o + 1] = sm
+    s[o + 2] = v
+    s[slot] = x
+    if c < p + u:
+        return np.nan
+    return v
+
+
+@njit(cache=True, inline="always")
+def _t3(p, u, vf, s, o, x):  # type: ignore[no-untyped-def]
+    """TA-Lib 0.8.1's T3: six chained EMAs e = fma(1-k, e, k*x), each seeded with the mean of
+    its first p inputs (the first one's sum starts from that input, not 0.0); output
+    fma(c4, e3, fma(c3, e4, fma(c1, e6, c2*e5))) (ta_T3.c's formula as TA-Lib 0.8.1's build
+    contracts it, measured against talib)."""
+    c = np.int64(s[o])
+    s[o] = c + 1
+    m = p - 1
+    k = 2.0 / (p + 1.0)
+    omk = 1.0 - k
+    v = x
+    for j in range(1, 7):
+        begin = (j - 1) * m
+        seeded = j * m
+        if c < begin:
+            return np.nan
+        col = o + j
+        if c == begin:
+            s[col] = v
+        elif c <= seeded:
+            s[col] = s[col] + v
+        else:
+            s[col] = fma(omk, s[col], k * v)
+        if c == seeded:
+            s[col] = s[col] / p
+        if c < seeded:
+            return np.nan
+        v = s[col]
+    if c < 6 * m + u:
+        return np.nan
+    t = vf * vf
+    c1 = 0 - t * vf
+    c2 = 3.0 * (t - c1)
+    c3 = fma(-6.0, t, -(3.0 * (vf - c1)))
+    c4 = fma(3.0, t, fma(3.0, vf, 1.0) - c1)
+    return fma(c4, s[o + 3], fma(c3, s[o + 4], fma(c1, s[o + 6], c2 * s[o + 5])))
+
+
+@njit(cache=True, inline="always")
+def ma_step(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-untyped-def]
+    """Advance the ``matype`` block at ``s[o:]`` by one value ``x``; the MA or NaN (see module doc)."""
+    if period == 1:  # TA_MA copies its input at period 1, whatever the matype
+        c = np.int64(s[o])
+        s[o] = c + 1
+        if c < unstable:
+            return np.nan
+        return x
+    if matype == SMA:
+        return _sma(period, s, o, x)
+    if matype == EMA:
+        return _ema(period, unstable, s, o, x)
+    if matype == WMA:
+        return _wma(period, s, o, x)
+    if matype == DEMA:
+        return _dema(period, unstable, s, o, x)
+    if matype == TEMA:
+        return _tema(period, unstable, s, o, x)
+    if matype == TRIMA:
+        return _trima(period, s, o, x)
+    if matype == KAMA:
+        return _kama(period, unstable, s, o, x)
+    if matype == T3:
+        return _t3(period, unstable, vfactor, s, o, x)
+    return math.nan  # MAMA: not implemented (callers refuse matype 7)
