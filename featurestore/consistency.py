@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -54,6 +55,18 @@ def entry_size(entry: Entry) -> int:
 
 
 def symbol_tags(symbols: Iterable[str]) -> frozenset[Hashable]:
+    """The invalidation tags of a read of ``symbols``: one per symbol."""
+    if type(symbols) is tuple and len(symbols) <= _SHARED_TAGS_UP_TO:
+        return _shared_tags(symbols)
+    return frozenset(("s", s) for s in symbols)
+
+
+_SHARED_TAGS_UP_TO = 8  # reads of this few symbols share one tag set per symbol tuple
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_tags(symbols: tuple[str, ...]) -> frozenset[Hashable]:
+    """Tag sets of small reads, made once: entries of the same symbols share one (immutable) set."""
     return frozenset(("s", s) for s in symbols)
 
 
@@ -82,23 +95,27 @@ class CachedReads:
             self._listener.start()
 
     def read(self, key: Hashable, symbols: Iterable[str], compute: Callable[[], Any]) -> Any:
-        """The cached result for ``key`` (computing it once if missing), handed out read-only."""
+        """The cached result for ``key`` (computing it once if missing), handed out read-only.
+
+        Every caller, the one that computed it too, gets a `handout`: a result returned as
+        computed would keep writable arrays that ``Series.array[i] = x`` writes through into the
+        cached frame, copy-on-write or not.
+        """
         listener = self._listener
         if listener is not None and not listener.is_alive():
             self._restart_listener(listener)
+        generation = 0
         if self.consistency == "strict":
-            current = self._generation()
+            generation = self._generation()
             entry = self.cache.peek(key)
-            if entry is not None and entry.generation != current:
+            if entry is not None and entry.generation != generation:
                 self.cache.discard(key)
-            entry = self.cache.get_or_compute(
-                key, lambda: Entry(current, freeze(compute())), tags=symbol_tags(symbols)
-            )
-            if entry.generation != current:  # a concurrent caller computed it for an older generation
-                self.cache.discard(key)
-                entry = Entry(current, freeze(compute()))
-            return handout(entry.value)
-        entry = self.cache.get_or_compute(key, lambda: Entry(0, freeze(compute())), tags=symbol_tags(symbols))
+        entry = self.cache.get_or_compute(
+            key, lambda: Entry(generation, freeze(compute())), tags=symbol_tags(symbols)
+        )
+        if entry.generation != generation:  # strict: a concurrent caller computed it for an older generation
+            self.cache.discard(key)
+            return compute()  # not cached: nobody else holds it
         return handout(entry.value)
 
     def _restart_listener(self, dead: _Listener) -> None:

@@ -3,6 +3,7 @@ adaptive switching, thread safety, invalidation races and read-only results."""
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -286,6 +287,39 @@ def test_sizeof_is_within_a_factor_of_the_deep_size(case: str) -> None:
     value = sizing_cases()[case]
     deep = deep_bytes(value)
     assert 0.5 * deep <= sizeof(value) <= 2 * deep + 256, (sizeof(value), deep)
+
+
+def one_row_result() -> pd.DataFrame:
+    """A fresh frame shaped like ``get_latest``'s: a (symbol, ts) MultiIndex built from its levels."""
+    index = pd.MultiIndex(
+        levels=[pd.Index(["AAA"]), pd.DatetimeIndex(["2024-01-02"], tz="UTC")],
+        codes=[[0], [0]],
+        names=["symbol", "ts"],
+        verify_integrity=False,
+    )
+    return pd.DataFrame(np.ones((1, 3)), index=index, columns=pd.Index(["a", "b", "c"]))
+
+
+def test_sizeof_builds_nothing_that_outlives_it() -> None:
+    """Issue 11 item 5a: sizing a fresh result built, and left cached on its index, a renamed copy
+    of every MultiIndex level (the public ``levels``): objects the cached entry kept that its size
+    did not count, and most of the sizing cost of a one-row miss."""
+    sizeof(one_row_result())  # first use: lazy imports and pandas' own caches
+    df = one_row_result()
+    gc.collect()
+    before = len(gc.get_objects())
+    size = sizeof(df)
+    gc.collect()
+    assert len(gc.get_objects()) == before
+    assert size >= df.to_numpy().nbytes + 2 * 8  # the values and at least the two level codes
+
+
+def test_a_cached_frame_is_sized_like_its_uncached_twin() -> None:
+    """Sizing reads the stored levels and codes: the same bytes as the public accessors count."""
+    df = one_row_result()
+    twin = one_row_result()
+    _ = twin.index.levels, twin.index.codes  # the public accessors, as pandas users touch them
+    assert sizeof(df) == sizeof(twin) == sizeof(freeze(df))
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ from helpers import make_bars
 from sqlalchemy.engine import URL
 
 from featurestore.client import FeatureStore
-from featurestore.errors import ConfigError
+from featurestore.errors import ConfigError, ValidationError
 
 WRITER = """
 import sys, pandas as pd
@@ -77,6 +78,41 @@ def test_callers_cannot_corrupt_cached_results(store: FeatureStore) -> None:
     pd.testing.assert_frame_equal(again, expected)
     arrow = store.get_bars("AAA", as_arrow=True)
     assert arrow.num_rows == len(expected)
+
+
+def test_array_writes_never_reach_the_cache(store: FeatureStore) -> None:
+    """Neither the caller whose read filled the entry nor a later one can write into the cached
+    arrays through ``Series.array``, which writes in place past copy-on-write: a miss must hand out
+    a read-only sibling like a hit does, not the frame it computed (whose arrays are writable)."""
+    first = store.get_latest(["AAA"], view="tech")  # the miss
+    expected = first.copy(deep=True)
+    col = first.columns[0]
+    for df in (first, store.get_latest(["AAA"], view="tech")):  # the miss's result, then a hit's
+        with contextlib.suppress(ValueError):  # read-only: refusing the write is what keeps the cache intact
+            df[col].array[0] = -12345.0
+    assert store.cache_stats()["hits"] == 1  # type: ignore[index]
+    pd.testing.assert_frame_equal(store.get_latest(["AAA"], view="tech"), expected)
+
+
+def test_one_instant_in_any_form_is_one_key(store: FeatureStore) -> None:
+    """A tz-aware Timestamp in any zone, a string and a datetime naming the same instant share one entry;
+    a naive Timestamp is refused by the read, not cached under some other instant."""
+    import datetime as dt
+
+    forms = [
+        pd.Timestamp("2020-02-10 01:00", tz="Europe/Paris"),
+        pd.Timestamp("2020-02-10", tz="UTC"),
+        pd.Timestamp("2020-02-10", tz="UTC").as_unit("s"),
+        "2020-02-10T00:00:00Z",
+        dt.datetime(2020, 2, 9, 19, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+    ]
+    results = [store.get_latest(["AAA"], as_of=f) for f in forms]
+    stats = store.cache_stats()
+    assert stats is not None and stats["misses"] == 1 and stats["hits"] == len(forms) - 1
+    for r in results[1:]:
+        pd.testing.assert_frame_equal(r, results[0])
+    with pytest.raises(ValidationError):
+        store.get_latest(["AAA"], as_of=pd.Timestamp("2020-02-10"))
 
 
 def test_a_write_invalidates_before_it_returns(store: FeatureStore) -> None:

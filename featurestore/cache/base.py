@@ -70,19 +70,30 @@ def _counted(counter: itertools.count[int]) -> int:
 
 
 class _Flight:
-    """One in-progress computation that concurrent callers of the same key wait on."""
+    """One in-progress computation that concurrent callers of the same key wait on.
 
-    __slots__ = ("done", "error", "since", "tags", "value")
+    ``running`` is a plain lock held from creation until `finish`; waiters block acquiring it. A
+    `threading.Event` would do the same, but it builds a Condition per flight, and a flight is
+    made on every miss.
+    """
+
+    __slots__ = ("error", "running", "since", "tags", "value")
 
     def __init__(self, since: int = 0, tags: frozenset[Hashable] = frozenset()) -> None:
-        self.done = threading.Event()
+        self.running = threading.Lock()
+        self.running.acquire()  # released exactly once, by `finish`
         self.value: Any = None
         self.error: BaseException | None = None
         self.since = since  # the cache's epoch when the computation started
         self.tags = tags
 
+    def finish(self) -> None:
+        """Release every waiter (call once, after ``value`` or ``error`` is set)."""
+        self.running.release()
+
     def result(self) -> Any:
-        self.done.wait()
+        with self.running:  # acquired once the leader finished; released for the next waiter
+            pass
         if self.error is not None:
             raise self.error
         return self.value
@@ -495,7 +506,7 @@ class Cache(MutableMapping[K, V], Generic[K, V]):
                 with self._lock:
                     if self._inflight.get(key) is flight:
                         del self._inflight[key]
-            flight.done.set()
+            flight.finish()
 
     # ---- statistics -------------------------------------------------------------------------
     def stats(self) -> CacheStats:
@@ -594,6 +605,8 @@ class Cache(MutableMapping[K, V], Generic[K, V]):
         if since < self._floor_epoch or since < self._key_epochs.get(key, -1):
             return True
         tag_epochs = self._tag_epochs
+        if not tag_epochs:  # no tag invalidated since the last clear: the common case on a miss
+            return False
         return any(since < tag_epochs.get(tag, -1) for tag in tags)
 
 

@@ -69,7 +69,10 @@ def _frame_bytes(frame: Any) -> int:
         values = [frame.iloc[:, i].array for i in range(frame.shape[1])]
     else:
         values = [block.values for block in blocks]
-    return sum(_array_bytes(v) for v in values) + _index_bytes(frame.index) + _index_bytes(frame.columns)
+    total = _index_bytes(frame.index) + _index_bytes(frame.columns)
+    for v in values:  # plain loops: this runs on every cache miss, for frames of one row too
+        total += _array_bytes(v)
+    return total
 
 
 def _array_bytes(values: Any) -> int:
@@ -77,27 +80,36 @@ def _array_bytes(values: Any) -> int:
     if isinstance(values, np.ndarray):
         n = int(values.nbytes)
         return n + _objects_bytes(values) if values.dtype.kind == "O" else n
+    arrow = getattr(values, "_pa_array", None)  # Arrow-backed extension arrays (pandas 3's str)
+    if arrow is not None:
+        return _arrow_bytes(arrow)
     pd = sys.modules["pandas"]
-    if isinstance(values, pd.Categorical):
+    if isinstance(values, pd.Categorical):  # before `_ndarray`, which holds only its codes
         codes = getattr(values, "_codes", None)
         codes = values.codes if codes is None else codes
         return int(codes.nbytes) + _index_bytes(values.dtype.categories)
     inner = getattr(values, "_ndarray", None)  # numpy-backed extension arrays (python str, datetimes)
     if isinstance(inner, np.ndarray):
         return _array_bytes(inner)
-    arrow = getattr(values, "_pa_array", None)  # Arrow-backed extension arrays
-    if arrow is not None:
-        return _arrow_bytes(arrow)
     nbytes = getattr(values, "nbytes", None)  # masked arrays and other extension arrays
     return int(nbytes) if nbytes is not None else sys.getsizeof(values)
 
 
 def _index_bytes(index: Any) -> int:
     pd = sys.modules["pandas"]
+    if isinstance(index, pd.MultiIndex):
+        # the stored levels and codes: the public ``levels`` builds (and keeps) a renamed copy
+        # of every level on first use, which costs more than the sizing itself
+        levels = getattr(index, "_levels", None)
+        codes = getattr(index, "_codes", None)
+        total = 0
+        for level in index.levels if levels is None else levels:
+            total += _index_bytes(level)
+        for c in index.codes if codes is None else codes:
+            total += int(c.nbytes)
+        return total
     if isinstance(index, pd.RangeIndex):
         return sys.getsizeof(index)
-    if isinstance(index, pd.MultiIndex):
-        return sum(_index_bytes(level) for level in index.levels) + sum(int(c.nbytes) for c in index.codes)
     values = getattr(index, "_values", None)  # the backing array, without a public wrapper
     return _array_bytes(index.array if values is None else values)
 
@@ -121,12 +133,18 @@ def _objects_bytes(values: Any) -> int:
 # --------------------------------------------------------------------------------------------
 # read-only values and hand-outs
 # --------------------------------------------------------------------------------------------
+_always_cow: list[object] = []  # the pandas module once it is known to be 3 or later
+
+
 def copy_on_write() -> bool:
     """True when pandas is in copy-on-write mode (always on pandas 3; opt-in on pandas 2)."""
     pd = sys.modules.get("pandas")
     if pd is None:
         return True  # no pandas object can exist
+    if _always_cow and _always_cow[0] is pd:
+        return True
     if int(pd.__version__.split(".", 1)[0]) >= 3:
+        _always_cow[:] = [pd]
         return True
     return getattr(pd.options.mode, "copy_on_write", False) is True  # pandas 2: True, False or "warn"
 
