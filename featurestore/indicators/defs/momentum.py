@@ -1,13 +1,27 @@
-"""Momentum oscillators: RSI, MACD (kernels in ``kernels/momentum.py``)."""
+"""Momentum oscillators: RSI, MACD, MOM, ROC, ROCP, ROCR, CMO, WILLR, CCI, MFI, BOP, ULTOSC
+(kernels in ``kernels/momentum.py``).
+
+Accepted parameter ranges are TA-Lib 0.8's (TA_BAD_PARAM outside them), measured with talib:
+MOM/ROC/ROCP/ROCR period 1..100000; CMO, WILLR, CCI, MFI period 2..100000; ULTOSC each
+period 1..100000; CMO's unstable period (``u`` tag) 0..100000. TA-Lib 0.8 retired MFI's
+unstable period (``set_unstable_period("MFI", u)`` warns and has no effect), so MFI has none.
+
+Naming: ``mom_10``, ``roc_10``, ``rocp_10``, ``rocr_10``, ``cmo_14`` (``cmo_14_u20`` with
+TA-Lib's unstable period for CMO set to 20), ``willr_14``, ``cci_14``, ``mfi_14``, ``bop`` (no parameters), ``ultosc_7_14_28`` (stored sorted ascending: TA-Lib sorts
+the three periods itself and weights the shortest 4, the middle 2, the longest 1, so
+``ultosc_28_14_7`` is ``ultosc_7_14_28``).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from featurestore.errors import IndicatorError
 from featurestore.indicators.base import (
+    HLC,
     MAX_PERIOD,
     Arrays,
     IndicatorDef,
@@ -18,6 +32,10 @@ from featurestore.indicators.base import (
     series,
     ta,
 )
+from featurestore.indicators.defs.averages import UNSTABLE
+
+HLCV = ("high", "low", "close", "volume")
+OHLC = ("open", "high", "low", "close")
 
 
 def _pd_rsi(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
@@ -58,6 +76,44 @@ def _macd_canonical(p: dict[str, Number]) -> dict[str, Number]:
     return p
 
 
+def _lag(kind: str, title: str, name: str) -> IndicatorDef:
+    return IndicatorDef(
+        kind, title, ("close",), periods(1, 10), ("",), f"momentum.{kind}_run", name,
+        lookback=lambda p: int(p["period"]),
+        state_len=lambda p: 1 + int(p["period"]),
+        talib_ref=ta(name, "period"),
+    )
+
+
+#: TA-Lib's MA types (``matype``), by number.
+MA_TYPES = ("SMA", "EMA", "WMA", "DEMA", "TEMA", "TRIMA", "KAMA", "MAMA", "T3")
+
+
+def _matype(name: str, tag: str) -> ParamDef:
+    return ParamDef(name, int, 0, 0, len(MA_TYPES) - 1, (), tag=tag)
+
+
+def _sma_only(*names: str) -> Callable[[dict[str, Number]], dict[str, Number]]:
+    """Reject MA types other than 0 (SMA): the kernels chain TA-Lib's SMA only, for now."""
+
+    def canonical(p: dict[str, Number]) -> dict[str, Number]:
+        for name in names:
+            v = int(p[name])
+            if v != 0:
+                raise IndicatorError(
+                    f"{name}={v} ({MA_TYPES[v]}) is not supported yet: only {name}=0 (SMA)"
+                )
+        return p
+
+    return canonical
+
+
+def _ultosc_canonical(p: dict[str, Number]) -> dict[str, Number]:
+    # TA-Lib sorts the three periods; storing them sorted makes equal outputs equal specs.
+    p["p1"], p["p2"], p["p3"] = sorted((p["p1"], p["p2"], p["p3"]))
+    return p
+
+
 # Defaults are TA-Lib's: RSI 14, MACD 12/26/9. Lower bounds are TA-Lib 0.8.2's, measured.
 DEFS: tuple[IndicatorDef, ...] = (
     IndicatorDef(
@@ -80,9 +136,117 @@ DEFS: tuple[IndicatorDef, ...] = (
         talib_ref=ta("MACD", "fast", "slow", "signal"), pandas_ref=_pd_macd,
         canonical=_macd_canonical,
     ),
+    _lag("mom", "Momentum x - x[period bars ago]", "MOM"),
+    _lag("roc", "Rate of change ((x/prev) - 1) * 100", "ROC"),
+    _lag("rocp", "Rate of change percentage (x - prev) / prev", "ROCP"),
+    _lag("rocr", "Rate of change ratio x / prev", "ROCR"),
+    IndicatorDef(
+        "cmo", "Chande momentum oscillator", ("close",), (*periods(2, 14), UNSTABLE), ("",),
+        "momentum.cmo_run", "CMO",
+        lookback=lambda p: int(p["period"]) + int(p["unstable"]),
+        state_len=lambda p: 4,
+        talib_ref=ta("CMO", "period", unstable="CMO"),
+    ),
+    IndicatorDef(
+        "willr", "Williams' %R", HLC, periods(2, 14), ("",), "momentum.willr_run", "WILLR",
+        lookback=lambda p: int(p["period"]) - 1,
+        state_len=lambda p: 3 + 4 * int(p["period"]),
+        talib_ref=ta("WILLR", "period", inputs=HLC),
+    ),
+    IndicatorDef(
+        "cci", "Commodity channel index", HLC, periods(2, 14), ("",), "momentum.cci_run", "CCI",
+        lookback=lambda p: int(p["period"]) - 1,
+        state_len=lambda p: 1 + int(p["period"]),
+        talib_ref=ta("CCI", "period", inputs=HLC),
+    ),
+    IndicatorDef(
+        "mfi", "Money flow index", HLCV, periods(2, 14), ("",), "momentum.mfi_run", "MFI",
+        lookback=lambda p: int(p["period"]),
+        state_len=lambda p: 5 + 2 * int(p["period"]),
+        talib_ref=ta("MFI", "period", inputs=HLCV),
+    ),
+    IndicatorDef(
+        "bop", "Balance of power", OHLC, (), ("",), "momentum.bop_run", "BOP",
+        lookback=lambda p: 0,
+        state_len=lambda p: 1,
+        talib_ref=ta("BOP", inputs=OHLC),
+    ),
+    IndicatorDef(
+        "ultosc", "Ultimate oscillator", HLC,
+        (
+            ParamDef("p1", int, 7, 1, MAX_PERIOD, ("timeperiod1",)),
+            ParamDef("p2", int, 14, 1, MAX_PERIOD, ("timeperiod2",)),
+            ParamDef("p3", int, 28, 1, MAX_PERIOD, ("timeperiod3",)),
+        ),
+        ("",), "momentum.ultosc_run", "ULTOSC",
+        lookback=lambda p: int(max(p["p1"], p["p2"], p["p3"])),
+        state_len=lambda p: 9 + 2 * int(max(p["p1"], p["p2"], p["p3"])),
+        talib_ref=ta("ULTOSC", "p1", "p2", "p3", inputs=HLC),
+        canonical=_ultosc_canonical,
+    ),
+    IndicatorDef(
+        "stochf", "Fast stochastic", HLC,
+        (
+            ParamDef("fastk", int, 5, 1, MAX_PERIOD, ("fastk_period",)),
+            ParamDef("fastd", int, 3, 1, MAX_PERIOD, ("fastd_period",)),
+            _matype("fastd_matype", "dm"),
+        ),
+        ("fastk", "fastd"), "momentum.stochf_run", "STOCHF",
+        lookback=lambda p: int(p["fastk"]) - 1 + int(p["fastd"]) - 1,
+        state_len=lambda p: 5 + 2 * int(p["fastk"]) + int(p["fastd"]),
+        talib_ref=ta("STOCHF", "fastk", "fastd", "fastd_matype", inputs=HLC),
+        canonical=_sma_only("fastd_matype"),
+    ),
+    IndicatorDef(
+        "stoch", "Slow stochastic", HLC,
+        (
+            ParamDef("fastk", int, 5, 1, MAX_PERIOD, ("fastk_period",)),
+            ParamDef("slowk", int, 3, 1, MAX_PERIOD, ("slowk_period",)),
+            _matype("slowk_matype", "km"),
+            ParamDef("slowd", int, 3, 1, MAX_PERIOD, ("slowd_period",)),
+            _matype("slowd_matype", "dm"),
+        ),
+        ("slowk", "slowd"), "momentum.stoch_run", "STOCH",
+        lookback=lambda p: int(p["fastk"]) - 1 + int(p["slowk"]) - 1 + int(p["slowd"]) - 1,
+        state_len=lambda p: 5 + 2 * int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]),
+        talib_ref=ta("STOCH", "fastk", "slowk", "slowk_matype", "slowd", "slowd_matype", inputs=HLC),
+        canonical=_sma_only("slowk_matype", "slowd_matype"),
+    ),
+    IndicatorDef(
+        "stochrsi", "Stochastic RSI", ("close",),
+        (
+            *periods(2, 14),
+            ParamDef("fastk", int, 5, 1, MAX_PERIOD, ("fastk_period",)),
+            ParamDef("fastd", int, 3, 1, MAX_PERIOD, ("fastd_period",)),
+            _matype("fastd_matype", "dm"),
+            UNSTABLE,
+        ),
+        ("fastk", "fastd"), "momentum.stochrsi_run", "STOCHRSI",
+        lookback=lambda p: int(p["period"]) + int(p["unstable"]) + int(p["fastk"]) - 1 + int(p["fastd"]) - 1,
+        state_len=lambda p: 8 + int(p["fastk"]) + int(p["fastd"]),
+        talib_ref=ta("STOCHRSI", "period", "fastk", "fastd", "fastd_matype", unstable="RSI"),
+        canonical=_sma_only("fastd_matype"),
+    ),
 )
 
 STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     "rsi": ("count", "avg_gain", "avg_loss", "prev_close"),
     "macd": ("count", "fast_ema", "slow_ema", "signal_ema"),
+    "mom": ("count", "ring[period]"),
+    "roc": ("count", "ring[period]"),
+    "rocp": ("count", "ring[period]"),
+    "rocr": ("count", "ring[period]"),
+    "cmo": ("count", "avg_gain", "avg_loss", "prev_close"),
+    "willr": ("count", "prefix_high", "prefix_low", "high_block[period]", "low_block[period]",
+              "suffix_high[period]", "suffix_low[period]"),
+    "cci": ("count", "typical_ring[period]"),
+    "mfi": ("count", "pos_sum", "neg_sum", "prev_typical", "zero_flow_run", "pos_ring[period]", "neg_ring[period]"),
+    "bop": ("count",),
+    "stochf": ("count", "lowest", "lowest_bar", "highest", "highest_bar", "low_ring[fastk]", "high_ring[fastk]",
+               "fastd_total", "fastd_ring[fastd-1]"),
+    "stoch": ("count", "lowest", "lowest_bar", "highest", "highest_bar", "low_ring[fastk]", "high_ring[fastk]",
+              "slowk_total", "slowk_ring[slowk-1]", "slowd_total", "slowd_ring[slowd-1]"),
+    "stochrsi": ("count", "avg_gain", "avg_loss", "prev_close", "lowest", "lowest_bar", "highest", "highest_bar",
+                 "rsi_ring[fastk]", "fastd_total", "fastd_ring[fastd-1]"),
+    "ultosc": ("count", "prev_close", "a1", "b1", "a2", "b2", "a3", "b3", "null_run", "cm_ring[p3]", "tr_ring[p3]"),
 }
