@@ -3,21 +3,27 @@
 A view version's spec is stored in ``feature_views.spec`` (jsonb); its rows live in
 ``fv_<name>_v<version>(entity_id, ts, <one float8 column per output>)``. Registering the same
 spec again is a no-op; a different spec under the same name makes the next version and table.
+
+A user-defined indicator (``featurestore.indicators.register``) is stored with its code hash,
+so changed code under the same name is a different spec (a new version, never a mix of old and
+new values). A version whose user kernel is not registered in this process, or is registered
+with other code, still lists, describes and drops, but computing (ingest, backfill) or reading
+it raises ``UserKernelError`` naming the kernel (``FeatureView.problem``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from featurestore.errors import ConfigError, NotFoundError
-from featurestore.indicators import IndicatorSpec, parse_indicator
+from featurestore.errors import ConfigError, IndicatorError, NotFoundError
+from featurestore.indicators import IndicatorSpec, UserKernelError, parse_indicator
 from featurestore.schema import BAR_COLUMNS, VIEW_TABLE_PREFIX, ident, validate_identifier
 
 __all__ = [
@@ -44,7 +50,7 @@ class FeatureView:
     view_id: int
     name: str
     version: int
-    indicators: tuple[IndicatorSpec, ...]
+    specs: tuple[IndicatorSpec, ...]
     columns: tuple[str, ...]
     table_name: str
     status: str
@@ -52,6 +58,18 @@ class FeatureView:
     # backfill progress, filled in for a version that is not ready (None when ready)
     entities_backfilled: int | None = None
     entities_total: int | None = None
+    # the spec as stored (jsonb), and why this process cannot compute or read the version:
+    # a user kernel it needs is not registered, or is registered with other code
+    stored: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    problem: str = ""
+
+    @property
+    def indicators(self) -> tuple[IndicatorSpec, ...]:
+        """The indicators, in spec order; UserKernelError if a user kernel they need is not
+        registered here with the code that computed this version (see ``problem``)."""
+        if self.problem:
+            raise UserKernelError(self.problem)
+        return self.specs
 
     @property
     def ready(self) -> bool:
@@ -74,7 +92,16 @@ class FeatureView:
         return sum(spec.state_len for spec in self.indicators)
 
     def spec_json(self) -> dict[str, Any]:
+        """The spec in its stored form (re-normalized when every kind is available here)."""
+        if self.problem and self.stored is not None:
+            return self.stored
         return _spec_json(self.indicators, self.columns)
+
+    def indicator_names(self) -> list[str]:
+        """Spec strings of the indicators (also for a version with a ``problem``)."""
+        if not self.problem:
+            return [str(s) for s in self.specs]
+        return [_stored_name(d) for d in (self.stored or {}).get("indicators", [])]
 
     def progress_text(self) -> str:
         """``"3/10 entities backfilled"`` (or ``"ready"``)."""
@@ -94,11 +121,24 @@ class FeatureView:
             "ready": self.ready,
             "entities_backfilled": self.entities_backfilled,
             "entities_total": self.entities_total,
-            "indicators": [str(s) for s in self.indicators],
-            "columns": list(self.feature_columns),
+            "indicators": self.indicator_names(),
+            "columns": list(self.columns if self.problem else self.feature_columns),
             "user_columns": list(self.columns),
             "created_at": self.created_at.isoformat() if self.created_at else None,
+            **({"problem": self.problem} if self.problem else {}),
         }
+
+
+def _stored_name(d: Any) -> str:
+    """A readable name for a stored indicator dict whose kind is not available here."""
+    if not isinstance(d, dict):
+        return repr(d)
+    try:
+        return str(IndicatorSpec.from_dict(d))
+    except IndicatorError:
+        params = d.get("params") or {}
+        vals = "_".join(str(v) for v in params.values()) if isinstance(params, dict) else ""
+        return "_".join(x for x in (str(d.get("kind")), vals) if x)
 
 
 def _spec_json(indicators: Sequence[IndicatorSpec], columns: Sequence[str]) -> dict[str, Any]:
@@ -145,15 +185,27 @@ def _from_row(row: Sequence[Any]) -> FeatureView:
     view_id, name, version, spec, table_name, status, created_at = row
     if isinstance(spec, str):
         spec = json.loads(spec)
+    specs: tuple[IndicatorSpec, ...] = ()
+    problem = ""
+    try:
+        specs = tuple(IndicatorSpec.from_dict(d) for d in spec.get("indicators", []))
+    except UserKernelError as exc:
+        # Listing, describing and dropping still work; computing or reading it raises this.
+        problem = (
+            f"view {name!r} v{version}: {exc}; register the code that computed this version, or drop the "
+            f"version (store.drop_view({name!r}, {version})) and create the view again"
+        )
     return FeatureView(
         view_id=view_id,
         name=name,
         version=version,
-        indicators=tuple(IndicatorSpec.from_dict(d) for d in spec.get("indicators", [])),
+        specs=specs,
         columns=tuple(spec.get("columns", [])),
         table_name=table_name,
         status=status,
         created_at=created_at,
+        stored=spec,
+        problem=problem,
     )
 
 
@@ -239,7 +291,7 @@ def read_view(conn: psycopg.Connection[Any], name: str, version: int | None = No
 
 def resume_hint(view: FeatureView) -> str:
     """How to finish an incomplete backfill: the same create_view call (or CLI command) again."""
-    indicators = [str(s) for s in view.indicators]
+    indicators = view.indicator_names()
     call = f"store.create_view({view.name!r}, {indicators!r}" + (
         f", columns={list(view.columns)!r})" if view.columns else ")"
     )

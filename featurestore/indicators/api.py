@@ -284,14 +284,6 @@ def _result(
             f"{plan.name}: state has shape {state_in.shape}, expected ({ns}, {plan.state_len}) "
             "(one row per symbol in offsets, spec.state_len columns)"
         )
-    if bad > 0:
-        j = bad - 1
-        if off.size == 0:
-            raise IndicatorError("offsets must have n_symbols+1 entries, got none")
-        raise IndicatorError(
-            f"offsets must start at 0, never decrease and end at the number of values ({n}); "
-            f"offsets[{j}] = {int(off[j])} breaks that"
-        )
     if _NAN_CODE <= bad < 2 * _NAN_CODE:
         i, o = divmod(bad - _NAN_CODE, 64)
         sym = int(np.searchsorted(off, i, side="right")) - 1
@@ -299,6 +291,14 @@ def _result(
             f"{plan.name}: user kernel output {plan.outputs[o]!r} is NaN or inf at bar {i - int(off[sym])} of "
             f"symbol {sym} of this call although every input it depends on is finite; the contract forbids "
             "that after the lookback (register with allow_nan=True if it is intended); nothing was stored"
+        )
+    if bad > 0:
+        j = bad - 1
+        if off.size == 0:
+            raise IndicatorError("offsets must have n_symbols+1 entries, got none")
+        raise IndicatorError(
+            f"offsets must start at 0, never decrease and end at the number of values ({n}); "
+            f"offsets[{j}] = {int(off[j])} breaks that"
         )
     k = -bad - 1
     raise IndicatorError(

@@ -336,6 +336,12 @@ def _jit(fn: Any) -> Any:
     return njit(fn)
 
 
+def _is_numba_error(exc: BaseException) -> bool:
+    from numba.core.errors import NumbaError
+
+    return isinstance(exc, NumbaError)
+
+
 def _compile_error(kind: str, what: str, exc: BaseException) -> UserKernelError:
     lines = str(exc).strip().splitlines()
     text = "\n".join(lines[:25]) + ("\n..." if len(lines) > 25 else "")
@@ -591,7 +597,13 @@ def _probe(kind: str, form: str, fn: Any, init: Any, data: Arrays, inputs: Seque
     except UserKernelError:
         raise
     except Exception as exc:
-        raise _compile_error(kind, "the function" if form == "windowed" else "step/init", exc) from exc
+        what = "the function" if form == "windowed" else "step/init"
+        if _is_numba_error(exc):
+            raise _compile_error(kind, what, exc) from exc
+        raise UserKernelError(
+            f"{kind}: {what} raised {type(exc).__name__}: {exc} on a synthetic series (parameters {values!r}); "
+            "numba raises on a float division by zero: guard it, or return np.nan with allow_nan=True"
+        ) from exc
     _check_arity(kind, res, n_out, "the window function" if form == "windowed" else "step")
 
 
@@ -607,7 +619,13 @@ def _self_test(kind: str, kernel: Any, data: Arrays, inputs: Sequence[str], valu
         st = buf[:width].reshape(1, width)
         outs = [np.empty(hi - lo) for _ in range(n_out)]
         off = np.array([0, hi - lo], dtype=np.int64)
-        bad = kernel(*(a[lo:hi] for a in arrays), off, *values, st_in, st, *outs)
+        try:
+            bad = kernel(*(a[lo:hi] for a in arrays), off, *values, st_in, st, *outs)
+        except Exception as exc:
+            raise UserKernelError(
+                f"{kind}: the kernel raised {type(exc).__name__}: {exc} on a synthetic series (parameters "
+                f"{values!r}); numba raises on a float division by zero: guard it"
+            ) from exc
         if bad >= NAN_CODE and bad < 2 * NAN_CODE:
             bar, o = divmod(bad - NAN_CODE, 64)
             raise UserKernelError(
