@@ -1,15 +1,28 @@
-"""Momentum oscillators: RSI, MACD, MOM, ROC, ROCP, ROCR, CMO, WILLR, CCI, MFI, BOP, ULTOSC
-(kernels in ``kernels/momentum.py``).
+"""Momentum oscillators: RSI, MACD, MOM, ROC, ROCP, ROCR, CMO, WILLR, CCI, MFI, BOP, ULTOSC,
+STOCHF, STOCH, STOCHRSI (kernels in ``kernels/momentum.py``).
 
 Accepted parameter ranges are TA-Lib 0.8's (TA_BAD_PARAM outside them), measured with talib:
 MOM/ROC/ROCP/ROCR period 1..100000; CMO, WILLR, CCI, MFI period 2..100000; ULTOSC each
-period 1..100000; CMO's unstable period (``u`` tag) 0..100000. TA-Lib 0.8 retired MFI's
+period 1..100000; STOCHF/STOCH fastk, fastd, slowk, slowd 1..100000; STOCHRSI period 2..100000,
+fastk and fastd 1..100000; every matype 0..8 but 7 (MAMA, which TA-Lib accepts but the MA
+building blocks do not implement: refused with an IndicatorError); CMO's unstable period (``u`` tag) 0..100000. TA-Lib 0.8 retired MFI's
 unstable period (``set_unstable_period("MFI", u)`` warns and has no effect), so MFI has none.
 
 Naming: ``mom_10``, ``roc_10``, ``rocp_10``, ``rocr_10``, ``cmo_14`` (``cmo_14_u20`` with
 TA-Lib's unstable period for CMO set to 20), ``willr_14``, ``cci_14``, ``mfi_14``, ``bop`` (no parameters), ``ultosc_7_14_28`` (stored sorted ascending: TA-Lib sorts
 the three periods itself and weights the shortest 4, the middle 2, the longest 1, so
 ``ultosc_28_14_7`` is ``ultosc_7_14_28``).
+
+Stochastics: positional parameters are the periods in TA-Lib's order, matypes are tagged and
+written only when non-zero (0 = SMA is TA-Lib's default): ``stoch_<fastk>_<slowk>_<slowd>``
+with ``_km<n>`` (slowk_matype) and ``_dm<n>`` (slowd_matype), e.g. ``stoch_5_3_3``,
+``stoch_5_3_3_km1_dm1`` (both EMA); ``stochf_<fastk>_<fastd>[_dm<n>]`` (fastd_matype);
+``stochrsi_<period>_<fastk>_<fastd>[_dm<n>][_u<n>]``, where ``u`` is TA-Lib's RSI unstable
+period (STOCHRSI has none of its own: ``set_unstable_period("STOCHRSI", u)`` is deprecated
+and does nothing in TA-Lib 0.8, RSI's setting delays where the stochastic starts). Outputs:
+``stoch_slowk_5_3_3``/``stoch_slowd_5_3_3``, ``stochf_fastk_5_3``/``stochf_fastd_5_3``,
+``stochrsi_fastk_14_5_3``/``stochrsi_fastd_14_5_3``. The MAs inside run with TA-Lib's default
+(zero) unstable periods.
 """
 
 from __future__ import annotations
@@ -87,22 +100,34 @@ def _lag(kind: str, title: str, name: str) -> IndicatorDef:
 
 #: TA-Lib's MA types (``matype``), by number.
 MA_TYPES = ("SMA", "EMA", "WMA", "DEMA", "TEMA", "TRIMA", "KAMA", "MAMA", "T3")
+_MAMA = 7
 
 
 def _matype(name: str, tag: str) -> ParamDef:
     return ParamDef(name, int, 0, 0, len(MA_TYPES) - 1, (), tag=tag)
 
 
-def _sma_only(*names: str) -> Callable[[dict[str, Number]], dict[str, Number]]:
-    """Reject MA types other than 0 (SMA): the kernels chain TA-Lib's SMA only, for now."""
+def ma_lookback(matype: int, period: int) -> int:
+    """TA-Lib's TA_MA lookback at default (zero) unstable periods; twin of ``kernels.ma``'s."""
+    if period == 1:
+        return 0
+    return {1: period - 1, 3: 2 * (period - 1), 4: 3 * (period - 1), 6: period,
+            7: 32, 8: 6 * (period - 1)}.get(matype, period - 1)
+
+
+def ma_width(matype: int, period: int) -> int:
+    """State columns of one ``kernels.ma`` block; twin of ``kernels.ma.ma_width``."""
+    return {0: period + 1, 1: 2, 2: period + 3, 3: 5, 4: 7, 5: period + 4, 6: period + 4,
+            8: 7}.get(matype, 1)
+
+
+def _no_mama(*names: str) -> Callable[[dict[str, Number]], dict[str, Number]]:
+    """Refuse MAMA (matype 7), which the MA building blocks do not implement."""
 
     def canonical(p: dict[str, Number]) -> dict[str, Number]:
         for name in names:
-            v = int(p[name])
-            if v != 0:
-                raise IndicatorError(
-                    f"{name}={v} ({MA_TYPES[v]}) is not supported yet: only {name}=0 (SMA)"
-                )
+            if int(p[name]) == _MAMA:
+                raise IndicatorError(f"{name}=7 (MAMA) is not supported (matypes 0..6 and 8 are)")
         return p
 
     return canonical
@@ -192,10 +217,10 @@ DEFS: tuple[IndicatorDef, ...] = (
             _matype("fastd_matype", "dm"),
         ),
         ("fastk", "fastd"), "momentum.stochf_run", "STOCHF",
-        lookback=lambda p: int(p["fastk"]) - 1 + int(p["fastd"]) - 1,
-        state_len=lambda p: 5 + 2 * int(p["fastk"]) + int(p["fastd"]),
+        lookback=lambda p: int(p["fastk"]) - 1 + ma_lookback(int(p["fastd_matype"]), int(p["fastd"])),
+        state_len=lambda p: 5 + 2 * int(p["fastk"]) + ma_width(int(p["fastd_matype"]), int(p["fastd"])),
         talib_ref=ta("STOCHF", "fastk", "fastd", "fastd_matype", inputs=HLC),
-        canonical=_sma_only("fastd_matype"),
+        canonical=_no_mama("fastd_matype"),
     ),
     IndicatorDef(
         "stoch", "Slow stochastic", HLC,
@@ -207,10 +232,16 @@ DEFS: tuple[IndicatorDef, ...] = (
             _matype("slowd_matype", "dm"),
         ),
         ("slowk", "slowd"), "momentum.stoch_run", "STOCH",
-        lookback=lambda p: int(p["fastk"]) - 1 + int(p["slowk"]) - 1 + int(p["slowd"]) - 1,
-        state_len=lambda p: 5 + 2 * int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]),
+        lookback=lambda p: (
+            int(p["fastk"]) - 1 + ma_lookback(int(p["slowk_matype"]), int(p["slowk"]))
+            + ma_lookback(int(p["slowd_matype"]), int(p["slowd"]))
+        ),
+        state_len=lambda p: (
+            5 + 2 * int(p["fastk"]) + ma_width(int(p["slowk_matype"]), int(p["slowk"]))
+            + ma_width(int(p["slowd_matype"]), int(p["slowd"]))
+        ),
         talib_ref=ta("STOCH", "fastk", "slowk", "slowk_matype", "slowd", "slowd_matype", inputs=HLC),
-        canonical=_sma_only("slowk_matype", "slowd_matype"),
+        canonical=_no_mama("slowk_matype", "slowd_matype"),
     ),
     IndicatorDef(
         "stochrsi", "Stochastic RSI", ("close",),
@@ -222,10 +253,13 @@ DEFS: tuple[IndicatorDef, ...] = (
             UNSTABLE,
         ),
         ("fastk", "fastd"), "momentum.stochrsi_run", "STOCHRSI",
-        lookback=lambda p: int(p["period"]) + int(p["unstable"]) + int(p["fastk"]) - 1 + int(p["fastd"]) - 1,
-        state_len=lambda p: 8 + int(p["fastk"]) + int(p["fastd"]),
+        lookback=lambda p: (
+            int(p["period"]) + int(p["unstable"]) + int(p["fastk"]) - 1
+            + ma_lookback(int(p["fastd_matype"]), int(p["fastd"]))
+        ),
+        state_len=lambda p: 8 + int(p["fastk"]) + ma_width(int(p["fastd_matype"]), int(p["fastd"])),
         talib_ref=ta("STOCHRSI", "period", "fastk", "fastd", "fastd_matype", unstable="RSI"),
-        canonical=_sma_only("fastd_matype"),
+        canonical=_no_mama("fastd_matype"),
     ),
 )
 
@@ -243,10 +277,10 @@ STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     "mfi": ("count", "pos_sum", "neg_sum", "prev_typical", "zero_flow_run", "pos_ring[period]", "neg_ring[period]"),
     "bop": ("count",),
     "stochf": ("count", "lowest", "lowest_bar", "highest", "highest_bar", "low_ring[fastk]", "high_ring[fastk]",
-               "fastd_total", "fastd_ring[fastd-1]"),
+               "fastd_ma[ma_width(fastd_matype, fastd)]"),
     "stoch": ("count", "lowest", "lowest_bar", "highest", "highest_bar", "low_ring[fastk]", "high_ring[fastk]",
-              "slowk_total", "slowk_ring[slowk-1]", "slowd_total", "slowd_ring[slowd-1]"),
+              "slowk_ma[ma_width(slowk_matype, slowk)]", "slowd_ma[ma_width(slowd_matype, slowd)]"),
     "stochrsi": ("count", "avg_gain", "avg_loss", "prev_close", "lowest", "lowest_bar", "highest", "highest_bar",
-                 "rsi_ring[fastk]", "fastd_total", "fastd_ring[fastd-1]"),
+                 "rsi_ring[fastk]", "fastd_ma[ma_width(fastd_matype, fastd)]"),
     "ultosc": ("count", "prev_close", "a1", "b1", "a2", "b2", "a3", "b3", "null_run", "cm_ring[p3]", "tr_ring[p3]"),
 }

@@ -11,8 +11,9 @@ Building blocks shared by several kernels here (others may import them):
   %K): the tracked extreme and its bar index, rescanned from the window's oldest bar only when
   that index leaves the window (so a NaN at a rescan start sticks until it leaves, as in
   TA-Lib). They read a ring of the last ``n`` inputs, slot = bar index % n.
-- ``_sma_stage``: TA-Lib's running-sum SMA as one step of a chain (slow %K, %D), state = the
-  running total and a ring of the last period-1 stage inputs; period 1 copies (TA_MA).
+- The %K/%D smoothing of STOCHF/STOCH/STOCHRSI is TA_MA of any matype but MAMA, one bar at a
+  time: ``kernels.ma.ma_step`` blocks kept in the state row (TA-Lib's default, zero, unstable
+  periods inside TA_MA; T3's volume factor 0.7 as TA_MA uses).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from featurestore.indicators.kernels.common import (
     _true_range,
     fma,
 )
+from featurestore.indicators.kernels.ma import ma_lookback, ma_step, ma_width
+
+#: T3's volume factor inside TA_MA (STOCH's %K/%D smoothing with matype 8).
+_T3_VFACTOR = 0.7
 
 
 # --------------------------------------------------------------------------------------- RSI
@@ -416,25 +421,6 @@ def _stoch_k(cl, lowest, highest):  # type: ignore[no-untyped-def]
     if abs(r) <= 1e-14 * (abs(highest) + abs(lowest)):
         return 0.0
     return ((cl - lowest) / r) * 100.0
-
-
-@njit(cache=True, inline="always")
-def _sma_stage(state, k, base, period, t, v):  # type: ignore[no-untyped-def]
-    """One step of TA-Lib's running-sum SMA over a stage's t-th input v (NaN before t =
-    period-1); period 1 copies (TA_MA). State at ``base``: [total, ring of the last period-1
-    inputs (slot = t % (period-1))] (``period`` slots)."""
-    m = period - 1
-    if m == 0:
-        return v
-    total = state[k, base] + v
-    slot = base + 1 + t % m
-    out = np.nan
-    if t >= m:
-        out = total / period
-        total -= state[k, slot]
-    state[k, slot] = v
-    state[k, base] = total
-    return out
 
 
 # ------------------------------------------------------------------ block-scan extremes (WILLR)
@@ -830,22 +816,22 @@ def ultosc_run(high, low, close, offsets, p1, p2, p3, state_in, state, out):  # 
 @njit(cache=True)
 def stochf_run(high, low, close, offsets, fastk, fastd, fastd_matype, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
     """Fast stochastic (ta_STOCHF.c): %K over fastk bars (``_ext_both``, ``_stoch_k``) from bar
-    fastk-1, %D = SMA(fastd) of %K; both output from bar fastk-1 + fastd-1. Only matype 0
-    (the wrapper rejects others).
+    fastk-1, %D = TA_MA(fastd, fastd_matype) of %K; both output from bar fastk-1 + the MA's
+    lookback. MAMA (7) is not supported (the wrapper refuses it).
 
     State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk],
-    %D SMA stage[fastd]].
+    %D ``ma_step`` block].
     """
     n = fastk
     if low.size != high.size or close.size != high.size:
         return BAD_INPUT_LENGTHS
-    bad = _check(offsets, high.size, state_in, state, 5 + 2 * n + fastd)
+    bad = _check(offsets, high.size, state_in, state, 5 + 2 * n + ma_width(fastd_matype, fastd))
     if bad != 0:
         return bad
     rl = 5
     rh = 5 + n
     db = 5 + 2 * n
-    lb = n - 1 + fastd - 1
+    lb = n - 1 + ma_lookback(fastd_matype, fastd, 0)
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -866,7 +852,7 @@ def stochf_run(high, low, close, offsets, fastk, fastd, fastd_matype, state_in, 
             if c >= n - 1:
                 lowest, highest = _ext_both(state, k, 1, rl, rh, n, c)
                 kv = _stoch_k(close[i], lowest, highest)
-                dv = _sma_stage(state, k, db, fastd, c - (n - 1), kv)
+                dv = ma_step(fastd_matype, fastd, 0, _T3_VFACTOR, state[k], db, kv)
             if c >= lb:
                 out_k[i] = kv
                 out_d[i] = dv
@@ -881,25 +867,27 @@ def stochf_run(high, low, close, offsets, fastk, fastd, fastd_matype, state_in, 
 
 @njit(cache=True)
 def stoch_run(high, low, close, offsets, fastk, slowk, slowk_matype, slowd, slowd_matype, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
-    """Slow stochastic (ta_STOCH.c): %K as in ``stochf_run``, slow %K = SMA(slowk) of %K,
-    slow %D = SMA(slowd) of slow %K; both output from bar fastk-1 + slowk-1 + slowd-1. Only
-    matype 0 (the wrapper rejects others).
+    """Slow stochastic (ta_STOCH.c): %K as in ``stochf_run``, slow %K = TA_MA(slowk,
+    slowk_matype) of %K, slow %D = TA_MA(slowd, slowd_matype) of slow %K from its first value;
+    both output from bar fastk-1 + both MA lookbacks. MAMA (7) is not supported (the wrapper
+    refuses it).
 
     State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk],
-    slow %K SMA stage[slowk], slow %D SMA stage[slowd]].
+    slow %K ``ma_step`` block, slow %D ``ma_step`` block].
     """
     n = fastk
     if low.size != high.size or close.size != high.size:
         return BAD_INPUT_LENGTHS
-    bad = _check(offsets, high.size, state_in, state, 5 + 2 * n + slowk + slowd)
+    kw = ma_width(slowk_matype, slowk)
+    bad = _check(offsets, high.size, state_in, state, 5 + 2 * n + kw + ma_width(slowd_matype, slowd))
     if bad != 0:
         return bad
     rl = 5
     rh = 5 + n
     kb = 5 + 2 * n
-    db = kb + slowk
-    k_lb = n - 1 + slowk - 1
-    lb = k_lb + slowd - 1
+    db = kb + kw
+    k_lb = n - 1 + ma_lookback(slowk_matype, slowk, 0)
+    lb = k_lb + ma_lookback(slowd_matype, slowd, 0)
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -920,9 +908,9 @@ def stoch_run(high, low, close, offsets, fastk, slowk, slowk_matype, slowd, slow
             if c >= n - 1:
                 lowest, highest = _ext_both(state, k, 1, rl, rh, n, c)
                 kv = _stoch_k(close[i], lowest, highest)
-                sk = _sma_stage(state, k, kb, slowk, c - (n - 1), kv)
+                sk = ma_step(slowk_matype, slowk, 0, _T3_VFACTOR, state[k], kb, kv)
                 if c >= k_lb:
-                    sd = _sma_stage(state, k, db, slowd, c - k_lb, sk)
+                    sd = ma_step(slowd_matype, slowd, 0, _T3_VFACTOR, state[k], db, sk)
             if c >= lb:
                 out_k[i] = sk
                 out_d[i] = sd
@@ -941,10 +929,10 @@ def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state
     """Stochastic RSI (ta_STOCHRSI.c): RSI(period) as in ``rsi_run``; from bar period + unstable
     (TA-Lib's RSI unstable period, which moves where the stochastic starts) the RSI values feed
     a fast stochastic with high = low = close = RSI (``stochf_run``). Outputs from bar
-    period + unstable + fastk-1 + fastd-1. Only matype 0 (the wrapper rejects others).
+    period + unstable + fastk-1 + the %D MA's lookback. MAMA (7) is not supported.
 
     State: [count, avg gain, avg loss, previous input, lowest, its bar, highest, its bar,
-    RSI ring[fastk], %D SMA stage[fastd]].
+    RSI ring[fastk], %D ``ma_step`` block].
     """
     n = period
     inv = 1.0 / period
@@ -952,8 +940,8 @@ def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state
     r0 = period + unstable
     rr = 8
     db = 8 + fastk
-    lb = r0 + fastk - 1 + fastd - 1
-    bad = _check(offsets, x.size, state_in, state, 8 + fastk + fastd)
+    lb = r0 + fastk - 1 + ma_lookback(fastd_matype, fastd, 0)
+    bad = _check(offsets, x.size, state_in, state, 8 + fastk + ma_width(fastd_matype, fastd))
     if bad != 0:
         return bad
     copy = state_in.ctypes.data != state.ctypes.data
@@ -999,7 +987,7 @@ def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state
                     if t >= fastk - 1:
                         lowest, highest = _ext_both(state, k, 4, rr, rr, fastk, t)
                         kv = _stoch_k(rsi, lowest, highest)
-                        dv = _sma_stage(state, k, db, fastd, t - (fastk - 1), kv)
+                        dv = ma_step(fastd_matype, fastd, 0, _T3_VFACTOR, state[k], db, kv)
             if c >= lb:
                 out_k[i] = kv
                 out_d[i] = dv
