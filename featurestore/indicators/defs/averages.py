@@ -1,4 +1,13 @@
-"""Moving averages and bands: SMA, EMA, BBANDS (kernels in ``kernels/averages.py``)."""
+"""Moving averages and bands: SMA, EMA, BBANDS, WMA, DEMA, TEMA, TRIMA, KAMA, T3 and MA by
+``matype`` (kernels in ``kernels/averages.py``, MA blocks in ``kernels/ma.py``).
+
+Accepted parameter ranges (TA-Lib 0.8.1's): every ``period`` 1..100000 (BBANDS 2..100000);
+T3 ``vfactor`` 0..1; ``matype`` 0..8 except 7 (MAMA, not supported yet: refused with an
+IndicatorError); ``unstable`` 0..100000 on EMA, KAMA and T3 (their TA-Lib unstable-period ids).
+
+MA naming: ``ma_<period>[_<matype>]``; matype is written as its TA-Lib number and only when it
+is not 0 (SMA): ``ma_30`` = SMA(30), ``ma_30_1`` = EMA(30), ``ma_30_8`` = T3(30, vfactor 0.7).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from featurestore.errors import IndicatorError
 from featurestore.indicators.base import (
     MAX_NBDEV,
     MAX_PERIOD,
@@ -23,6 +33,82 @@ from featurestore.indicators.base import (
 
 #: TA-Lib's unstable period (``talib.set_unstable_period``), written ``u<k>`` in names.
 UNSTABLE = ParamDef("unstable", int, 0, 0, MAX_PERIOD, ("unstableperiod",), tag="u")
+
+#: TA-Lib's TA_MAType numbers.
+MATYPES = ("sma", "ema", "wma", "dema", "tema", "trima", "kama", "mama", "t3")
+MAMA = 7
+
+
+def matype_param(default: int = 0) -> ParamDef:
+    """A ``matype`` parameter (TA-Lib's TA_MAType, 0..8); pair it with ``check_matype``."""
+    return ParamDef("matype", int, default, 0, 8, ("ma_type",))
+
+
+def check_matype(kind: str, matype: int) -> None:
+    """Refuse the matypes the MA blocks do not implement (7, MAMA), with a clear error."""
+    if int(matype) == MAMA:
+        raise IndicatorError(
+            f"{kind}: matype 7 (MAMA) is not supported yet; use 0 sma, 1 ema, 2 wma, 3 dema, "
+            "4 tema, 5 trima, 6 kama or 8 t3"
+        )
+
+
+def ma_width(matype: int, period: int) -> int:
+    """State columns of one ``kernels.ma`` block (pure-Python twin of ``ma.ma_width``)."""
+    if matype == 0:
+        return period + 1
+    if matype == 1:
+        return 2
+    if matype == 2:
+        return period + 3
+    if matype == 3:
+        return 5
+    if matype in (4, 8):
+        return 7
+    if matype in (5, 6):
+        return period + 4
+    return 1
+
+
+def ma_lookback(matype: int, period: int, unstable: int = 0) -> int:
+    """TA-Lib's TA_MA lookback plus the matype's unstable period (twin of ``ma.ma_lookback``)."""
+    if period == 1:
+        return unstable
+    if matype == 1:
+        return period - 1 + unstable
+    if matype == 3:
+        return 2 * (period - 1 + unstable)
+    if matype == 4:
+        return 3 * (period - 1 + unstable)
+    if matype == 6:
+        return period + unstable
+    if matype == 7:
+        return 32 + unstable
+    if matype == 8:
+        return 6 * (period - 1) + unstable
+    return period - 1
+
+
+def _ma_canonical(p: dict[str, Number]) -> dict[str, Number]:
+    check_matype("ma", int(p["matype"]))
+    return p
+
+
+def _ma_name(p: Mapping[str, Number]) -> list[str]:
+    out = [name_number(p["period"])]
+    if p["matype"] != 0:
+        out.append(name_number(p["matype"]))
+    return out
+
+
+def _single(kind: str, title: str, talib_name: str, matype: int, default: int = 30) -> IndicatorDef:
+    """WMA/DEMA/TEMA/TRIMA: one period (1..100000), one ``kernels.ma`` block."""
+    return IndicatorDef(
+        kind, title, ("close",), periods(1, default), ("",), f"averages.{kind}_run", talib_name,
+        lookback=lambda p: ma_lookback(matype, int(p["period"])),
+        state_len=lambda p: ma_width(matype, int(p["period"])),
+        talib_ref=ta(talib_name, "period"),
+    )
 
 
 def _pd_sma(a: Arrays, p: Mapping[str, Number]) -> tuple[np.ndarray, ...]:
@@ -87,6 +173,33 @@ DEFS: tuple[IndicatorDef, ...] = (
         talib_ref=ta("BBANDS", "period", "nbdevup", "nbdevdn"), pandas_ref=_pd_bbands,
         name_tokens=_bb_name, complete=_bb_complete, fixed=(("matype", 0),),
     ),
+    _single("wma", "Weighted moving average", "WMA", 2),
+    _single("dema", "Double exponential moving average", "DEMA", 3),
+    _single("tema", "Triple exponential moving average", "TEMA", 4),
+    _single("trima", "Triangular moving average", "TRIMA", 5),
+    IndicatorDef(
+        "kama", "Kaufman adaptive moving average", ("close",), (*periods(1, 30), UNSTABLE),
+        ("",), "averages.kama_run", "KAMA",
+        lookback=lambda p: ma_lookback(6, int(p["period"]), int(p["unstable"])),
+        state_len=lambda p: ma_width(6, int(p["period"])),
+        talib_ref=ta("KAMA", "period", unstable="KAMA"),
+    ),
+    IndicatorDef(
+        "t3", "Tillson T3 moving average", ("close",),
+        (*periods(1, 5), ParamDef("vfactor", float, 0.7, 0.0, 1.0), UNSTABLE),
+        ("",), "averages.t3_run", "T3",
+        lookback=lambda p: ma_lookback(8, int(p["period"]), int(p["unstable"])),
+        state_len=lambda p: ma_width(8, int(p["period"])),
+        talib_ref=ta("T3", "period", "vfactor", unstable="T3"),
+    ),
+    IndicatorDef(
+        "ma", "Moving average of TA-Lib type matype", ("close",), (*periods(1, 30), matype_param()),
+        ("",), "averages.ma_run", "MA",
+        lookback=lambda p: ma_lookback(int(p["matype"]), int(p["period"])),
+        state_len=lambda p: ma_width(int(p["matype"]), int(p["period"])),
+        talib_ref=ta("MA", "period", "matype"),
+        canonical=_ma_canonical, name_tokens=_ma_name,
+    ),
 )
 
 #: What each state column holds (``ring[..]`` is a ring of the last period-1 inputs, slot
@@ -95,4 +208,12 @@ STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     "sma": ("count", "total", "ring[period-1]"),
     "ema": ("count", "ema_or_seed_sum"),
     "bbands": ("count", "total", "s1", "s2", "shift_k", "recentre_countdown", "ring[period-1]"),
+    # The MA family: one kernels/ma.py block at column 0 (its layouts are in that module).
+    "wma": ("count", "sub", "sum", "trailing", "ring[period-1]"),
+    "dema": ("count", "ema1_count", "ema1", "ema2_count", "ema2"),
+    "tema": ("count", "ema1_count", "ema1", "ema2_count", "ema2", "ema3_count", "ema3"),
+    "trima": ("count", "numerator", "num_sub", "num_add", "ring[period]"),
+    "kama": ("count", "sum_roc1", "kama", "trailing", "ring[period]"),
+    "t3": ("count", "e1", "e2", "e3", "e4", "e5", "e6"),
+    "ma": ("count", "block of kernels/ma.py for matype"),
 }

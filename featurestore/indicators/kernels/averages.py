@@ -1,4 +1,5 @@
-"""Moving-average kernels: SMA, EMA (with TA-Lib's unstable period), BBANDS.
+"""Moving-average kernels: SMA, EMA (with TA-Lib's unstable period), BBANDS, and the MA family
+(WMA, DEMA, TEMA, TRIMA, KAMA, T3, MA by matype) built on the blocks of ``kernels/ma.py``.
 
 Kernels follow the contract in ``common`` and ``defs/__init__.py``; operation order is TA-Lib 0.8's.
 """
@@ -11,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from featurestore.indicators.kernels.common import _check, _copy_row, _skip_leading_nan1, fma
+from featurestore.indicators.kernels.ma import DEMA, KAMA, T3, TEMA, TRIMA, WMA, ma_step, ma_step_raw, ma_width
 
 
 # --------------------------------------------------------------------------------------- SMA
@@ -258,3 +260,71 @@ def bbands_run(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper,
         state[k, 4] = kk
         state[k, 5] = cnt
     return 0
+
+
+# ------------------------------------------------------- MA family (blocks in kernels/ma.py)
+@njit(cache=True)
+def _ma_kernel(x, offsets, matype, period, unstable, vfactor, raw, state_in, state, out):  # type: ignore[no-untyped-def]
+    """One ``ma.ma_step`` block per symbol at state column 0 (its count is the row's count);
+    ``raw``: ``ma.ma_step_raw`` (the function's own period-1 behaviour, not TA_MA's copy)."""
+    bad = _check(offsets, x.size, state_in, state, ma_width(matype, period))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        while i < end:
+            if raw:
+                out[i] = ma_step_raw(matype, period, unstable, vfactor, row, 0, x[i])
+            else:
+                out[i] = ma_step(matype, period, unstable, vfactor, row, 0, x[i])
+            i += 1
+    return 0
+
+
+@njit(cache=True)
+def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+    """WMA (TA-Lib 0.8.1: running sums re-anchored every 8*period outputs)."""
+    return _ma_kernel(x, offsets, WMA, period, 0, 0.7, False, state_in, state, out)
+
+
+@njit(cache=True)
+def dema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+    """DEMA = 2*EMA1 - EMA2."""
+    return _ma_kernel(x, offsets, DEMA, period, 0, 0.7, False, state_in, state, out)
+
+
+@njit(cache=True)
+def tema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+    """TEMA = EMA3 + (3*EMA1 - 3*EMA2)."""
+    return _ma_kernel(x, offsets, TEMA, period, 0, 0.7, False, state_in, state, out)
+
+
+@njit(cache=True)
+def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+    """Triangular MA (TA-Lib's odd/even period forms)."""
+    return _ma_kernel(x, offsets, TRIMA, period, 0, 0.7, True, state_in, state, out)
+
+
+@njit(cache=True)
+def kama_run(x, offsets, period, unstable, state_in, state, out):  # type: ignore[no-untyped-def]
+    """Kaufman adaptive MA with TA-Lib's KAMA unstable period."""
+    return _ma_kernel(x, offsets, KAMA, period, unstable, 0.7, False, state_in, state, out)
+
+
+@njit(cache=True)
+def t3_run(x, offsets, period, vfactor, unstable, state_in, state, out):  # type: ignore[no-untyped-def]
+    """Tillson T3 with TA-Lib's T3 unstable period."""
+    return _ma_kernel(x, offsets, T3, period, unstable, vfactor, False, state_in, state, out)
+
+
+@njit(cache=True)
+def ma_run(x, offsets, period, matype, state_in, state, out):  # type: ignore[no-untyped-def]
+    """TA_MA(period, matype) for matype 0..8 except 7 (MAMA, refused by the definition)."""
+    return _ma_kernel(x, offsets, matype, period, 0, 0.7, False, state_in, state, out)

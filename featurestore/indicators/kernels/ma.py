@@ -10,6 +10,7 @@ API (all ``@njit``; ``s`` is ONE state row, a 1-D float64 array such as ``state[
     ma_width(matype, period) -> int          # columns the block occupies (its own count first)
     ma_lookback(matype, period, unstable) -> int   # TA-Lib's TA_MA lookback (+ unstable)
     ma_step(matype, period, unstable, vfactor, s, o, x) -> float
+    ma_step_raw(...)   # the same without TA_MA's period-1 copy (TA_TRIMA(1) is not a copy)
 
 - ``matype``: 0 SMA, 1 EMA, 2 WMA, 3 DEMA, 4 TEMA, 5 TRIMA, 6 KAMA, 7 MAMA, 8 T3 (TA-Lib's
   ``TA_MAType``). MAMA (7) is NOT implemented: ``ma_step`` returns NaN for it and callers
@@ -97,7 +98,7 @@ def ma_lookback(matype, period, unstable):  # type: ignore[no-untyped-def]
 
 
 # ------------------------------------------------------------------------------- blocks
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sma(p, s, o, x):  # type: ignore[no-untyped-def]
     """TA-Lib's running-sum SMA (ta_SMA.c): T += x; out = T/p; T -= x[i-p+1]."""
     m = p - 1
@@ -114,7 +115,7 @@ def _sma(p, s, o, x):  # type: ignore[no-untyped-def]
     return out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ema(p, u, s, o, x):  # type: ignore[no-untyped-def]
     """TA-Lib 0.8's EMA: SMA seed of the first p values, then fma(x - prev, k, prev)."""
     c = np.int64(s[o])
@@ -134,7 +135,7 @@ def _ema(p, u, s, o, x):  # type: ignore[no-untyped-def]
     return v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _wma(p, s, o, x):  # type: ignore[no-untyped-def]
     """TA-Lib 0.8.1's WMA: running sub-sum and weighted sum (ta_WMA.c's operation order),
     rebuilt from the window every 8*period outputs (on outputs 8p-1, 16p-1, ...; measured
@@ -173,7 +174,7 @@ def _wma(p, s, o, x):  # type: ignore[no-untyped-def]
     return out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dema(p, u, s, o, x):  # type: ignore[no-untyped-def]
     """DEMA = 2*EMA1 - EMA2; EMA2 is fed EMA1's values from EMA1's first output bar."""
     c = np.int64(s[o])
@@ -188,7 +189,7 @@ def _dema(p, u, s, o, x):  # type: ignore[no-untyped-def]
     return 2.0 * e1 - e2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _tema(p, u, s, o, x):  # type: ignore[no-untyped-def]
     """TEMA = EMA3 + (3*EMA1 - 3*EMA2), each EMA fed from the previous one's first output."""
     c = np.int64(s[o])
@@ -206,7 +207,7 @@ def _tema(p, u, s, o, x):  # type: ignore[no-untyped-def]
     return e3 + (3.0 * e1 - 3.0 * e2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _trima(p, s, o, x):  # type: ignore[no-untyped-def]
     """TA-Lib's TRIMA (ta_TRIMA.c): odd and even period forms, first value from the window."""
     c = np.int64(s[o])
@@ -243,7 +244,7 @@ def _trima(p, s, o, x):  # type: ignore[no-untyped-def]
     sub = s[o + 2]
     add = s[o + 3]
     xo = s[slot]  # x[c - p]
-    xm = s[ring + (c - h) % p]  # x[c - h]
+    xm = s[ring + (c - h) % p] if h > 0 else x  # x[c - h]
     num -= sub
     sub -= xo
     sub += xm
@@ -262,9 +263,10 @@ def _trima(p, s, o, x):  # type: ignore[no-untyped-def]
     return num * factor
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _kama(p, u, s, o, x):  # type: ignore[no-untyped-def]
-    """TA-Lib 0.8.1's KAMA: efficiency ratio over p bars, sc = fma(er, diff, max)^2,
+    """TA-Lib 0.8.1's KAMA: efficiency ratio over p bars (1 when sum|dx| <= |roc| or ~0),
+    sc = fma(er, diff, max)^2,
     KAMA = fma(x - prev, sc, prev) (the fma forms measured against talib)."""
     c = np.int64(s[o])
     s[o] = c + 1
@@ -288,7 +290,7 @@ def _kama(p, u, s, o, x):  # type: ignore[no-untyped-def]
         prev = s[o + 2]
     s[o + 3] = xo
     roc = x - xo
-    if sm <= roc or (-_TA_EPS < sm and sm < _TA_EPS):
+    if sm <= abs(roc) or (-_TA_EPS < sm and sm < _TA_EPS):  # 0.8.1: |roc| (measured)
         er = 1.0
     else:
         er = abs(roc / sm)
@@ -303,7 +305,7 @@ def _kama(p, u, s, o, x):  # type: ignore[no-untyped-def]
     return v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _t3(p, u, vf, s, o, x):  # type: ignore[no-untyped-def]
     """TA-Lib 0.8.1's T3: six chained EMAs e = fma(1-k, e, k*x), each seeded with the mean of
     its first p inputs (the first one's sum starts from that input, not 0.0); output
@@ -342,7 +344,7 @@ def _t3(p, u, vf, s, o, x):  # type: ignore[no-untyped-def]
     return fma(c4, s[o + 3], fma(c3, s[o + 4], fma(c1, s[o + 6], c2 * s[o + 5])))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def ma_step(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-untyped-def]
     """Advance the ``matype`` block at ``s[o:]`` by one value ``x``; the MA or NaN (see module doc)."""
     if period == 1:  # TA_MA copies its input at period 1, whatever the matype
@@ -351,6 +353,13 @@ def ma_step(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-unty
         if c < unstable:
             return np.nan
         return x
+    return ma_step_raw(matype, period, unstable, vfactor, s, o, x)
+
+
+@njit(cache=True)
+def ma_step_raw(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-untyped-def]
+    """``ma_step`` without TA_MA's period-1 copy: the matype's own TA-Lib function at period 1
+    (only TRIMA differs: TA_TRIMA(1) runs its sums, so a NaN input stays in them)."""
     if matype == SMA:
         return _sma(period, s, o, x)
     if matype == EMA:
