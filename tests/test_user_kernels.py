@@ -22,6 +22,7 @@ from indicator_harness import Row, assert_bits, make_series, make_tests
 from numba import njit
 
 from featurestore.indicators import (
+    KINDS,
     REGISTRY,
     ParamDef,
     UserKernelError,
@@ -238,7 +239,7 @@ def test_ports_in_a_view_on_write_append_and_correction(store: Any) -> None:
         spec = conn.execute("SELECT spec FROM feature_views WHERE view_id = %s", (view.view_id,)).fetchone()[0]
     by_kind = {d["kind"]: d for d in spec["indicators"]}
     assert by_kind["sma"] == {"kind": "sma", "params": {"period": 20}}
-    assert by_kind["my_sma"] == {"kind": "my_sma", "params": {"period": 20}, "code": REGISTRY["my_sma"].code_hash}
+    assert by_kind["my_sma"] == {"kind": "my_sma", "params": {"period": 20}, "code": KINDS["my_sma"].code_hash}
     assert store.create_view("ported", VIEW).version == view.version  # same code: no new version
 
 
@@ -271,14 +272,14 @@ def test_changed_code_makes_a_new_version_and_never_mixes(fresh_store: Any) -> N
     store.ingest(df.head(39))
     try:
         _scaler("uk_scale", 2.0)
-        h1 = REGISTRY["uk_scale"].code_hash
+        h1 = KINDS["uk_scale"].code_hash
         v1 = store.create_view("ver", ["uk_scale_3", "sma_5"])
         assert store.create_view("ver", ["uk_scale_3", "sma_5"]).version == v1.version
         got1 = store.get_features("AAA", view="ver")["uk_scale_3"].to_numpy()
         close = df["close"].to_numpy()[:39]
         assert np.array_equal(got1[2:], close[2:] * 2.0)
         _scaler("uk_scale", 3.0)  # same name, other code (a constant it closes over): replaced
-        h2 = REGISTRY["uk_scale"].code_hash
+        h2 = KINDS["uk_scale"].code_hash
         assert h2 != h1
         v2 = store.create_view("ver", ["uk_scale_3", "sma_5"])
         assert v2.version == v1.version + 1
@@ -297,7 +298,7 @@ def test_changed_code_makes_a_new_version_and_never_mixes(fresh_store: Any) -> N
         got3 = store.get_features("AAA", view="ver")["uk_scale_3"].to_numpy()
         assert np.array_equal(got3[2:], df["close"].to_numpy()[2:] * 3.0)
         _scaler("uk_scale", 3.0)  # the same code again: the same hash
-        assert REGISTRY["uk_scale"].code_hash == h2
+        assert KINDS["uk_scale"].code_hash == h2
     finally:
         unregister("uk_scale")
 
@@ -357,10 +358,10 @@ def test_nan_contract_broken_on_real_data_fails_the_write_and_stores_nothing(fre
 # ------------------------------------------------------------------------------ registration errors
 def _fails(match: str, **kw: Any) -> Callable[[Any], None]:
     def check(fn: Any) -> None:
-        before = dict(REGISTRY)
+        before = dict(KINDS)
         with pytest.raises(UserKernelError, match=match):
             register(**kw)(fn)
-        assert REGISTRY == before  # nothing registered
+        assert KINDS == before  # nothing registered
 
     return check
 
@@ -443,7 +444,7 @@ def test_user_specs_parse_and_name_like_builtins() -> None:
     assert (s.kind, s.p, s.name, s.lookback, s.state_len) == ("my_ema", {"period": 30, "unstable": 5}, "my_ema_30_u5", 34, 3)
     assert parse_indicator("my_ema") == indicator("my_ema", period=30)
     assert parse_output_name("my_atr_14") == (indicator("my_atr", period=14), "")
-    assert indicator("my_sma", period=20).to_dict() == {"kind": "my_sma", "params": {"period": 20}, "code": REGISTRY["my_sma"].code_hash}
+    assert indicator("my_sma", period=20).to_dict() == {"kind": "my_sma", "params": {"period": 20}, "code": KINDS["my_sma"].code_hash}
     with pytest.raises(UserKernelError, match="other code"):
         type(s).from_dict({"kind": "my_sma", "params": {"period": 20}, "code": "0" * 20})
     with pytest.raises(Exception, match="period"):
@@ -454,14 +455,14 @@ def test_user_specs_parse_and_name_like_builtins() -> None:
 def test_a_failed_re_registration_keeps_the_previous_kernel() -> None:
     _scaler("uk_keep", 2.0)
     try:
-        h = REGISTRY["uk_keep"].code_hash
+        h = KINDS["uk_keep"].code_hash
 
         def broken(close, period):  # type: ignore[no-untyped-def]
             return close.nope
 
         with pytest.raises(UserKernelError):
             register("uk_keep", params={"period": 3}, window="period")(broken)
-        assert REGISTRY["uk_keep"].code_hash == h
+        assert KINDS["uk_keep"].code_hash == h
         assert compute("uk_keep_3", np.array([1.0, 2.0, 3.0]))["uk_keep_3"][2] == 6.0
     finally:
         unregister("uk_keep")

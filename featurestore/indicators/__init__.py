@@ -35,6 +35,7 @@ from featurestore.indicators.api import (
 )
 from featurestore.indicators.base import UserKernelError
 from featurestore.indicators.registry import (
+    KINDS,
     REGISTRY,
     IndicatorDef,
     IndicatorSpec,
@@ -46,6 +47,7 @@ from featurestore.indicators.registry import (
 from featurestore.indicators.user import register, unregister
 
 __all__ = [
+    "KINDS",
     "REGISTRY",
     "STATE_LAYOUTS",
     "STATE_VERSION",

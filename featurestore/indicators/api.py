@@ -105,7 +105,7 @@ def resolve_spec(spec: SpecLike, params: Mapping[str, Any] | None = None) -> Ind
         raise IndicatorError(f"expected an IndicatorSpec or a spec string, got {spec!r}")
     if params:
         merged: dict[str, Any] = dict(base.p)
-        defn = REGISTRY[base.kind]
+        defn = base.definition
         for key, value in params.items():
             name = str(key).lower()
             canonical = next((p.name for p in defn.params if name == p.name or name in p.aliases), name)

@@ -1,6 +1,7 @@
 """Indicator specs: names, parameters, output columns, lookbacks and reference implementations.
 
-One registry (``REGISTRY``) maps each indicator kind to its definition: the inputs it needs, its
+One registry (``REGISTRY``; ``KINDS`` adds user-defined kinds) maps each indicator kind to its
+definition: the inputs it needs, its
 parameters (defaults and TA-Lib's accepted ranges), its outputs, the numba kernel that computes
 it and the references that tests and benchmarks compare it with (the TA-Lib function, and a
 pandas formulation where one exists). ``IndicatorSpec`` is one configured indicator: hashable,
@@ -52,6 +53,7 @@ from featurestore.indicators.defs import ALL_DEFS
 
 __all__ = [
     "BUILTIN_KINDS",
+    "KINDS",
     "REGISTRY",
     "Arrays",
     "IndicatorDef",
@@ -63,18 +65,20 @@ __all__ = [
     "parse_output_name",
 ]
 
-#: Every kind: the built-ins, assembled from ``defs``' families (a duplicate kind fails there),
-#: plus user-defined kinds registered in this process (``featurestore.indicators.register``).
+#: Every built-in kind, assembled from ``defs``' families (a duplicate kind fails there).
 REGISTRY: dict[str, IndicatorDef] = {d.kind: d for d in ALL_DEFS}
-#: The built-in kinds only (a user kind may not shadow or extend one of them).
+#: The built-in kinds (a user kind may not shadow or extend one of them).
 BUILTIN_KINDS: frozenset[str] = frozenset(REGISTRY)
+#: Every kind that specs can name: the built-ins plus the user-defined kinds registered in
+#: this process (``featurestore.indicators.register``); parsing and specs look kinds up here.
+KINDS: dict[str, IndicatorDef] = dict(REGISTRY)
 
 
 def install_user_def(defn: IndicatorDef) -> None:
     """Add or replace a user-defined kind (``user.register`` validates it first)."""
     if defn.kind in BUILTIN_KINDS or not defn.code_hash:
         raise UserKernelError(f"{defn.kind!r} is a built-in indicator kind; a user kind may not replace it")
-    REGISTRY[defn.kind] = defn
+    KINDS[defn.kind] = defn
 
 
 @dataclass(frozen=True)
@@ -92,13 +96,13 @@ class IndicatorSpec:
 
     def __post_init__(self) -> None:
         kind = str(self.kind).lower()
-        if kind not in REGISTRY:
+        if kind not in KINDS:
             raise IndicatorError(
-                f"unknown indicator {self.kind!r}; known: {', '.join(sorted(REGISTRY))}"
+                f"unknown indicator {self.kind!r}; known: {', '.join(sorted(KINDS))}"
             )
         raw = dict(self.params.items() if isinstance(self.params, Mapping) else self.params)
         object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "params", _normalize_params(REGISTRY[kind], raw))
+        object.__setattr__(self, "params", _normalize_params(KINDS[kind], raw))
         # Hashed once: specs key the api's per-spec call plans, looked up on every call.
         object.__setattr__(self, "_hash", hash((self.kind, self.params)))
 
@@ -112,7 +116,7 @@ class IndicatorSpec:
     # -- views ------------------------------------------------------------------------------
     @property
     def definition(self) -> IndicatorDef:
-        return REGISTRY[self.kind]
+        return KINDS[self.kind]
 
     @property
     def p(self) -> dict[str, Number]:
@@ -184,7 +188,7 @@ class IndicatorSpec:
             raise IndicatorError(f"indicator spec 'params' must be an object, got {params!r}")
         kind = str(data["kind"]).lower()
         code = data.get("code")
-        if code is not None or (kind in REGISTRY and REGISTRY[kind].code_hash):
+        if code is not None or (kind in KINDS and KINDS[kind].code_hash):
             _check_code(kind, code)
         return cls(kind, dict(params))  # type: ignore[arg-type]
 
@@ -206,7 +210,7 @@ class IndicatorSpec:
 
 def _check_code(kind: str, code: Any) -> None:
     """A stored user-kind spec must name the code hash of the kernel registered now."""
-    defn = REGISTRY.get(kind)
+    defn = KINDS.get(kind)
     if code is None:
         raise UserKernelError(f"stored spec of user kernel {kind!r} records no code hash")
     if defn is None:
@@ -271,7 +275,7 @@ def _split_kind(text: str) -> tuple[str, list[str]] | None:
     tokens = text.split("_")
     for n in range(len(tokens), 0, -1):
         kind = "_".join(tokens[:n])
-        if kind in REGISTRY:
+        if kind in KINDS:
             return kind, tokens[n:]
     return None
 
@@ -291,10 +295,10 @@ def parse_indicator(text: str | IndicatorSpec) -> IndicatorSpec:
     split = _split_kind(text.strip().lower())
     if split is None:
         raise IndicatorError(
-            f"unknown indicator {_short(text)}; known: {', '.join(sorted(REGISTRY))}"
+            f"unknown indicator {_short(text)}; known: {', '.join(sorted(KINDS))}"
         )
     kind, values = split
-    defn = REGISTRY[kind]
+    defn = KINDS[kind]
     positional = [p for p in defn.params if not p.tag]
     tagged = {p.tag: p for p in defn.params if p.tag}
     params: dict[str, Number] = {}
@@ -331,7 +335,7 @@ def parse_output_name(column: str) -> tuple[IndicatorSpec, str]:
     split = _split_kind(column.strip().lower())
     if split is not None and split[1]:
         kind, rest = split
-        outs = REGISTRY[kind].outputs
+        outs = KINDS[kind].outputs
         if rest[0] in outs and rest[0] != "":
             spec = parse_indicator("_".join([kind, *rest[1:]]))
             if spec._column(rest[0]) == column:

@@ -103,7 +103,7 @@ from featurestore.indicators.base import (
     UserKernelError,
 )
 
-__all__ = ["CONTRACT_VERSION", "NAN_CODE", "UserKernelError", "code_hash", "kernel_for", "register", "unregister"]
+__all__ = ["CONTRACT_VERSION", "NAN_CODE", "USER_LAYOUTS", "UserKernelError", "code_hash", "kernel_for", "register", "unregister"]
 
 #: Part of every code hash: bump when the meaning of the contract changes.
 CONTRACT_VERSION = 1
@@ -121,6 +121,8 @@ SizeLike = int | str | Callable[..., int]
 _lock = threading.Lock()
 #: kind -> (code hash, compiled kernel)
 _KERNELS: dict[str, tuple[str, Any]] = {}
+#: What each registered user kind's state columns hold (``api.STATE_LAYOUTS`` has the built-ins).
+USER_LAYOUTS: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -147,11 +149,11 @@ def unregister(kind: str) -> None:
     from featurestore.indicators import api, registry
 
     with _lock:
-        defn = registry.REGISTRY.get(kind)
+        defn = registry.KINDS.get(kind)
         if defn is None or not defn.code_hash:
             raise UserKernelError(f"{kind!r} is not a registered user kernel")
-        del registry.REGISTRY[kind]
-        api.STATE_LAYOUTS.pop(kind, None)
+        del registry.KINDS[kind]
+        USER_LAYOUTS.pop(kind, None)
         _KERNELS.pop(kind, None)
         api._PLANS.clear()
 
@@ -186,7 +188,7 @@ def register(
 
 # ------------------------------------------------------------------------------ declaration
 def _check_names(kind: str, inputs: Sequence[str], outputs: Sequence[str], pdefs: tuple[ParamDef, ...]) -> None:
-    from featurestore.indicators.registry import BUILTIN_KINDS, REGISTRY
+    from featurestore.indicators.registry import BUILTIN_KINDS, KINDS
 
     if not isinstance(kind, str) or not _KIND.fullmatch(kind) or len(kind) > 40:
         raise UserKernelError(
@@ -197,7 +199,7 @@ def _check_names(kind: str, inputs: Sequence[str], outputs: Sequence[str], pdefs
             raise UserKernelError(
                 f"user kernel {kind!r} would shadow the built-in indicator {b!r} in spec names: choose another name"
             )
-    for other, d in REGISTRY.items():
+    for other, d in KINDS.items():
         if d.code_hash and other != kind and (kind.startswith(other + "_") or other.startswith(kind + "_")):
             raise UserKernelError(f"user kernel {kind!r} would be ambiguous with user kernel {other!r} in spec names")
     if not inputs or len(set(inputs)) != len(inputs) or any(i not in INPUTS for i in inputs):
@@ -730,5 +732,5 @@ def _register(
     with _lock:
         registry.install_user_def(defn)
         _KERNELS[kind] = (h, kernel)
-        api.STATE_LAYOUTS[kind] = layout
+        USER_LAYOUTS[kind] = layout
         api._PLANS.clear()
