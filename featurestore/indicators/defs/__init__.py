@@ -55,6 +55,10 @@ at their default]``; numbers as shortest round-trip decimals with ``.`` written 
 parameter ``unstable`` (tag ``"u"``, ``defs.averages.UNSTABLE``); ``base.ta(...,
 unstable="EMA")`` sets ``talib.set_unstable_period`` around the reference call.
 
+User-defined kinds (``featurestore.indicators.register``, contract in ``indicators/user.py``)
+are not definitions here: they join ``registry.KINDS`` at registration, never ``ALL_DEFS`` or
+``STATE_LAYOUTS``, and may not shadow or extend a kind defined here.
+
 Tests: add a table to ``tests/test_indicators_<family>.py`` using ``tests/indicator_harness.py``::
 
     from indicator_harness import Row, run_row_tests
