@@ -1,0 +1,404 @@
+"""Momentum kernels on a window's highest high and lowest low: WILLR, STOCHF, STOCH, STOCHRSI
+(part of the ``momentum`` family: ``kernels.momentum`` re-exports them, and definitions name
+them ``"momentum.<kind>_run"``).
+
+TA-Lib 0.8.1 finds the extremes in two different ways, and the difference shows on NaN input:
+
+- STOCHF/STOCH/STOCHRSI (ta_STOCHF.c's loop): the tracked extreme and its bar; when that bar
+  leaves the window, rescan from the window's oldest bar (strict ``<``/``>``: the first wins, so
+  a NaN at the rescan start sticks until it leaves); otherwise take today's value on ``<=``/
+  ``>=``. State: the extremes, their bars and rings of the last ``fastk`` inputs.
+- WILLR (a Van Herk/Gil-Werman block scan): blocks of ``period`` bars from the first bar; when
+  a block completes, its suffix extremes are built backward; a window is the older block's
+  suffix from its offset combined with the newer block's forward prefix (``pre > suf`` wins).
+  State: the prefix extremes, the current block's raw inputs and the last block's suffixes.
+
+Both are pure functions of the bars seen, so incremental runs equal full ones bit for bit.
+Rings are indexed by a slot counter (bar % n, advanced without a division per bar).
+The %K/%D smoothing is TA_MA of any matype but MAMA: ``kernels.ma.ma_step`` blocks kept in the
+state row, with TA-Lib's default (zero) unstable periods inside TA_MA and T3's volume factor
+0.7 as TA_MA uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from featurestore.indicators.kernels.common import (
+    BAD_INPUT_LENGTHS,
+    _check,
+    _copy_row,
+    _skip_leading_nan1,
+    _skip_leading_nan3,
+)
+from featurestore.indicators.kernels.ma import ma_lookback, ma_step, ma_width
+
+#: T3's volume factor inside TA_MA (%K/%D smoothing with matype 8).
+_T3_VFACTOR = 0.7
+
+
+@njit(cache=True, inline="always")
+def _rescan_low(state, k, ring, n, trailing, today):  # type: ignore[no-untyped-def]
+    """Lowest of ring bars trailing..today (strict <: the first of equal values wins)."""
+    slot = trailing % n
+    idx = trailing
+    ext = state[k, ring + slot]
+    j = trailing + 1
+    while j <= today:
+        slot += 1
+        if slot == n:
+            slot = 0
+        v = state[k, ring + slot]
+        if v < ext:
+            idx = j
+            ext = v
+        j += 1
+    return ext, idx
+
+
+@njit(cache=True, inline="always")
+def _rescan_high(state, k, ring, n, trailing, today):  # type: ignore[no-untyped-def]
+    """Highest of ring bars trailing..today (mirror of ``_rescan_low``)."""
+    slot = trailing % n
+    idx = trailing
+    ext = state[k, ring + slot]
+    j = trailing + 1
+    while j <= today:
+        slot += 1
+        if slot == n:
+            slot = 0
+        v = state[k, ring + slot]
+        if v > ext:
+            idx = j
+            ext = v
+        j += 1
+    return ext, idx
+
+
+@njit(cache=True, inline="always")
+def _stoch_k(cl, lowest, highest):  # type: ignore[no-untyped-def]
+    """TA-Lib 0.8.1's %K: ``((c - L) / (H - L)) * 100`` (no clamp), 0.0 where H - L is zero
+    relative to |H| + |L| (TA_IS_ZERO_SCALED)."""
+    r = highest - lowest
+    if abs(r) <= 1e-14 * (abs(highest) + abs(lowest)):
+        return 0.0
+    return ((cl - lowest) / r) * 100.0
+
+
+# ------------------------------------------------------------------------------------- WILLR
+@njit(cache=True)
+def willr_run(high, low, close, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+    """Williams' %R (TA-Lib 0.8.1's ta_WILLR.c): ``((H - c) / (H - L)) * -100`` clamped to
+    [-100, 0], 0.0 where H - L is zero relative to |H| + |L| (TA_IS_ZERO_SCALED); H and L from
+    the block scan (module doc).
+
+    State: [count, prefix high, prefix low, raw highs[n], raw lows[n], suffix highs[n],
+    suffix lows[n]] (slot = bar % n = position in its block).
+    """
+    n = period
+    if low.size != high.size or close.size != high.size:
+        return BAD_INPUT_LENGTHS
+    bad = _check(offsets, high.size, state_in, state, 3 + 4 * n)
+    if bad != 0:
+        return bad
+    rh = 3
+    rl = rh + n
+    sh = rl + n
+    sl = sh + n
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        c = np.int64(state[k, 0])
+        i = start
+        if c == 0:
+            i = _skip_leading_nan3(high, low, close, i, end, out)
+        if i >= end:
+            continue
+        pre_h = state[k, 1]
+        pre_l = state[k, 2]
+        q = c % n
+        while i < end:
+            vh = high[i]
+            vl = low[i]
+            state[k, rh + q] = vh
+            state[k, rl + q] = vl
+            if q == 0:
+                pre_h = vh
+                pre_l = vl
+            else:
+                if vh > pre_h:
+                    pre_h = vh
+                if vl < pre_l:
+                    pre_l = vl
+            valid = True
+            if q == n - 1:  # a block completes: its suffix extremes, built backward
+                hh = vh
+                ll = vl
+                state[k, sh + q] = hh
+                state[k, sl + q] = ll
+                j = q - 1
+                while j >= 0:
+                    v = state[k, rh + j]
+                    if v > hh:
+                        hh = v
+                    v = state[k, rl + j]
+                    if v < ll:
+                        ll = v
+                    state[k, sh + j] = hh
+                    state[k, sl + j] = ll
+                    j -= 1
+            elif c >= n:
+                hh = state[k, sh + q + 1]
+                if pre_h > hh:
+                    hh = pre_h
+                ll = state[k, sl + q + 1]
+                if pre_l < ll:
+                    ll = pre_l
+            else:
+                valid = False
+            if valid:
+                r = hh - ll
+                if abs(r) <= 1e-14 * (abs(hh) + abs(ll)):
+                    out[i] = 0.0
+                else:
+                    v = ((hh - close[i]) / r) * -100.0
+                    if v > 0.0:
+                        v = 0.0
+                    elif v < -100.0:
+                        v = -100.0
+                    out[i] = v
+            else:
+                out[i] = np.nan
+            q += 1
+            if q == n:
+                q = 0
+            c += 1
+            i += 1
+        state[k, 0] = c
+        state[k, 1] = pre_h
+        state[k, 2] = pre_l
+    return 0
+
+
+# ----------------------------------------------------------------------------- STOCHF, STOCH
+@njit(cache=True, inline="always")
+def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+    """%K over n bars from bar n-1, then one MA (STOCHF: %D) or two chained MAs (STOCH: slow
+    %K, then slow %D from slow %K's first value). Outputs (%K or slow %K, %D) from the total
+    lookback. State: [count, lowest, its bar, highest, its bar, low ring[n], high ring[n],
+    MA block 1, MA block 2 (STOCH)]."""
+    if low.size != high.size or close.size != high.size:
+        return BAD_INPUT_LENGTHS
+    w1 = ma_width(mt1, p1)
+    width = 5 + 2 * n + w1 + (ma_width(mt2, p2) if two else 0)
+    bad = _check(offsets, high.size, state_in, state, width)
+    if bad != 0:
+        return bad
+    rl = 5
+    rh = 5 + n
+    b1 = 5 + 2 * n
+    b2 = b1 + w1
+    lb1 = n - 1 + ma_lookback(mt1, p1, 0)
+    lb = lb1 + (ma_lookback(mt2, p2, 0) if two else 0)
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        c = np.int64(state[k, 0])
+        i = start
+        if c == 0:
+            i = _skip_leading_nan3(high, low, close, i, end, out_k)
+            for j in range(start, i):
+                out_d[j] = np.nan
+        if i >= end:
+            continue
+        row = state[k]
+        lowest = state[k, 1]
+        li = np.int64(state[k, 2])
+        highest = state[k, 3]
+        hi = np.int64(state[k, 4])
+        slot = c % n
+        while i < end:
+            vl = low[i]
+            vh = high[i]
+            state[k, rl + slot] = vl
+            state[k, rh + slot] = vh
+            a = np.nan
+            b = np.nan
+            if c >= n - 1:
+                tr = c - n + 1
+                if c == n - 1:  # the first window: TA-Lib starts from index -1, i.e. a rescan
+                    li = np.int64(-1)
+                    hi = np.int64(-1)
+                if li < tr:
+                    lowest, li = _rescan_low(state, k, rl, n, tr, c)
+                elif vl <= lowest:
+                    li = c
+                    lowest = vl
+                if hi < tr:
+                    highest, hi = _rescan_high(state, k, rh, n, tr, c)
+                elif vh >= highest:
+                    hi = c
+                    highest = vh
+                kv = _stoch_k(close[i], lowest, highest)
+                m1 = ma_step(mt1, p1, 0, _T3_VFACTOR, row, b1, kv)
+                if two:
+                    a = m1
+                    if c >= lb1:
+                        b = ma_step(mt2, p2, 0, _T3_VFACTOR, row, b2, m1)
+                else:
+                    a = kv
+                    b = m1
+            if c >= lb:
+                out_k[i] = a
+                out_d[i] = b
+            else:
+                out_k[i] = np.nan
+                out_d[i] = np.nan
+            slot += 1
+            if slot == n:
+                slot = 0
+            c += 1
+            i += 1
+        state[k, 0] = c
+        state[k, 1] = lowest
+        state[k, 2] = li
+        state[k, 3] = highest
+        state[k, 4] = hi
+    return 0
+
+
+@njit(cache=True)
+def stochf_run(high, low, close, offsets, fastk, fastd, fastd_matype, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+    """Fast stochastic (ta_STOCHF.c): %K over fastk bars from bar fastk-1 (``_stoch_k``, the
+    rescan extremes), %D = TA_MA(fastd, fastd_matype) of %K; both output from bar fastk-1 + the
+    MA's lookback. MAMA (7) is not supported (the wrapper refuses it).
+
+    State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk],
+    %D ``ma_step`` block].
+    """
+    return _stoch_core(high, low, close, offsets, fastk, fastd_matype, fastd, 0, 1, False,
+                       state_in, state, out_k, out_d)
+
+
+@njit(cache=True)
+def stoch_run(high, low, close, offsets, fastk, slowk, slowk_matype, slowd, slowd_matype, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+    """Slow stochastic (ta_STOCH.c): %K as in ``stochf_run``, slow %K = TA_MA(slowk,
+    slowk_matype) of %K, slow %D = TA_MA(slowd, slowd_matype) of slow %K from its first value;
+    both output from bar fastk-1 + both MA lookbacks. MAMA (7) is not supported.
+
+    State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk],
+    slow %K ``ma_step`` block, slow %D ``ma_step`` block].
+    """
+    return _stoch_core(high, low, close, offsets, fastk, slowk_matype, slowk, slowd_matype, slowd, True,
+                       state_in, state, out_k, out_d)
+
+
+# ---------------------------------------------------------------------------------- STOCHRSI
+@njit(cache=True)
+def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+    """Stochastic RSI (ta_STOCHRSI.c): RSI(period) exactly as ``momentum.rsi_run``; from bar
+    period + unstable (TA-Lib's RSI unstable period, which moves where the stochastic starts)
+    the RSI values feed a fast stochastic with high = low = close = RSI (``stochf_run``).
+    Outputs from bar period + unstable + fastk-1 + the %D MA's lookback. MAMA is not supported.
+
+    State: [count, avg gain, avg loss, previous input, lowest, its bar, highest, its bar,
+    RSI ring[fastk] (slot = stochastic bar % fastk), %D ``ma_step`` block].
+    """
+    n = period
+    inv = 1.0 / period
+    nm1 = float(period - 1)
+    r0 = period + unstable
+    rr = 8
+    db = 8 + fastk
+    lb = r0 + fastk - 1 + ma_lookback(fastd_matype, fastd, 0)
+    bad = _check(offsets, x.size, state_in, state, 8 + fastk + ma_width(fastd_matype, fastd))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        c = np.int64(state[k, 0])
+        i = start
+        if c == 0:
+            i = _skip_leading_nan1(x, i, end, out_k)
+            for j in range(start, i):
+                out_d[j] = np.nan
+        if i >= end:
+            continue
+        row = state[k]
+        g_avg = state[k, 1]
+        l_avg = state[k, 2]
+        prev = state[k, 3]
+        lowest = state[k, 4]
+        li = np.int64(state[k, 5])
+        highest = state[k, 6]
+        hi = np.int64(state[k, 7])
+        slot = (c - r0) % fastk if c >= r0 else 0
+        while i < end:
+            v = x[i]
+            kv = np.nan
+            dv = np.nan
+            if c == 0:
+                prev = v
+            else:
+                d = v - prev
+                prev = v
+                g = d if d > 0 else 0.0
+                if c <= n:
+                    g_avg += g
+                    l_avg += g - d
+                    if c == n:
+                        g_avg *= inv
+                        l_avg *= inv
+                else:
+                    g_avg = (g_avg * nm1 + g) * inv
+                    l_avg = ((g - d) + l_avg * nm1) * inv
+                if c >= r0:
+                    s = l_avg + g_avg
+                    rsi = (g_avg / s) * 100.0 if s > 0 else 0.0
+                    t = c - r0
+                    state[k, rr + slot] = rsi
+                    if t >= fastk - 1:
+                        tr = t - fastk + 1
+                        if t == fastk - 1:
+                            li = np.int64(-1)
+                            hi = np.int64(-1)
+                        if li < tr:
+                            lowest, li = _rescan_low(state, k, rr, fastk, tr, t)
+                        elif rsi <= lowest:
+                            li = t
+                            lowest = rsi
+                        if hi < tr:
+                            highest, hi = _rescan_high(state, k, rr, fastk, tr, t)
+                        elif rsi >= highest:
+                            hi = t
+                            highest = rsi
+                        kv = _stoch_k(rsi, lowest, highest)
+                        dv = ma_step(fastd_matype, fastd, 0, _T3_VFACTOR, row, db, kv)
+                    slot += 1
+                    if slot == fastk:
+                        slot = 0
+            if c >= lb:
+                out_k[i] = kv
+                out_d[i] = dv
+            else:
+                out_k[i] = np.nan
+                out_d[i] = np.nan
+            c += 1
+            i += 1
+        state[k, 0] = c
+        state[k, 1] = g_avg
+        state[k, 2] = l_avg
+        state[k, 3] = prev
+        state[k, 4] = lowest
+        state[k, 5] = li
+        state[k, 6] = highest
+        state[k, 7] = hi
+    return 0
