@@ -52,10 +52,11 @@ NOTIFY_CHANNEL = "featurestore"
 # benchmarks/load.py ("small writes") measured the prepared path tying COPY at 10-50 rows and
 # 1.2-1.5x slower from 100 rows up (it writes WAL per row; COPY batches per page).
 SMALL_WRITE_ROWS = 50
-# Appended rows kept in memory for the features step (5 columns, 32 bytes a row), so features
-# need not read them back (benchmarks/load.py: the read-back was 24% of a fresh load). Past this
-# the load falls back to reading bars back, keeping memory bounded.
-MEMORY_ROWS_MAX = 20_000_000
+# Appended rows kept in memory for the features step (entity, ts and the five OHLCV columns, which
+# kernels may take as inputs: 52 bytes a row), so features need not read them back
+# (benchmarks/load.py measures the read-back). Past this the load falls back to reading bars back,
+# keeping memory bounded (about 0.6 GB).
+MEMORY_ROWS_MAX = 12_000_000
 # Rows per COPY message while streaming: binary COPY built with numpy runs fastest in chunks of a
 # few hundred thousand rows (large enough to amortise each call, small enough to stay in cache).
 COPY_ROWS = 250_000
@@ -226,14 +227,15 @@ class MemoryBars:
     Sorted by (entity, ts); ``rows(ids)`` returns the rows of those entities, in that order.
     """
 
-    def __init__(self, eid: np.ndarray, ts: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> None:
+    def __init__(self, eid: np.ndarray, ts: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray,
+                 close: np.ndarray, volume: np.ndarray) -> None:
         key_sorted = eid.size < 2 or bool(
             np.all((eid[1:] > eid[:-1]) | ((eid[1:] == eid[:-1]) & (ts[1:] > ts[:-1])))
         )
         if not key_sorted:
             order = np.lexsort((ts, eid))
-            eid, ts, high, low, close = eid[order], ts[order], high[order], low[order], close[order]
-        self.eid, self.ts, self.high, self.low, self.close = eid, ts, high, low, close
+            eid, ts, open_, high, low, close, volume = (a[order] for a in (eid, ts, open_, high, low, close, volume))
+        self.eid, self.ts, self.open, self.high, self.low, self.close, self.volume = eid, ts, open_, high, low, close, volume
 
     def rows(self, ids: Sequence[int]) -> list[np.ndarray]:
         wanted = np.asarray(ids, dtype=self.eid.dtype)
@@ -243,7 +245,7 @@ class MemoryBars:
         # positions lo[k]..hi[k] of every wanted entity, concatenated without a Python loop
         starts = np.repeat(lo - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
         idx = starts + np.arange(int(lengths.sum()))
-        return [self.eid[idx], self.ts[idx], self.high[idx], self.low[idx], self.close[idx]]
+        return [a[idx] for a in (self.eid, self.ts, self.open, self.high, self.low, self.close, self.volume)]
 
 
 def write_features(
@@ -318,8 +320,8 @@ def write_features(
 
 
 def _read_bars(conn: psycopg.Connection[Any], query: sql.Composable, params: tuple[Any, ...]) -> list[np.ndarray]:
-    eid, ts, _o, high, low, close, _v = copy_out(conn, query, params, BAR_TYPES)
-    return [eid, ts, high, low, close]
+    eid, ts, open_, high, low, close, volume = copy_out(conn, query, params, BAR_TYPES)
+    return [eid, ts, open_, high, low, close, volume]
 
 
 def _compute_and_store(
@@ -332,7 +334,7 @@ def _compute_and_store(
     *,
     replace: bool,
 ) -> int:
-    eid, ts, high, low, close = bars
+    eid, ts, open_, high, low, close, volume = bars
     uniq, offsets = _segments(eid)
     if state is not None:
         # state rows follow `entities`; the read holds only entities that have new bars
@@ -340,7 +342,7 @@ def _compute_and_store(
         state = state[[row_of[int(e)] for e in uniq.tolist()]]
     cols: dict[str, np.ndarray] = {}
     new_states: list[np.ndarray] = []
-    inputs_all = {"high": high, "low": low, "close": close}
+    inputs_all = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
     col0 = 0
     for spec in view.indicators:
         inputs = {k: inputs_all[k] for k in spec.inputs}
@@ -565,7 +567,7 @@ class LoadWriter:
             if self._mem_rows > MEMORY_ROWS_MAX:
                 self._mem = None
             else:
-                self._mem.append([eid[idx], chunk.ts[idx], chunk.high[idx], chunk.low[idx], chunk.close[idx]])
+                self._mem.append([eid[idx], *(c[idx] for c in cols[1:])])
         try:
             if self.small:
                 self._small_upsert(cols, is_append, uniq_ids, n_app)

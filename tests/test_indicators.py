@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from featurestore.errors import IndicatorError
 from featurestore.indicators import (
-    REGISTRY,
     STATE_LAYOUTS,
     IndicatorSpec,
     compute,
@@ -37,6 +36,10 @@ from featurestore.indicators import (
 )
 
 # --------------------------------------------------------------------------- helpers / data
+
+#: The original eight kinds this file covers in depth; every other kind is covered by the generic
+#: harness (tests/indicator_harness.py) in its family's test file.
+SEED_KINDS = ("adx", "atr", "bbands", "ema", "macd", "rsi", "sma", "trange")
 
 #: Every kind with the periods the issue asks for (2, 3, 5, 50, 200) and the edge cases
 #: TA-Lib accepts (period 1 for SMA/EMA/ATR, MACD signal 1, swapped MACD, unequal BBANDS).
@@ -202,7 +205,7 @@ def test_lookback_matches_talib(spec: IndicatorSpec) -> None:
     assert spec.lookback == fn.lookback
 
 
-@pytest.mark.parametrize("kind", sorted(REGISTRY))
+@pytest.mark.parametrize("kind", SEED_KINDS)
 def test_nan_behaviour_matches_talib(kind: str) -> None:
     """Interior NaN and inf behave exactly like TA-Lib (documented in api); all-NaN too."""
     for spec in {IndicatorSpec(kind), parse_indicator(f"{kind}_2" if kind != "trange" else kind)}:
@@ -458,7 +461,7 @@ def test_compute_on_dataframe_returns_frame() -> None:
 
 # ---------------------------------------------------------------------- references, fma
 
-@pytest.mark.parametrize("kind", sorted(REGISTRY))
+@pytest.mark.parametrize("kind", SEED_KINDS)
 def test_pandas_reference_is_close(kind: str) -> None:
     """The pandas formulations used by the benchmark compute the same indicator."""
     spec = IndicatorSpec(kind)
@@ -531,7 +534,7 @@ def test_spec_objects() -> None:
     assert indicator("bbands", period=20, nbdevup=2, nbdevdn=2, matype=0) == parse_indicator("bbands_20_2")
     assert parse_indicator("bbands_20_0.1_0.30000000000000004").name == "bbands_20_0p1_0p30000000000000004"
     assert {s.inputs for s in SPECS} == {("close",), ("high", "low", "close")}
-    for kind in REGISTRY:
+    for kind in SEED_KINDS:
         spec = IndicatorSpec(kind)
         assert len(STATE_LAYOUTS[kind]) >= 2 and STATE_LAYOUTS[kind][0] == "count"
         assert spec.state_len == new_state(spec, 3).shape[1]

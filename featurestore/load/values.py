@@ -143,7 +143,7 @@ def _floats(col: Column, name: str, ctx: _Ctx) -> np.ndarray:
             raise ctx.fail(0, name, f"column has type {dtype}; expected numbers")
         if pd.api.types.is_numeric_dtype(dtype):
             return np.array(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, order="C")
-        if dtype == object:  # booleans are not numbers, even among numbers (pyarrow would read True as 1.0)
+        if pd.api.types.is_object_dtype(dtype):  # booleans are not numbers, even among numbers (pyarrow would read True as 1.0)
             cells = col.to_numpy(dtype=object)
             ctx.check(
                 np.frompyfunc(_is_bool, 1, 1)(cells).astype(bool),
@@ -377,7 +377,7 @@ def _timestamps(col: Column, ctx: _Ctx, assume_tz: str | None, name: str = "ts")
             raise ctx.fail(0, name, f"column has type {dtype}; expected timestamps")
         if pd.api.types.is_numeric_dtype(dtype):
             raise ctx.fail(0, name, _NUMERIC_TS)
-        if dtype == object:  # a number among timestamps would be read as an epoch: refuse it, naming the row
+        if pd.api.types.is_object_dtype(dtype):  # a number among timestamps would be read as an epoch: refuse it, naming the row
             cells = col.to_numpy(dtype=object)
             ctx.check(
                 np.frompyfunc(_is_number, 1, 1)(cells).astype(bool) & ~pd.isna(cells),  # NaN: "missing timestamp"
