@@ -166,3 +166,29 @@ def test_training_frame_leaves_events_unchanged(
         assert events.loc[0, "y"] == 42.0 and events.loc[1, "n"] == 7
         again = fs.get_training_frame(before.copy(deep=True), view="v")
         pd.testing.assert_frame_equal(again, want)
+
+
+def test_writing_through_the_callers_events_never_reaches_a_cached_training_frame(
+    stores: dict[str | None, FeatureStore],
+) -> None:
+    """`.array` writes bypass pandas' copy-on-write: the result must share no buffer with the events."""
+    fs, plain = stores["lru"], stores[None]
+    events = events_frame("object", label=True)
+    want = plain.get_training_frame(events.copy(deep=True), view="v")
+    first = fs.get_training_frame(events, view="v")
+    assert_same_result(first, want)
+    original = events.copy(deep=True)
+    events["y"].array[0] = -12345.0  # the caller reuses its own frame
+    events["ts"].array[0] = events["ts"].array[1]
+    again = fs.get_training_frame(original, view="v")  # the same content as the first call: a hit
+    assert_same_result(again, want)
+
+
+def test_renaming_one_results_columns_never_renames_anothers(stores: dict[str | None, FeatureStore]) -> None:
+    for policy in (None, "lru"):
+        fs = stores[policy]
+        a = fs.get_features(["AAA"], view="v")
+        a.columns.name = "renamed"  # in place, on the Index object itself
+        b = fs.get_features(["AAA"], view="v", columns=["sma_3"])
+        c = fs.get_bars(["BBB"])
+        assert b.columns.name is None and c.columns.name is None, policy

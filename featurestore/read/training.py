@@ -95,7 +95,9 @@ def training_frame(
         v = key_vals[c]
         new[c] = np.where(hit, v[kidx], np.nan) if v.size else np.full(n, np.nan)
     fts = np.where(hit, key_row[kidx], _NAT) if key_row.size else np.full(n, _NAT)
-    out = events.copy(deep=False)
+    # a deep copy: the result (which the cache may keep) must share no buffer with the caller's
+    # events, or a later write through events[...].array would change a cached result
+    out = events.copy(deep=True)
     for c in cols:
         out[c] = new[c]
     out[TRAINING_TS_COLUMN] = pd.DatetimeIndex(fts.view("datetime64[us]")).tz_localize(_UTC).array
