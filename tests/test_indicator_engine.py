@@ -211,3 +211,31 @@ def test_common_building_blocks_reproduce_talib() -> None:
         assert_bits(sma(x, n), talib.SMA(x, n), f"sma {n}")
         assert_bits(ema(x, n), talib.EMA(x, n), f"ema {n}")
         assert_bits(rsi(x, n), talib.RSI(x, n), f"rsi {n}")
+
+
+def test_disk_cache_is_dropped_when_any_kernel_module_changes(tmp_path: Path) -> None:
+    """numba keys a kernel's cache on its own file; a changed helper module must not leave stale machine code."""
+    from featurestore.indicators.kernels import common
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = [sys.executable, "-c", "import numpy as np; from featurestore.indicators import compute; compute('sma_3', np.arange(9.0))"]
+
+    def first_use() -> None:
+        done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr
+
+    first_use()
+    (marker,) = tmp_path.rglob(common.CACHE_MARKER)
+    assert marker.read_text() == common._sources_digest()
+    cache_dir = marker.parent
+    # the same sources: nothing is dropped
+    keep = cache_dir / "averages.sentinel-1.py311.nbi"
+    keep.write_bytes(b"")
+    first_use()
+    assert keep.exists()
+    # sources that differ from the marker (an upgrade, an edited helper): every kernel cache file goes
+    marker.write_text("0" * 64)
+    first_use()
+    assert not keep.exists()
+    assert marker.read_text() == common._sources_digest()
+    assert any(p.suffix == ".nbi" and p.name.startswith("averages.sma_run") for p in cache_dir.iterdir())

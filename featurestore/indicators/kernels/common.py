@@ -31,9 +31,11 @@ This module imports numba at the top: import it only when a kernel is needed (``
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,6 +215,51 @@ def _resolve(name: str) -> Any:
     return getattr(importlib.import_module(f"featurestore.indicators.kernels.{module}"), func)
 
 
+_disk_cache_checked = False
+CACHE_MARKER = "featurestore-kernels.sha256"
+
+
+def _sources_digest() -> str:
+    """A digest of every kernel module's source (this package's ``*.py`` files)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _check_disk_cache(kernel: Any) -> None:
+    """Drop numba's cached machine code of these kernels when any kernel module changed.
+
+    numba keys a kernel's disk cache on its own source file only, so a kernel that calls a
+    helper from another module (``common.py``, ``ma.py``) would keep running the helper's old
+    code after an edit or an upgrade that changed only the helper. A digest of all kernel
+    sources, kept beside the cache files, catches that: on a mismatch the kernels' cache files
+    go and each kernel compiles once more. Runs once per process, under the specialise lock.
+    """
+    global _disk_cache_checked
+    _disk_cache_checked = True
+    try:
+        cache_dir = Path(kernel._cache._cache_path)
+    except AttributeError:  # no disk cache (NUMBA_DISABLE_JIT, or a kernel without cache=True)
+        return
+    digest = _sources_digest()
+    marker = cache_dir / CACHE_MARKER
+    try:
+        if marker.read_text(encoding="ascii") == digest:
+            return
+    except OSError:
+        pass
+    modules = {path.stem for path in Path(__file__).parent.glob("*.py")}
+    try:
+        for path in cache_dir.iterdir():
+            if path.suffix in (".nbi", ".nbc") and path.name.split(".", 1)[0] in modules:
+                path.unlink(missing_ok=True)
+        marker.write_text(digest, encoding="ascii")
+    except OSError:  # a read-only cache dir: numba then falls back to compiling in memory
+        pass
+
+
 def specialize(name: str, n_inputs: int, param_types: tuple[type, ...], n_outputs: int) -> object:
     """The kernel ``name`` (``"<family>.<function>"``), compiled (or loaded from numba's disk cache) for the one signature
     the api calls it with, and barred from compiling any other.
@@ -228,6 +275,8 @@ def specialize(name: str, n_inputs: int, param_types: tuple[type, ...], n_output
         return kernel
     with _specialize_lock:
         if name not in _specialized:  # checked again: another thread may have finished it
+            if not _disk_cache_checked:
+                _check_disk_cache(kernel)
             sig = (
                 (_RO_F8,) * n_inputs
                 + (_RO_I8,)
