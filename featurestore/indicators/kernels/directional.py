@@ -103,52 +103,74 @@ def _adx(high, low, close, offsets, period, unstable, state_in, state, out, ring
         pdm = state[k, 5]
         trs = state[k, 6]
         adx = state[k, 7]
-        while i < end:
-            if c == 0:
-                ph = high[i]
-                pl = low[i]
-                pc = close[i]
-                out[i] = np.nan
-            else:
-                hv = high[i]
-                lv = low[i]
-                mdm, pdm, trs = _dm_tr(hv, lv, ph, pl, pc, mdm, pdm, trs, period, c >= period)
-                ph = hv
-                pl = lv
-                pc = close[i]
-                if c < period:
-                    out[i] = np.nan
-                elif c <= lb:
-                    # bars period..2*period-1 sum DX; a skipped bar adds nothing
-                    adx += _dx(mdm, pdm, trs, 0.0)
-                    if c == lb:
-                        adx = adx / period
-                        out[i] = adx
-                    else:
-                        out[i] = np.nan
-                else:
-                    # Wilder smoothing of DX; a skipped bar repeats the last ADX
-                    if _tr_ok(trs):
-                        mdi = 100.0 * (mdm / trs)
-                        pdi = 100.0 * (pdm / trs)
-                        sdi = mdi + pdi
-                        if not (-_TA_EPS < sdi and sdi < _TA_EPS):
-                            adx = ((adx * nm1) + 100.0 * (abs(mdi - pdi) / sdi)) / period
-                    out[i] = adx
+        slot = c % m
+        if c == 0:
+            ph = high[i]
+            pl = low[i]
+            pc = close[i]
+            out[i] = np.nan
             if ring:
-                # ADXR = (ADX[t] + ADX[t - (period-1)]) / 2; ring slot c % (period-1) holds ADX[c - m]
-                slot = 8 + c % m
+                out_adxr[i] = np.nan
+                state[k, 8 + slot] = np.nan
+                slot = 1 % m
+            c = 1
+            i += 1
+        # Warm-up: bars 1..period-1 sum DM and TR, bars period..2*period-1 sum DX (a skipped bar
+        # adds nothing).
+        while i < end and c <= lb:
+            hv = high[i]
+            lv = low[i]
+            mdm, pdm, trs = _dm_tr(hv, lv, ph, pl, pc, mdm, pdm, trs, period, c >= period)
+            ph = hv
+            pl = lv
+            pc = close[i]
+            cur = np.nan
+            if c >= period:
+                adx += _dx(mdm, pdm, trs, 0.0)
+                if c == lb:
+                    adx = adx / period
+                    cur = adx
+            out[i] = cur
+            if ring:
+                # ring slot t % m holds ADX's output at bar t - m (NaN before its first value)
+                out_adxr[i] = np.nan
+                state[k, 8 + slot] = cur
+                slot += 1
+                if slot == m:
+                    slot = 0
+            c += 1
+            i += 1
+        # Steady state: Wilder smoothing of DX; a skipped bar repeats the last ADX.
+        while i < end:
+            hv = high[i]
+            lv = low[i]
+            mdm, pdm, trs = _dm_tr(hv, lv, ph, pl, pc, mdm, pdm, trs, period, True)
+            ph = hv
+            pl = lv
+            pc = close[i]
+            if _tr_ok(trs):
+                mdi = 100.0 * (mdm / trs)
+                pdi = 100.0 * (pdm / trs)
+                sdi = mdi + pdi
+                if not (-_TA_EPS < sdi and sdi < _TA_EPS):
+                    adx = ((adx * nm1) + 100.0 * (abs(mdi - pdi) / sdi)) / period
+            out[i] = adx
+            if ring:
+                # ADXR = (ADX[t] + ADX[t - m]) / 2 (may share ``out``: it overwrites ADX's value)
                 if c >= mask + m:
-                    out_adxr[i] = (adx + state[k, slot]) / 2.0
+                    out_adxr[i] = (adx + state[k, 8 + slot]) / 2.0
                 else:
                     out_adxr[i] = np.nan
-                state[k, slot] = adx
-            c += 1
+                state[k, 8 + slot] = adx
+                slot += 1
+                if slot == m:
+                    slot = 0
+                c += 1
             i += 1
         # TA-Lib's unstable period (ADX's setting) only masks: NaN before bar lb + unstable.
         for j in range(p, min(end, p + max(mask - c0, 0))):
             out[j] = np.nan
-        state[k, 0] = c
+        state[k, 0] = c0 + (end - p)
         state[k, 1] = ph
         state[k, 2] = pl
         state[k, 3] = pc
@@ -174,10 +196,10 @@ def adx_run(high, low, close, offsets, period, unstable, state_in, state, out): 
 def adxr_run(high, low, close, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """ADXR = (ADX[t] + ADX[t - (period-1)]) / 2, from bar 3*period - 2.
 
-    State: ADX's 8 columns, then a ring of the last period-1 ADX values (slot = bar % (period-1)).
+    State: ADX's 8 columns, then a ring of the last period-1 ADX outputs (slot = bar % (period-1),
+    NaN before ADX's first value).
     """
-    adx = np.empty(out.size)
-    return _adx(high, low, close, offsets, period, 0, state_in, state, adx, True, out)
+    return _adx(high, low, close, offsets, period, 0, state_in, state, out, True, out)
 
 
 # ------------------------------------------------------------------------ DX, PLUS_DI, MINUS_DI
@@ -327,20 +349,31 @@ def _aroon(high, low, offsets, period, state_in, state, out_a, out_b, osc):  # t
         lo = state[k, 2]
         hi_i: int | np.int64 = np.int64(state[k, 3])
         hi = state[k, 4]
+        p = i
+        c0 = c
+        slot = c % n  # ring slot of bar c, and of bar c - n (the window's oldest)
         while i < end:
             lv = low[i]
             hv = high[i]
-            slot = c % n
             if c >= n:
                 tr = c - n
+                # a bar before this call is in the ring, a later one in the input (j - c0 bars after p)
                 if lo_i < tr:
                     lo_i = tr
-                    lo = state[k, 5 + slot]  # the window's oldest bar
-                    for j in range(tr + 1, c):
+                    lo = state[k, 5 + slot] if tr < c0 else low[p + (tr - c0)]
+                    j = tr + 1
+                    while j < c and j < c0:
                         t = state[k, 5 + j % n]
                         if t <= lo:
                             lo_i = j
                             lo = t
+                        j += 1
+                    while j < c:
+                        t = low[p + (j - c0)]
+                        if t <= lo:
+                            lo_i = j
+                            lo = t
+                        j += 1
                     if lv <= lo:
                         lo_i = c
                         lo = lv
@@ -349,12 +382,20 @@ def _aroon(high, low, offsets, period, state_in, state, out_a, out_b, osc):  # t
                     lo = lv
                 if hi_i < tr:
                     hi_i = tr
-                    hi = state[k, 5 + n + slot]
-                    for j in range(tr + 1, c):
+                    hi = state[k, 5 + n + slot] if tr < c0 else high[p + (tr - c0)]
+                    j = tr + 1
+                    while j < c and j < c0:
                         t = state[k, 5 + n + j % n]
                         if t >= hi:
                             hi_i = j
                             hi = t
+                        j += 1
+                    while j < c:
+                        t = high[p + (j - c0)]
+                        if t >= hi:
+                            hi_i = j
+                            hi = t
+                        j += 1
                     if hv >= hi:
                         hi_i = c
                         hi = hv
@@ -370,10 +411,15 @@ def _aroon(high, low, offsets, period, state_in, state, out_a, out_b, osc):  # t
                 out_a[i] = np.nan
                 if not osc:
                     out_b[i] = np.nan
-            state[k, 5 + slot] = lv
-            state[k, 5 + n + slot] = hv
+            slot += 1
+            if slot == n:
+                slot = 0
             c += 1
             i += 1
+        for j in range(max(p, end - n), end):  # the ring keeps the last n bars
+            s = (c0 + (j - p)) % n
+            state[k, 5 + s] = low[j]
+            state[k, 5 + n + s] = high[j]
         state[k, 0] = c
         state[k, 1] = lo_i
         state[k, 2] = lo
