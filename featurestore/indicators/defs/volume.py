@@ -2,6 +2,11 @@
 
 Accepted ranges are TA-Lib 0.8's: ADOSC fast and slow periods 2..100000 (defaults 3 and 10);
 OBV and AD take no parameters. See ``defs/__init__.py`` for the contract.
+
+One deliberate difference from TA-Lib: on a series with NO bar where every input is non-NaN,
+TA-Lib's begidx rule runs the function on the last bar alone, so OBV gives that bar's volume
+and AD gives 0.0 there; the store gives NaN, because a value that a later valid bar would
+retract cannot be kept incremental. Every other series is bit for bit TA-Lib's.
 """
 
 from __future__ import annotations

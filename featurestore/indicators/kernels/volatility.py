@@ -60,6 +60,14 @@ def trange_run(high, low, close, offsets, state_in, state, out):  # type: ignore
 
 # ---------------------------------------------------------------------------------- ATR, NATR
 @njit(cache=True, inline="always")
+def _natr(atr, close):  # type: ignore[no-untyped-def]
+    """TA-Lib's NATR output: ``atr / close * 100``, 0.0 when |close| < 1e-14."""
+    if -_TA_EPS < close and close < _TA_EPS:
+        return 0.0
+    return atr / close * 100.0
+
+
+@njit(cache=True, inline="always")
 def _wilder_atr(high, low, close, offsets, period, unstable, state_in, state, out, normalized):  # type: ignore[no-untyped-def]
     """ATR (``normalized`` False) or NATR (True): Wilder ATR seeded by the mean of TR[1..period]
     (TR[0] unused), then ``fma(a, atr, tr * b)`` with ``a = (period-1)/period``, ``b = 1 - a``
@@ -105,7 +113,7 @@ def _wilder_atr(high, low, close, offsets, period, unstable, state_in, state, ou
             pc = close[i]
             if c == period:
                 s = s / period
-                out[i] = s
+                out[i] = _natr(s, pc) if normalized and not trange else s
             else:
                 out[i] = np.nan
             c += 1
@@ -114,16 +122,9 @@ def _wilder_atr(high, low, close, offsets, period, unstable, state_in, state, ou
             tr = _true_range(high[i], low[i], pc)
             pc = close[i]
             s = fma(a, s, tr * b)
-            out[i] = s
+            out[i] = _natr(s, pc) if normalized and not trange else s
             i += 1
-        # Normalization and the unstable period: bars p.. at index c0 + (j - p).
-        if normalized and not trange:
-            for j in range(p + max(period - c0, 0), end):
-                x = close[j]
-                if -_TA_EPS < x and x < _TA_EPS:
-                    out[j] = 0.0
-                else:
-                    out[j] = out[j] / x * 100.0
+        # The unstable period: bars p.. (bar index c0 + (j - p)) before lb give NaN.
         for j in range(p, min(end, p + max(lb - c0, 0))):
             out[j] = np.nan
         state[k, 0] = c0 + (end - p)
