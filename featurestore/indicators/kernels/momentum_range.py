@@ -14,7 +14,8 @@ TA-Lib 0.8.1 finds the extremes in two different ways, and the difference shows 
   State: the prefix extremes, the current block's raw inputs and the last block's suffixes.
 
 Both are pure functions of the bars seen, so incremental runs equal full ones bit for bit.
-Rings are indexed by a slot counter (bar % n, advanced without a division per bar).
+Rescans read this call's bars from the inputs and older ones from the state's rings, which are
+refreshed once at the end of each symbol's call.
 The %K/%D smoothing is TA_MA of any matype but MAMA: ``kernels.ma.ma_step`` blocks kept in the
 state row, with TA-Lib's default (zero) unstable periods inside TA_MA and T3's volume factor
 0.7 as TA_MA uses.
@@ -39,17 +40,20 @@ _T3_VFACTOR = 0.7
 
 
 @njit(cache=True, inline="always")
-def _rescan_low(state, k, ring, n, trailing, today):  # type: ignore[no-untyped-def]
-    """Lowest of ring bars trailing..today (strict <: the first of equal values wins)."""
-    slot = trailing % n
+def _rescan_low(src, i0, j0, ring, n, trailing, today):  # type: ignore[no-untyped-def]
+    """Lowest of bars trailing..today (strict <: the first of equal values wins). Bar j is
+    ``src[i0 + j - j0]`` from this call's first bar j0 on, else the state ring (slot j % n)."""
     idx = trailing
-    ext = state[k, ring + slot]
+    ext = src[i0 + trailing - j0] if trailing >= j0 else ring[trailing % n]
     j = trailing + 1
+    while j <= today and j < j0:
+        v = ring[j % n]
+        if v < ext:
+            idx = j
+            ext = v
+        j += 1
     while j <= today:
-        slot += 1
-        if slot == n:
-            slot = 0
-        v = state[k, ring + slot]
+        v = src[i0 + j - j0]
         if v < ext:
             idx = j
             ext = v
@@ -58,22 +62,31 @@ def _rescan_low(state, k, ring, n, trailing, today):  # type: ignore[no-untyped-
 
 
 @njit(cache=True, inline="always")
-def _rescan_high(state, k, ring, n, trailing, today):  # type: ignore[no-untyped-def]
-    """Highest of ring bars trailing..today (mirror of ``_rescan_low``)."""
-    slot = trailing % n
+def _rescan_high(src, i0, j0, ring, n, trailing, today):  # type: ignore[no-untyped-def]
+    """Highest of bars trailing..today (mirror of ``_rescan_low``)."""
     idx = trailing
-    ext = state[k, ring + slot]
+    ext = src[i0 + trailing - j0] if trailing >= j0 else ring[trailing % n]
     j = trailing + 1
+    while j <= today and j < j0:
+        v = ring[j % n]
+        if v > ext:
+            idx = j
+            ext = v
+        j += 1
     while j <= today:
-        slot += 1
-        if slot == n:
-            slot = 0
-        v = state[k, ring + slot]
+        v = src[i0 + j - j0]
         if v > ext:
             idx = j
             ext = v
         j += 1
     return ext, idx
+
+
+@njit(cache=True, inline="always")
+def _save_ring(src, i0, j0, jend, ring, n):  # type: ignore[no-untyped-def]
+    """Keep this call's last (up to n) bars j0..jend-1 in the ring (slot j % n)."""
+    for j in range(max(j0, jend - n), jend):
+        ring[j % n] = src[i0 + j - j0]
 
 
 @njit(cache=True, inline="always")
@@ -84,6 +97,30 @@ def _stoch_k(cl, lowest, highest):  # type: ignore[no-untyped-def]
     if abs(r) <= 1e-14 * (abs(highest) + abs(lowest)):
         return 0.0
     return ((cl - lowest) / r) * 100.0
+
+
+@njit(cache=True, inline="always")
+def _ma(row, o, matype, period, x, generic):  # type: ignore[no-untyped-def]
+    """``ma_step(matype, period, 0, 0.7, row, o, x)``. Callers pass ``generic`` as a constant
+    (False only when every matype of the kernel is 0): then SMA is inlined -- the same
+    operations on the same block layout ([count, total, ring[period-1]]) as ``kernels.ma``'s
+    SMA and period-1 copy -- and the call, dead code, leaves the loop."""
+    if generic:
+        return ma_step(matype, period, 0, _T3_VFACTOR, row, o, x)
+    c = np.int64(row[o])
+    row[o] = c + 1
+    if period == 1:
+        return x
+    m = period - 1
+    total = row[o + 1] + x
+    slot = o + 2 + c % m
+    out = np.nan
+    if c >= m:
+        out = total / period
+        total -= row[slot]
+    row[o + 1] = total
+    row[slot] = x
+    return out
 
 
 # ------------------------------------------------------------------------------------- WILLR
@@ -117,14 +154,15 @@ def willr_run(high, low, close, offsets, period, state_in, state, out):  # type:
             i = _skip_leading_nan3(high, low, close, i, end, out)
         if i >= end:
             continue
-        pre_h = state[k, 1]
-        pre_l = state[k, 2]
+        row = state[k]
+        pre_h = row[1]
+        pre_l = row[2]
         q = c % n
         while i < end:
             vh = high[i]
             vl = low[i]
-            state[k, rh + q] = vh
-            state[k, rl + q] = vl
+            row[rh + q] = vh
+            row[rl + q] = vl
             if q == 0:
                 pre_h = vh
                 pre_l = vl
@@ -137,24 +175,24 @@ def willr_run(high, low, close, offsets, period, state_in, state, out):  # type:
             if q == n - 1:  # a block completes: its suffix extremes, built backward
                 hh = vh
                 ll = vl
-                state[k, sh + q] = hh
-                state[k, sl + q] = ll
+                row[sh + q] = hh
+                row[sl + q] = ll
                 j = q - 1
                 while j >= 0:
-                    v = state[k, rh + j]
+                    v = row[rh + j]
                     if v > hh:
                         hh = v
-                    v = state[k, rl + j]
+                    v = row[rl + j]
                     if v < ll:
                         ll = v
-                    state[k, sh + j] = hh
-                    state[k, sl + j] = ll
+                    row[sh + j] = hh
+                    row[sl + j] = ll
                     j -= 1
             elif c >= n:
-                hh = state[k, sh + q + 1]
+                hh = row[sh + q + 1]
                 if pre_h > hh:
                     hh = pre_h
-                ll = state[k, sl + q + 1]
+                ll = row[sl + q + 1]
                 if pre_l < ll:
                     ll = pre_l
             else:
@@ -185,7 +223,7 @@ def willr_run(high, low, close, offsets, period, state_in, state, out):  # type:
 
 # ----------------------------------------------------------------------------- STOCHF, STOCH
 @njit(cache=True, inline="always")
-def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, generic, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
     """%K over n bars from bar n-1, then one MA (STOCHF: %D) or two chained MAs (STOCH: slow
     %K, then slow %D from slow %K's first value). Outputs (%K or slow %K, %D) from the total
     lookback. State: [count, lowest, its bar, highest, its bar, low ring[n], high ring[n],
@@ -217,53 +255,53 @@ def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, state_in, s
         if i >= end:
             continue
         row = state[k]
-        lowest = state[k, 1]
-        li = np.int64(state[k, 2])
-        highest = state[k, 3]
-        hi = np.int64(state[k, 4])
-        slot = c % n
-        while i < end:
+        ring_l = row[rl : rl + n]
+        ring_h = row[rh : rh + n]
+        lowest = row[1]
+        li = np.int64(row[2])
+        highest = row[3]
+        hi = np.int64(row[4])
+        i0 = i
+        j0 = c
+        warm = min(end, i0 + max(n - 1 - j0, 0))  # bars before the first %K
+        for j in range(i0, warm):
+            out_k[j] = np.nan
+            out_d[j] = np.nan
+        for i in range(warm, end):
+            t = j0 + (i - i0)
+            tr = t - n + 1
             vl = low[i]
             vh = high[i]
-            state[k, rl + slot] = vl
-            state[k, rh + slot] = vh
-            a = np.nan
-            b = np.nan
-            if c >= n - 1:
-                tr = c - n + 1
-                if c == n - 1:  # the first window: TA-Lib starts from index -1, i.e. a rescan
-                    li = np.int64(-1)
-                    hi = np.int64(-1)
-                if li < tr:
-                    lowest, li = _rescan_low(state, k, rl, n, tr, c)
-                elif vl <= lowest:
-                    li = c
-                    lowest = vl
-                if hi < tr:
-                    highest, hi = _rescan_high(state, k, rh, n, tr, c)
-                elif vh >= highest:
-                    hi = c
-                    highest = vh
-                kv = _stoch_k(close[i], lowest, highest)
-                m1 = ma_step(mt1, p1, 0, _T3_VFACTOR, row, b1, kv)
-                if two:
-                    a = m1
-                    if c >= lb1:
-                        b = ma_step(mt2, p2, 0, _T3_VFACTOR, row, b2, m1)
-                else:
-                    a = kv
-                    b = m1
-            if c >= lb:
+            if t == n - 1:  # the first window: TA-Lib starts from index -1, i.e. a rescan
+                li = np.int64(-1)
+                hi = np.int64(-1)
+            if li < tr:
+                lowest, li = _rescan_low(low, i0, j0, ring_l, n, tr, t)
+            elif vl <= lowest:
+                li = t
+                lowest = vl
+            if hi < tr:
+                highest, hi = _rescan_high(high, i0, j0, ring_h, n, tr, t)
+            elif vh >= highest:
+                hi = t
+                highest = vh
+            kv = _stoch_k(close[i], lowest, highest)
+            m1 = _ma(row, b1, mt1, p1, kv, generic)
+            if two:
+                a = m1
+                b = _ma(row, b2, mt2, p2, m1, generic) if t >= lb1 else np.nan
+            else:
+                a = kv
+                b = m1
+            if t >= lb:
                 out_k[i] = a
                 out_d[i] = b
             else:
                 out_k[i] = np.nan
                 out_d[i] = np.nan
-            slot += 1
-            if slot == n:
-                slot = 0
-            c += 1
-            i += 1
+        c = j0 + (end - i0)
+        _save_ring(low, i0, j0, c, ring_l, n)
+        _save_ring(high, i0, j0, c, ring_h, n)
         state[k, 0] = c
         state[k, 1] = lowest
         state[k, 2] = li
@@ -281,7 +319,10 @@ def stochf_run(high, low, close, offsets, fastk, fastd, fastd_matype, state_in, 
     State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk],
     %D ``ma_step`` block].
     """
-    return _stoch_core(high, low, close, offsets, fastk, fastd_matype, fastd, 0, 1, False,
+    if fastd_matype == 0:  # the default: SMA inlined (see ``_ma``)
+        return _stoch_core(high, low, close, offsets, fastk, 0, fastd, 0, 1, False, False,
+                           state_in, state, out_k, out_d)
+    return _stoch_core(high, low, close, offsets, fastk, fastd_matype, fastd, 0, 1, False, True,
                        state_in, state, out_k, out_d)
 
 
@@ -294,20 +335,31 @@ def stoch_run(high, low, close, offsets, fastk, slowk, slowk_matype, slowd, slow
     State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk],
     slow %K ``ma_step`` block, slow %D ``ma_step`` block].
     """
-    return _stoch_core(high, low, close, offsets, fastk, slowk_matype, slowk, slowd_matype, slowd, True,
+    if slowk_matype == 0 and slowd_matype == 0:  # the default: SMA inlined (see ``_ma``)
+        return _stoch_core(high, low, close, offsets, fastk, 0, slowk, 0, slowd, True, False,
+                           state_in, state, out_k, out_d)
+    return _stoch_core(high, low, close, offsets, fastk, slowk_matype, slowk, slowd_matype, slowd, True, True,
                        state_in, state, out_k, out_d)
 
 
 # ---------------------------------------------------------------------------------- STOCHRSI
 @njit(cache=True)
 def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+    """Stochastic RSI (ta_STOCHRSI.c); see ``_stochrsi_core``."""
+    if fastd_matype == 0:  # the default: SMA inlined (see ``_ma``)
+        return _stochrsi_core(x, offsets, period, fastk, fastd, 0, unstable, False, state_in, state, out_k, out_d)
+    return _stochrsi_core(x, offsets, period, fastk, fastd, fastd_matype, unstable, True, state_in, state, out_k, out_d)
+
+
+@njit(cache=True, inline="always")
+def _stochrsi_core(x, offsets, period, fastk, fastd, fastd_matype, unstable, generic, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
     """Stochastic RSI (ta_STOCHRSI.c): RSI(period) exactly as ``momentum.rsi_run``; from bar
     period + unstable (TA-Lib's RSI unstable period, which moves where the stochastic starts)
     the RSI values feed a fast stochastic with high = low = close = RSI (``stochf_run``).
     Outputs from bar period + unstable + fastk-1 + the %D MA's lookback. MAMA is not supported.
 
     State: [count, avg gain, avg loss, previous input, lowest, its bar, highest, its bar,
-    RSI ring[fastk] (slot = stochastic bar % fastk), %D ``ma_step`` block].
+    ring of the last fastk RSI values (slot = stochastic bar % fastk), %D ``ma_step`` block].
     """
     n = period
     inv = 1.0 / period
@@ -319,6 +371,10 @@ def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state
     bad = _check(offsets, x.size, state_in, state, 8 + fastk + ma_width(fastd_matype, fastd))
     if bad != 0:
         return bad
+    longest = 0
+    for k in range(offsets.size - 1):
+        longest = max(longest, offsets[k + 1] - offsets[k])
+    rsis = np.empty(longest)  # this call's RSI values of one symbol, read by the rescans
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -333,6 +389,7 @@ def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state
         if i >= end:
             continue
         row = state[k]
+        ring = row[rr : rr + fastk]
         g_avg = state[k, 1]
         l_avg = state[k, 2]
         prev = state[k, 3]
@@ -340,7 +397,8 @@ def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state
         li = np.int64(state[k, 5])
         highest = state[k, 6]
         hi = np.int64(state[k, 7])
-        slot = (c - r0) % fastk if c >= r0 else 0
+        j0 = max(c - r0, 0)  # stochastic bar of this call's first RSI value
+        ns = 0
         while i < end:
             v = x[i]
             kv = np.nan
@@ -364,27 +422,25 @@ def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state
                     s = l_avg + g_avg
                     rsi = (g_avg / s) * 100.0 if s > 0 else 0.0
                     t = c - r0
-                    state[k, rr + slot] = rsi
+                    rsis[ns] = rsi
+                    ns += 1
                     if t >= fastk - 1:
                         tr = t - fastk + 1
                         if t == fastk - 1:
                             li = np.int64(-1)
                             hi = np.int64(-1)
                         if li < tr:
-                            lowest, li = _rescan_low(state, k, rr, fastk, tr, t)
+                            lowest, li = _rescan_low(rsis, 0, j0, ring, fastk, tr, t)
                         elif rsi <= lowest:
                             li = t
                             lowest = rsi
                         if hi < tr:
-                            highest, hi = _rescan_high(state, k, rr, fastk, tr, t)
+                            highest, hi = _rescan_high(rsis, 0, j0, ring, fastk, tr, t)
                         elif rsi >= highest:
                             hi = t
                             highest = rsi
                         kv = _stoch_k(rsi, lowest, highest)
-                        dv = ma_step(fastd_matype, fastd, 0, _T3_VFACTOR, row, db, kv)
-                    slot += 1
-                    if slot == fastk:
-                        slot = 0
+                        dv = _ma(row, db, fastd_matype, fastd, kv, generic)
             if c >= lb:
                 out_k[i] = kv
                 out_d[i] = dv
@@ -393,6 +449,7 @@ def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state
                 out_d[i] = np.nan
             c += 1
             i += 1
+        _save_ring(rsis, 0, j0, j0 + ns, ring, fastk)
         state[k, 0] = c
         state[k, 1] = g_avg
         state[k, 2] = l_avg
