@@ -87,3 +87,15 @@ def test_readme_cli_table_lists_every_command_and_every_option() -> None:
         for opt in param.opts:
             assert f"`{opt}" in text, f"README omits the global option {opt}"
     assert "**Exit status.**" in text and "3 `featurestore server status`" in text
+
+
+def test_readme_lists_every_indicator_and_transform() -> None:
+    """README's indicator table is generated from the registry (python docs/indicators.py --write)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("indicators_doc", REPO_ROOT / "docs" / "indicators.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (REPO_ROOT / "README.md").read_text()
+    assert module.table() in text, "README's indicator table is stale: run python docs/indicators.py --write"
