@@ -124,6 +124,21 @@ def _ma(row, o, matype, period, x, generic):  # type: ignore[no-untyped-def]
 
 
 # ------------------------------------------------------------------------------------- WILLR
+@njit(cache=True, inline="always")
+def _willr_value(hh, ll, cl):  # type: ignore[no-untyped-def]
+    """``((H - c) / (H - L)) * -100`` clamped to [-100, 0]; 0.0 where H - L is zero relative
+    to |H| + |L| (TA_IS_ZERO_SCALED)."""
+    r = hh - ll
+    if abs(r) <= 1e-14 * (abs(hh) + abs(ll)):
+        return 0.0
+    v = ((hh - cl) / r) * -100.0
+    if v > 0.0:
+        return 0.0
+    if v < -100.0:
+        return -100.0
+    return v
+
+
 @njit(cache=True)
 def willr_run(high, low, close, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """Williams' %R (TA-Lib 0.8.1's ta_WILLR.c): ``((H - c) / (H - L)) * -100`` clamped to
@@ -155,14 +170,17 @@ def willr_run(high, low, close, offsets, period, state_in, state, out):  # type:
         if i >= end:
             continue
         row = state[k]
+        raw_h = row[rh : rh + n]
+        raw_l = row[rl : rl + n]
         pre_h = row[1]
         pre_l = row[2]
+        i0 = i
+        j0 = c
         q = c % n
-        while i < end:
+        for i in range(i0, end):
+            t = j0 + (i - i0)
             vh = high[i]
             vl = low[i]
-            row[rh + q] = vh
-            row[rl + q] = vl
             if q == 0:
                 pre_h = vh
                 pre_l = vl
@@ -171,50 +189,43 @@ def willr_run(high, low, close, offsets, period, state_in, state, out):  # type:
                     pre_h = vh
                 if vl < pre_l:
                     pre_l = vl
-            valid = True
             if q == n - 1:  # a block completes: its suffix extremes, built backward
                 hh = vh
                 ll = vl
                 row[sh + q] = hh
                 row[sl + q] = ll
-                j = q - 1
-                while j >= 0:
-                    v = row[rh + j]
+                for j in range(q - 1, -1, -1):
+                    bar = t - q + j  # bar of block position j: from the inputs or the ring
+                    if bar >= j0:
+                        v = high[i0 + bar - j0]
+                        w = low[i0 + bar - j0]
+                    else:
+                        v = raw_h[j]
+                        w = raw_l[j]
                     if v > hh:
                         hh = v
-                    v = row[rl + j]
-                    if v < ll:
-                        ll = v
+                    if w < ll:
+                        ll = w
                     row[sh + j] = hh
                     row[sl + j] = ll
-                    j -= 1
-            elif c >= n:
+                out[i] = _willr_value(hh, ll, close[i])
+            elif t >= n:
                 hh = row[sh + q + 1]
                 if pre_h > hh:
                     hh = pre_h
                 ll = row[sl + q + 1]
                 if pre_l < ll:
                     ll = pre_l
-            else:
-                valid = False
-            if valid:
-                r = hh - ll
-                if abs(r) <= 1e-14 * (abs(hh) + abs(ll)):
-                    out[i] = 0.0
-                else:
-                    v = ((hh - close[i]) / r) * -100.0
-                    if v > 0.0:
-                        v = 0.0
-                    elif v < -100.0:
-                        v = -100.0
-                    out[i] = v
+                out[i] = _willr_value(hh, ll, close[i])
             else:
                 out[i] = np.nan
             q += 1
             if q == n:
                 q = 0
-            c += 1
-            i += 1
+        c = j0 + (end - i0)
+        for j in range(max(j0, c - n), c):  # the current block's raw inputs, for its suffixes
+            raw_h[j % n] = high[i0 + j - j0]
+            raw_l[j % n] = low[i0 + j - j0]
         state[k, 0] = c
         state[k, 1] = pre_h
         state[k, 2] = pre_l
