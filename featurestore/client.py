@@ -401,6 +401,18 @@ class FeatureStore:
         self._invalidate_committed(None, f"dropping view {name}")
         return dropped
 
+    def _writable_columns(self) -> list[str]:
+        """The user columns a load may carry; first, a view the load could not write fails the load
+        before any data is read (a user kernel that is unregistered or registered with other code)."""
+        with self.db.connection() as conn:
+            views = self._views(conn)
+        for view in views:
+            if view.problem:
+                from featurestore.indicators.base import UserKernelError
+
+                raise UserKernelError(view.problem)
+        return sorted({c for v in views for c in v.columns})
+
     def _views(self, conn: Any) -> list[FeatureView]:
         from featurestore import views as _views
 
@@ -427,8 +439,7 @@ class FeatureStore:
         started = time.perf_counter()  # elapsed_s is what the caller waits for, from here
         from featurestore import load as _load
 
-        with self.db.connection() as conn:
-            user_cols = sorted({c for v in self._views(conn) for c in v.columns})
+        user_cols = self._writable_columns()
         chunk = _load.validate_frame(data, extra_columns=user_cols, assume_tz=assume_tz).sorted()
         validate_s = time.perf_counter() - started
         from featurestore.write import SMALL_WRITE_ROWS
@@ -464,9 +475,8 @@ class FeatureStore:
         started = time.perf_counter()  # elapsed_s is what the caller waits for, from here
         from featurestore import load as _load
 
+        user_cols = self._writable_columns()
         paths_list = _load.expand_paths(paths)
-        with self.db.connection() as conn:
-            user_cols = sorted({c for v in self._views(conn) for c in v.columns})
 
         def chunks() -> Iterable[BarChunk]:
             stream = _load.read_chunks(

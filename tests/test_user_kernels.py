@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -314,6 +315,11 @@ def test_unregistered_kernel_is_named_on_write_and_read(fresh_store: Any) -> Non
     with pytest.raises(UserKernelError, match=r"view 'gone' v1.*'uk_gone'.*not registered"):
         store.ingest(df.tail(1))
     assert _bar_count(store) == n
+    # found before any data is read: even invalid input reports the view, not the data
+    with pytest.raises(UserKernelError, match=r"view 'gone' v1.*'uk_gone'.*not registered"):
+        store.ingest(df.tail(1).assign(close=-1.0))
+    with pytest.raises(UserKernelError, match=r"view 'gone' v1.*'uk_gone'.*not registered"):
+        store.load(Path("/nonexistent/bars.csv"))
     with pytest.raises(UserKernelError, match=r"'uk_gone'.*not registered"):
         store.get_features("AAA", view="gone")
     assert store.describe_view("gone")["indicators"] == ["uk_gone_3"]
