@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import talib
 from helpers import make_bars, stored
-from indicator_harness import Row, assert_bits, make_tests
+from indicator_harness import Row, assert_bits, make_series, make_tests
 
 from featurestore.client import FeatureStore
 from featurestore.errors import IndicatorError
@@ -30,6 +30,9 @@ ROWS = [
                {"period": 1, "vfactor": 0.77, "unstable": 2}]),
     Row("ma", [{"period": 1, "matype": 8}, {"period": 2, "matype": 2}]
         + [{"period": 10, "matype": m} for m in (0, 1, 2, 3, 4, 5, 6, 8)]),
+    # KAMA as an MA block of its users: slow %K by KAMA over %K series with flat runs
+    Row("stoch", [{"fastk": 5, "slowk": 10, "slowk_matype": 6, "slowd": 3, "slowd_matype": 8},
+                  {"fastk": 5, "slowk": 3, "slowk_matype": 6, "slowd": 2, "slowd_matype": 6}]),
 ]
 globals().update(make_tests(ROWS))
 
@@ -45,6 +48,47 @@ def test_long_series_every_matype_equals_talib_ma() -> None:
             spec = parse_indicator(f"ma_{p}_{m}" if m else f"ma_{p}")
             got = compute_batch(spec, {"close": x})[0][spec.name]
             assert_bits(got, talib.MA(x, p, m), spec.name)
+
+
+def _flat_run_series() -> list[tuple[str, np.ndarray]]:
+    """%K-like series (runs of equal values, exact zero moves), ulp-level noise at several scales
+    (moves that are tiny but not zero), and a NaN followed by flat runs."""
+    out = []
+    for kind, seed in (("flat", 102), ("flat", 7), ("ticks", 3)):
+        d = make_series(kind, 3000, seed)
+        out.append((f"%K {kind} {seed}", talib.STOCHF(d["high"], d["low"], d["close"], 5, 1, 0)[0][4:].copy()))
+    rng = np.random.default_rng(5)
+    for scale in (1e-9, 1e-3, 1.0, 1e6):
+        v = scale * (100 + np.cumsum(rng.choice([0, 0, 0, 1, -1, 2, -2], size=3000)) * 0.5)
+        v = v + rng.choice([0, 0, 0, 0, 1, -1, 3], size=3000) * np.spacing(v) * rng.integers(1, 40, size=3000)
+        out.append((f"ulp noise x{scale}", v))
+    holes = out[0][1].copy()
+    holes[[50, 400, 401, 1500]] = np.nan
+    holes[[900, 2000]] = np.inf
+    out.append(("%K with NaN/inf", holes))
+    return out
+
+
+def test_kama_on_flat_runs_equals_talib() -> None:
+    """TA-Lib 0.8.1 resets KAMA's running sum of |moves| to exactly 0 after a window of zero
+    moves and has no TA_IS_ZERO test on it: kama and ma(matype 6), full and incremental."""
+    from featurestore.indicators import compute_batch, state_from_bytes, state_to_bytes, update_batch
+
+    for what, x in _flat_run_series():
+        for p in (2, 3, 10, 30):
+            for spec, want in ((parse_indicator(f"kama_{p}"), talib.KAMA(x, p)),
+                               (parse_indicator(f"ma_{p}_6"), talib.MA(x, p, 6))):
+                got = compute_batch(spec, {"close": x})[0][spec.name]
+                assert_bits(got, want, f"{what} {spec.name}")
+                pieces, state = [], None
+                for a, b in ((0, 37), (37, 38), (38, 1201), (1201, 3000)):
+                    if state is None:
+                        outs, state = compute_batch(spec, {"close": x[a:b]})
+                    else:
+                        outs, state = update_batch(spec, state_from_bytes(spec, state_to_bytes(spec, state)),
+                                                   {"close": x[a:b]})
+                    pieces.append(outs[spec.name])
+                assert_bits(np.concatenate(pieces), want, f"{what} {spec.name} incremental")
 
 
 def test_ma_names_and_matype_rule() -> None:

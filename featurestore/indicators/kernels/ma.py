@@ -51,8 +51,6 @@ from featurestore.indicators.kernels.common import fma
 
 SMA, EMA, WMA, DEMA, TEMA, TRIMA, KAMA, MAMA, T3 = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
-# TA-Lib's TA_IS_ZERO (ta_func.h) as KAMA uses it.
-_TA_EPS = 1e-14
 _KAMA_MAX = 2.0 / (30.0 + 1.0)
 _KAMA_DIFF = 2.0 / (2.0 + 1.0) - _KAMA_MAX
 
@@ -264,10 +262,25 @@ def _trima(p, s, o, x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _kama_flat(s, ring, p, c, x, xo):  # type: ignore[no-untyped-def]
+    """True when all p moves of bar c's window (x[c-p] .. x[c]) are exactly zero; ``xo`` is
+    x[c-p] (still in its ring slot). Scans the ring newest first, stopping at the first move."""
+    if abs(x - s[ring + (c - 1) % p]) != 0.0:
+        return False
+    if abs(s[ring + (c + 1) % p] - xo) != 0.0:  # the oldest move, x[c-p+1] - x[c-p]
+        return False
+    for j in range(c - 1, c - p + 1, -1):
+        if abs(s[ring + j % p] - s[ring + (j - 1) % p]) != 0.0:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _kama(p, u, s, o, x):  # type: ignore[no-untyped-def]
-    """TA-Lib 0.8.1's KAMA: efficiency ratio over p bars (1 when sum|dx| <= |roc| or ~0),
-    sc = fma(er, diff, max)^2,
-    KAMA = fma(x - prev, sc, prev) (the fma forms measured against talib)."""
+    """TA-Lib 0.8.1's KAMA (measured against talib): running sum of |dx| over the last p moves
+    (subtract the oldest, then add the newest), reset to exactly 0.0 when all p moves of the
+    window are exactly zero; efficiency ratio 1 when sum <= |roc|, else |roc / sum| (no
+    TA_IS_ZERO test); sc = fma(er, diff, max)^2; KAMA = fma(x - prev, sc, prev)."""
     c = np.int64(s[o])
     s[o] = c + 1
     ring = o + 4
@@ -288,9 +301,11 @@ def _kama(p, u, s, o, x):  # type: ignore[no-untyped-def]
         sm = s[o + 1] - abs(s[o + 3] - xo)
         sm += abs(x - px)
         prev = s[o + 2]
+    if sm != 0.0 and _kama_flat(s, ring, p, c, x, xo):
+        sm = 0.0
     s[o + 3] = xo
     roc = x - xo
-    if sm <= abs(roc) or (-_TA_EPS < sm and sm < _TA_EPS):  # 0.8.1: |roc| (measured)
+    if sm <= abs(roc):
         er = 1.0
     else:
         er = abs(roc / sm)
