@@ -1,4 +1,4 @@
-"""Averages family (WMA, DEMA, TEMA, TRIMA, KAMA, T3, MA by matype): bit for bit equal to TA-Lib
+"""Averages family (WMA, DEMA, TEMA, TRIMA, KAMA, T3, MA by matype, APO, PPO, TRIX): bit for bit equal to TA-Lib
 0.8, batched, incremental, in views; the kernels/ma.py blocks against talib.MA."""
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ ROWS = [
                {"period": 1, "vfactor": 0.77, "unstable": 2}]),
     Row("ma", [{"period": 1, "matype": 8}, {"period": 2, "matype": 2}]
         + [{"period": 10, "matype": m} for m in (0, 1, 2, 3, 4, 5, 6, 8)]),
+    # APO/PPO: default, swapped periods, equal periods, period 2, every matype but MAMA
+    Row("apo", [{"fast": 12, "slow": 26}, {"fast": 26, "slow": 12, "matype": 1}, {"fast": 2, "slow": 3, "matype": 6},
+                {"fast": 3, "slow": 10, "matype": 8}, {"fast": 5, "slow": 5, "matype": 2}]),
+    Row("ppo", [{"fast": 12, "slow": 26}, {"fast": 10, "slow": 3, "matype": 1}, {"fast": 2, "slow": 30, "matype": 6},
+                {"fast": 4, "slow": 6, "matype": 5}, {"fast": 3, "slow": 4, "matype": 3}, {"fast": 2, "slow": 7, "matype": 4},
+                {"fast": 2, "slow": 3, "matype": 8}]),
+    Row("trix", [{"period": 1}, {"period": 2}, {"period": 5}, {"period": 30}, {"period": 100}]),
     # KAMA as an MA block of its users: slow %K by KAMA over %K series with flat runs
     Row("stoch", [{"fastk": 5, "slowk": 10, "slowk_matype": 6, "slowd": 3, "slowd_matype": 8},
                   {"fastk": 5, "slowk": 3, "slowk_matype": 6, "slowd": 2, "slowd_matype": 6}]),
@@ -91,6 +98,23 @@ def test_kama_on_flat_runs_equals_talib() -> None:
                 assert_bits(np.concatenate(pieces), want, f"{what} {spec.name} incremental")
 
 
+def test_ppo_and_trix_zero_rules() -> None:
+    """PPO is 0.0 where |slow MA| < 1e-14 (TA_IS_ZERO, not scaled); TRIX is 0.0 where the
+    previous triple EMA is exactly 0. Values around 1e-14 and runs of exact zeros."""
+    from featurestore.indicators import compute
+
+    rng = np.random.default_rng(3)
+    for scale in (1e-16, 5e-15, 1e-14, 2e-14, 1.0):
+        x = scale * (1 + np.cumsum(rng.choice([-1, 0, 1], 2000)) * 0.01)
+        x[::50] = 0.0
+        x[500:560] = 0.0
+        for name, want in (("ppo_2_5", talib.PPO(x, 2, 5, 0)), ("ppo_3_10_1", talib.PPO(x, 3, 10, 1)),
+                           ("trix_3", talib.TRIX(x, 3)), ("apo_2_5", talib.APO(x, 2, 5, 0))):
+            assert_bits(compute(name, x)[name], want, f"{scale} {name}")
+    z = np.r_[np.zeros(40), np.linspace(1.0, 2.0, 40)]
+    assert_bits(compute("trix_4", z)["trix_4"], talib.TRIX(z, 4), "trix after zeros")
+
+
 def test_ma_names_and_matype_rule() -> None:
     assert parse_indicator("ma_30").p == {"period": 30, "matype": 0}
     assert parse_indicator("ma_30").name == "ma_30"
@@ -104,6 +128,15 @@ def test_ma_names_and_matype_rule() -> None:
         parse_indicator("ma_30_9")
     assert parse_indicator("kama_30_u5").p == {"period": 30, "unstable": 5}
     assert parse_indicator("t3_5_0p7").name == "t3_5_0p7"
+    assert parse_indicator("apo_26_12").name == "apo_12_26"  # TA-Lib swaps fast/slow
+    assert parse_indicator("ppo_12_26_1").p == {"fast": 12, "slow": 26, "matype": 1}
+    with pytest.raises(IndicatorError, match="not canonical"):
+        parse_output_name("ppo_12_26_0")
+    with pytest.raises(IndicatorError, match="MAMA"):
+        parse_indicator("ppo_12_26_7")
+    with pytest.raises(IndicatorError):
+        parse_indicator("apo_1_26")
+    assert parse_indicator("trix_30").lookback == 88
 
 
 def test_ma_block_twins_agree() -> None:
@@ -129,6 +162,7 @@ def _talib(bars: pd.DataFrame) -> dict[str, np.ndarray]:
         "wma_10": talib.WMA(c, 10), "dema_5": talib.DEMA(c, 5), "tema_4": talib.TEMA(c, 4),
         "trima_6": talib.TRIMA(c, 6), "kama_10_u3": kama_u, "t3_3_0p7": talib.T3(c, 3, 0.7),
         "ma_7_6": talib.MA(c, 7, 6), "ma_9_5": talib.MA(c, 9, 5),
+        "apo_3_8_1": talib.APO(c, 3, 8, 1), "ppo_4_9": talib.PPO(c, 4, 9, 0), "trix_5": talib.TRIX(c, 5),
     }
 
 

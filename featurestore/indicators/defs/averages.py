@@ -1,7 +1,9 @@
-"""Moving averages and bands: SMA, EMA, BBANDS, WMA, DEMA, TEMA, TRIMA, KAMA, T3 and MA by
-``matype`` (kernels in ``kernels/averages.py``, MA blocks in ``kernels/ma.py``).
+"""Moving averages and bands: SMA, EMA, BBANDS, WMA, DEMA, TEMA, TRIMA, KAMA, T3, MA by
+``matype``, and the MA oscillators APO, PPO, TRIX (kernels in ``kernels/averages.py``, MA blocks
+in ``kernels/ma.py``).
 
-Accepted parameter ranges (TA-Lib 0.8.1's): every ``period`` 1..100000 (BBANDS 2..100000);
+Accepted parameter ranges (TA-Lib 0.8.1's): every ``period`` 1..100000 (BBANDS 2..100000;
+APO/PPO ``fast``/``slow`` 2..100000, swapped when slow < fast, as TA-Lib does);
 T3 ``vfactor`` 0..1; ``matype`` 0..8 except 7 (MAMA, not supported yet: refused with an
 IndicatorError); ``unstable`` 0..100000 on EMA, KAMA and T3 (their TA-Lib unstable-period ids).
 
@@ -145,6 +147,39 @@ def _bb_complete(p: dict[str, Number], n_positional: int) -> dict[str, Number]:
     return p
 
 
+def _po_canonical(p: dict[str, Number]) -> dict[str, Number]:
+    check_matype("apo/ppo", int(p["matype"]))
+    if p["slow"] < p["fast"]:
+        # TA-Lib swaps them; storing them swapped makes equal outputs equal specs.
+        p["fast"], p["slow"] = p["slow"], p["fast"]
+    return p
+
+
+def _po_name(p: Mapping[str, Number]) -> list[str]:
+    out = [name_number(p["fast"]), name_number(p["slow"])]
+    if p["matype"] != 0:
+        out.append(name_number(p["matype"]))
+    return out
+
+
+def _po(kind: str, title: str, talib_name: str) -> IndicatorDef:
+    """APO/PPO: fast and slow periods 2..100000 (swapped when slow < fast, as TA-Lib does) and a
+    matype 0..8 but 7 (default 0, SMA); names ``<kind>_<fast>_<slow>[_<matype>]``."""
+    return IndicatorDef(
+        kind, title, ("close",),
+        (
+            ParamDef("fast", int, 12, 2, MAX_PERIOD, ("fastperiod",)),
+            ParamDef("slow", int, 26, 2, MAX_PERIOD, ("slowperiod",)),
+            matype_param(),
+        ),
+        ("",), f"averages.{kind}_run", talib_name,
+        lookback=lambda p: ma_lookback(int(p["matype"]), int(max(p["fast"], p["slow"]))),
+        state_len=lambda p: 1 + ma_width(int(p["matype"]), int(p["fast"])) + ma_width(int(p["matype"]), int(p["slow"])),
+        talib_ref=ta(talib_name, "fast", "slow", "matype"),
+        canonical=_po_canonical, name_tokens=_po_name,
+    )
+
+
 # Defaults are TA-Lib's (talib.abstract.Function(name).info): SMA/EMA 30, BBANDS 20/2/2.
 DEFS: tuple[IndicatorDef, ...] = (
     IndicatorDef(
@@ -200,6 +235,15 @@ DEFS: tuple[IndicatorDef, ...] = (
         talib_ref=ta("MA", "period", "matype"),
         canonical=_ma_canonical, name_tokens=_ma_name,
     ),
+    _po("apo", "Absolute price oscillator MA(fast) - MA(slow)", "APO"),
+    _po("ppo", "Percentage price oscillator (MA(fast) - MA(slow)) / MA(slow) * 100", "PPO"),
+    IndicatorDef(
+        "trix", "1-bar rate of change (percent) of a triple EMA", ("close",), periods(1, 30),
+        ("",), "averages.trix_run", "TRIX",
+        lookback=lambda p: 3 * (int(p["period"]) - 1) + 1,
+        state_len=lambda p: 8,
+        talib_ref=ta("TRIX", "period"),
+    ),
 )
 
 #: What each state column holds (``ring[..]`` is a ring of the last period-1 inputs, slot
@@ -216,4 +260,7 @@ STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     "kama": ("count", "sum_roc1", "kama", "trailing", "ring[period]"),
     "t3": ("count", "e1", "e2", "e3", "e4", "e5", "e6"),
     "ma": ("count", "block of kernels/ma.py for matype"),
+    "apo": ("count", "fast_ma[ma_width(matype, fast)]", "slow_ma[ma_width(matype, slow)]"),
+    "ppo": ("count", "fast_ma[ma_width(matype, fast)]", "slow_ma[ma_width(matype, slow)]"),
+    "trix": ("count", "ema1_count", "ema1", "ema2_count", "ema2", "ema3_count", "ema3", "previous_ema3"),
 }

@@ -1,5 +1,6 @@
 """Moving-average kernels: SMA, EMA (with TA-Lib's unstable period), BBANDS, and the MA family
-(WMA, DEMA, TEMA, TRIMA, KAMA, T3, MA by matype) built on the blocks of ``kernels/ma.py``.
+(WMA, DEMA, TEMA, TRIMA, KAMA, T3, MA by matype) and APO, PPO, TRIX built on the blocks of
+``kernels/ma.py``.
 
 Kernels follow the contract in ``common`` and ``defs/__init__.py``; operation order is TA-Lib 0.8's.
 """
@@ -12,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from featurestore.indicators.kernels.common import _check, _copy_row, _skip_leading_nan1, fma
-from featurestore.indicators.kernels.ma import DEMA, KAMA, T3, TEMA, TRIMA, WMA, ma_step, ma_step_raw, ma_width
+from featurestore.indicators.kernels.ma import DEMA, EMA, KAMA, T3, TEMA, TRIMA, WMA, ma_step, ma_step_raw, ma_width
 
 
 # --------------------------------------------------------------------------------------- SMA
@@ -328,3 +329,86 @@ def t3_run(x, offsets, period, vfactor, unstable, state_in, state, out):  # type
 def ma_run(x, offsets, period, matype, state_in, state, out):  # type: ignore[no-untyped-def]
     """TA_MA(period, matype) for matype 0..8 except 7 (MAMA, refused by the definition)."""
     return _ma_kernel(x, offsets, matype, period, 0, 0.7, False, state_in, state, out)
+
+
+# --------------------------------------------------------------------------- APO, PPO, TRIX
+@njit(cache=True)
+def _po_kernel(x, offsets, fast, slow, matype, pct, state_in, state, out):  # type: ignore[no-untyped-def]
+    """TA-Lib's APO/PPO (fast <= slow, swapped by the definition as TA-Lib does): two TA_MA
+    blocks fed from the first valid bar; APO = fast - slow; PPO = (fast - slow) / slow * 100,
+    0.0 where the slow MA is within TA_IS_ZERO (|slow| < 1e-14).
+    State: [count, fast MA block, slow MA block]."""
+    wf = ma_width(matype, fast)
+    bad = _check(offsets, x.size, state_in, state, 1 + wf + ma_width(matype, slow))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        while i < end:
+            row[0] += 1.0
+            f = ma_step(matype, fast, 0, 0.7, row, 1, x[i])
+            s = ma_step(matype, slow, 0, 0.7, row, 1 + wf, x[i])
+            if not pct:
+                out[i] = f - s
+            elif -1e-14 < s and s < 1e-14:
+                out[i] = 0.0
+            else:
+                out[i] = (f - s) / s * 100.0
+            i += 1
+    return 0
+
+
+@njit(cache=True)
+def apo_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
+    """Absolute price oscillator: MA(fast) - MA(slow), one TA-Lib matype for both."""
+    return _po_kernel(x, offsets, fast, slow, matype, False, state_in, state, out)
+
+
+@njit(cache=True)
+def ppo_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
+    """Percentage price oscillator: (MA(fast) - MA(slow)) / MA(slow) * 100."""
+    return _po_kernel(x, offsets, fast, slow, matype, True, state_in, state, out)
+
+
+@njit(cache=True)
+def trix_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+    """TRIX (ta_TRIX.c): triple EMA chain (each EMA seeded with the mean of its first period
+    inputs, fed from the previous EMA's first value, as TEMA's), output from bar 3*(period-1)+1:
+    ``(e3 / previous e3 - 1) * 100``, 0.0 where the previous e3 is exactly 0.
+    State: [count, ema1 block, ema2 block, ema3 block, previous e3]."""
+    bad = _check(offsets, x.size, state_in, state, 8)
+    if bad != 0:
+        return bad
+    lb = period - 1
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        while i < end:
+            c = np.int64(row[0])
+            row[0] = c + 1
+            out[i] = np.nan
+            e1 = ma_step_raw(EMA, period, 0, 0.7, row, 1, x[i])
+            if c >= lb:
+                e2 = ma_step_raw(EMA, period, 0, 0.7, row, 3, e1)
+                if c >= 2 * lb:
+                    e3 = ma_step_raw(EMA, period, 0, 0.7, row, 5, e2)
+                    if c > 3 * lb:
+                        prev = row[7]
+                        out[i] = (e3 / prev - 1.0) * 100.0 if prev != 0.0 else 0.0
+                    if c >= 3 * lb:
+                        row[7] = e3
+            i += 1
+    return 0
