@@ -11,7 +11,18 @@ Cases:
             indicators, one Python call per symbol. Interleaved with those, so every call of ours
             starts with caches that the previous contender (talipp, whose garbage collections
             sweep its whole heap) has evicted; "warm" repeats ``update_batch`` back to back.
-  compile   first use of every kernel in a fresh process: cold (empty NUMBA_CACHE_DIR) and warm.
+  compile   first use of the seed kernels in a fresh process: cold (empty NUMBA_CACHE_DIR) and warm.
+  kinds     every other built-in kind with a TA-Lib function, batched over N symbols x 2,500 bars
+            (default parameters) vs TA-Lib called once per symbol with the same parameters; the
+            transforms (no TA-Lib function) vs their pandas formulation, per symbol (report).
+  view      one new bar for 2,000 symbols across a 20-output view (15 specs):
+            ``update_batch_inplace`` per spec vs ``talib.stream`` objects, one per symbol and
+            function; cold (the first round of a fresh process, kernels already in numba's disk
+            cache after a warm-up process) and warm (median of the following rounds).
+  user      a user-defined windowed kernel (``register``) with the formula of a built-in (SMA as
+            a window mean, MOM as last - first) vs that built-in, batched; its registration time.
+  firstuse  first use of one kernel in a fresh process with an empty NUMBA_CACHE_DIR, per kind,
+            and ``import featurestore`` in a fresh process.
 
 Repeats of the contenders are interleaved, and medians reported, because the machine is
 shared and noisy. Every run writes ``benchmarks/results/indicators.{json,md}`` (``_results.py``).
@@ -37,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _results import Results, add_arguments
 
 from featurestore.indicators import (
+    REGISTRY,
     IndicatorSpec,
     compute_batch,
     parse_indicator,
@@ -55,7 +67,12 @@ def make_data(n_symbols: int, n_bars: int, seed: int = 0) -> tuple[dict[str, np.
     high = close + np.round(np.abs(rng.normal(0, 0.3, n)), 2)
     low = close - np.round(np.abs(rng.normal(0, 0.3, n)), 2)
     offsets = np.arange(0, n + 1, n_bars, dtype=np.int64)
-    return {"close": close, "high": high, "low": low}, offsets
+    # open and volume drawn last; high/low widened to contain open so every bar is valid
+    opn = np.round(close + rng.normal(0, 0.2, n), 2)
+    high = np.maximum(high, opn)
+    low = np.minimum(low, opn)
+    volume = np.round(rng.uniform(1_000, 100_000, n))
+    return {"close": close, "high": high, "low": low, "open": opn, "volume": volume}, offsets
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -87,7 +104,7 @@ def talib_call(spec: IndicatorSpec) -> Callable[[dict[str, np.ndarray]], object]
     import talib
 
     fn = getattr(talib, spec.definition.talib_name)
-    params = [v for _, v in spec.params]
+    params = talib_args(spec)
     inputs = spec.inputs
     return lambda d: fn(*(d[k] for k in inputs), *params)
 
@@ -141,7 +158,7 @@ def bench_update(n_symbols: int, history: int, talipp_history: int, repeats: int
         new_in = {k: new[k] for k in spec.inputs}
         segs = [{k: ins[k][offsets[i] : offsets[i + 1]] for k in ins} for i in range(n_symbols)]
         stream_fn = getattr(talib.stream, spec.definition.talib_name)
-        streams = [stream_fn(*(s[k] for k in spec.inputs), *(v for _, v in spec.params)) for s in segs]
+        streams = [stream_fn(*(s[k] for k in spec.inputs), *talib_args(spec)) for s in segs]
         hlc = spec.inputs != ("close",)
         bars = [tuple(float(new[k][i]) for k in spec.inputs) for i in range(n_symbols)]
 
@@ -219,7 +236,7 @@ def bench_update(n_symbols: int, history: int, talipp_history: int, repeats: int
 def bench_compile() -> dict[str, float]:
     code = (
         "import time; t0 = time.perf_counter(); import featurestore.indicators as fi; "
-        "t1 = time.perf_counter(); fi.warmup(); t2 = time.perf_counter(); "
+        f"t1 = time.perf_counter(); fi.warmup({SPECS!r}); t2 = time.perf_counter(); "
         "print(t1 - t0, t2 - t1)"
     )
     root = str(Path(__file__).resolve().parents[1])
@@ -237,6 +254,240 @@ def bench_compile() -> dict[str, float]:
     )
     out["import_numpy"] = float(r.stdout)
     return out
+
+
+# ----------------------------------------------------------------------------- every kind
+TRANSFORMS = [k for k, d in REGISTRY.items() if not d.talib_name]
+SEED_KINDS = {parse_indicator(n).kind for n in SPECS}
+
+
+def talib_args(spec: IndicatorSpec) -> list[object]:
+    """TA-Lib's positional parameters for ``spec``: the registry's in order, then the fixed ones
+    (BBANDS' matype); ``unstable`` is TA-Lib's global setting, left at its default 0."""
+    defn = spec.definition
+    if dict(spec.params).get("unstable", 0):
+        raise ValueError(f"{spec}: a non-zero unstable period needs talib_ref")
+    return [v for n, v in spec.params if n != "unstable"] + [v for _, v in defn.fixed]
+
+
+def talib_direct(spec: IndicatorSpec) -> Callable[[dict[str, np.ndarray]], object]:
+    """The bare TA-Lib function with ``talib_args``, checked once against the registry's
+    ``talib_ref`` (same function, same parameters) so the timing compares the same work."""
+    import talib
+
+    fn = getattr(talib, spec.definition.talib_name)
+    args = talib_args(spec)
+    inputs = spec.inputs
+    return lambda d: fn(*(d[k] for k in inputs), *args)
+
+
+def _same(a: object, b: tuple[np.ndarray, ...]) -> bool:
+    got = a if isinstance(a, tuple) else (a,)
+    return len(got) == len(b) and all(np.array_equal(x, y, equal_nan=True) for x, y in zip(got, b))
+
+
+def bench_kinds(n_symbols: int, n_bars: int, repeats: int) -> list[dict[str, object]]:
+    """Every kind not in SPECS, default parameters: ours batched vs TA-Lib (or pandas) per symbol."""
+    data, offsets = make_data(n_symbols, n_bars, seed=3)
+    rows = []
+    for kind, defn in REGISTRY.items():
+        if kind in SEED_KINDS:
+            continue
+        spec = IndicatorSpec(kind)
+        ins = {k: data[k] for k in spec.inputs}
+        segs = [{k: ins[k][offsets[i] : offsets[i + 1]] for k in ins} for i in range(n_symbols)]
+        p = spec.p
+        if defn.talib_name:
+            ta = talib_direct(spec)
+            assert _same(ta(segs[0]), defn.talib_ref(segs[0], p)), f"{spec}: direct call differs from talib_ref"
+            other, label = (lambda: [ta(s) for s in segs]), "TA-Lib"
+            reps = repeats
+        else:
+            ref = defn.pandas_ref
+            assert ref is not None, kind
+            other, label = (lambda: [ref(s, p) for s in segs]), "pandas"
+            reps = max(1, repeats // 3)
+        compute_batch(spec, ins, offsets)  # compiled/loaded and pages touched
+        res = interleaved({"ours": lambda: compute_batch(spec, ins, offsets), "other": other}, reps)
+        rows.append({"kind": kind, "spec": spec.name, "vs": label, **res})
+    return rows
+
+
+# ----------------------------------------------------------------------------- the view
+#: 15 specs, 20 outputs: what one feature view of a strategy might hold.
+VIEW = ["sma_20", "ema_50", "rsi_14", "macd_12_26_9", "bbands_20_2", "atr_14", "adx_14", "stoch",
+        "willr_14", "cci_14", "obv", "mfi_14", "natr_14", "mom_10", "roc_10"]
+
+
+def view_files(n_symbols: int, history: int, rounds: int, path: Path) -> int:
+    """Write the view's history, state and new bars to ``path`` (npz) for the child process."""
+    specs = [parse_indicator(s) for s in VIEW]
+    data, offsets = make_data(n_symbols, history, seed=4)
+    arrays: dict[str, np.ndarray] = {f"hist_{k}": v for k, v in data.items()}
+    arrays["offsets"] = offsets
+    for i, spec in enumerate(specs):
+        _, st = compute_batch(spec, {k: data[k] for k in spec.inputs}, offsets)
+        arrays[f"state_{i}"] = st
+    rng = np.random.default_rng(5)
+    last = {k: v[offsets[1:] - 1] for k, v in data.items()}
+    for r in range(rounds):
+        close = np.round(last["close"] + rng.normal(0, 0.5, n_symbols), 2)
+        opn = np.round(close + rng.normal(0, 0.2, n_symbols), 2)
+        high = np.maximum(np.maximum(close, opn) + np.round(np.abs(rng.normal(0, 0.3, n_symbols)), 2), opn)
+        low = np.minimum(np.minimum(close, opn) - np.round(np.abs(rng.normal(0, 0.3, n_symbols)), 2), opn)
+        bar = {"close": close, "high": high, "low": low, "open": opn,
+               "volume": np.round(rng.uniform(1_000, 100_000, n_symbols))}
+        for k, v in bar.items():
+            arrays[f"bar{r}_{k}"] = v
+        last = bar
+    np.savez(path, **arrays)
+    return sum(len(s.outputs) for s in specs)
+
+
+def view_child(path: str) -> None:
+    """Child process: one round per new bar, ours then talib.stream; print JSON seconds."""
+    import json
+
+    import talib.stream
+
+    t0 = time.perf_counter()
+    z = np.load(path)
+    specs = [parse_indicator(s) for s in VIEW]
+    offsets = z["offsets"]
+    n = len(offsets) - 1
+    one = np.arange(n + 1, dtype=np.int64)
+    states = [np.ascontiguousarray(z[f"state_{i}"]) for i in range(len(specs))]
+    rounds = sum(1 for k in z.files if k.endswith("_close") and k.startswith("bar"))
+    bars = [{k: z[f"bar{r}_{k}"] for k in ("close", "high", "low", "open", "volume")} for r in range(rounds)]
+    hist = {k: z[f"hist_{k}"] for k in ("close", "high", "low", "open", "volume")}
+    streams = []
+    stream_bars = []
+    for spec in specs:
+        fn = getattr(talib.stream, spec.definition.talib_name)
+        args = talib_args(spec)
+        streams.append([fn(*(hist[k][offsets[i] : offsets[i + 1]] for k in spec.inputs), *args) for i in range(n)])
+        stream_bars.append([
+            list(zip(*(b[k].tolist() for k in spec.inputs))) for b in bars
+        ])
+    setup = time.perf_counter() - t0
+
+    def ours(r: int) -> None:
+        b = bars[r]
+        for spec, st in zip(specs, states):
+            update_batch_inplace(spec, st, b, one)
+
+    def stream(r: int) -> None:
+        for objs, sb in zip(streams, stream_bars):
+            for o, v in zip(objs, sb[r]):
+                o.update(*v)
+
+    def timed(fn: Callable[[int], None], r: int) -> float:
+        t = time.perf_counter()
+        fn(r)
+        return time.perf_counter() - t
+
+    out = {"setup": setup, "ours_cold": timed(ours, 0), "stream_cold": timed(stream, 0),
+           "ours_second": timed(ours, 1), "stream_second": timed(stream, 1)}
+    warm_o, warm_s = [], []
+    for r in range(2, rounds):
+        warm_o.append(timed(ours, r))
+        warm_s.append(timed(stream, r))
+    out["ours_warm"] = statistics.median(warm_o)
+    out["stream_warm"] = statistics.median(warm_s)
+    print(json.dumps(out))
+
+
+def bench_view(n_symbols: int, history: int, rounds: int) -> dict[str, float]:
+    """Run the view child twice (the first fills numba's disk cache); return the second's times."""
+    import json
+
+    root = str(Path(__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "view.npz"
+        n_out = view_files(n_symbols, history, rounds, path)
+        env = {**os.environ, "PYTHONPATH": root}
+        runs = []
+        for _ in range(2):
+            r = subprocess.run([sys.executable, __file__, "--view-child", str(path)], env=env,
+                               capture_output=True, text=True, check=True)
+            runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    res = dict(runs[1])
+    res["n_outputs"] = n_out
+    res["warmup_process_ours_cold"] = runs[0]["ours_cold"]
+    return res
+
+
+# ----------------------------------------------------------------------------- user kernels
+def bench_user(n_symbols: int, n_bars: int, repeats: int) -> list[dict[str, object]]:
+    """User windowed kernels with a built-in's formula vs the built-in, batched; registration time."""
+    from featurestore.indicators import register, unregister
+
+    def usma(close: np.ndarray, period: int) -> float:
+        return close.mean()
+
+    def umom(close: np.ndarray, period: int) -> float:
+        return close[-1] - close[0]
+
+    cases = [("bench_usma", usma, "period", "sma_20", "bench_usma_20"),
+             ("bench_umom", umom, "span", "mom_10", "bench_umom_10")]
+    data, offsets = make_data(n_symbols, n_bars, seed=6)
+    ins = {"close": data["close"]}
+    rows = []
+    for kind, fn, window, builtin, user_name in cases:
+        t0 = time.perf_counter()
+        if window == "span":
+            register(kind, params={"period": 10}, window=lambda period: period + 1)(fn)
+        else:
+            register(kind, params={"period": 20}, window="period")(fn)
+        reg = time.perf_counter() - t0
+        try:
+            got = compute_batch(user_name, ins, offsets)[0][user_name]
+            want = compute_batch(builtin, ins, offsets)[0][builtin]
+            assert np.allclose(got, want, equal_nan=True, rtol=1e-9, atol=1e-9), f"{user_name} != {builtin}"
+            res = interleaved({"user_t": lambda: compute_batch(user_name, ins, offsets),
+                               "builtin_t": lambda: compute_batch(builtin, ins, offsets)}, repeats)
+        finally:
+            unregister(kind)
+        rows.append({"user": user_name, "builtin": builtin, "register": reg, **res})
+    return rows
+
+
+# ----------------------------------------------------------------------------- first use
+FIRST_USE = [("sma", {"period": 20}), ("ema", {"period": 30}), ("rsi", {"period": 14}), ("stoch", {}),
+             ("ma", {"period": 30, "matype": 8}), ("kama", {"period": 30}), ("obv", {})]
+
+
+def bench_first_use(import_runs: int) -> dict[str, object]:
+    """Each kind's first use in a fresh process with an empty NUMBA_CACHE_DIR; ``import featurestore``."""
+    code = (
+        "import sys, time, json; t0 = time.perf_counter(); import numpy as np; "
+        "import featurestore.indicators as fi; t1 = time.perf_counter(); "
+        "spec = fi.IndicatorSpec(sys.argv[1], json.loads(sys.argv[2])); "
+        "x = np.linspace(1.0, 2.0, 64); "
+        "fi.compute_batch(spec, {n: x for n in spec.inputs}, np.array([0, 64], dtype=np.int64)); "
+        "t2 = time.perf_counter(); print(t1 - t0, t2 - t1)"
+    )
+    import json
+
+    root = str(Path(__file__).resolve().parents[1])
+    kinds: dict[str, float] = {}
+    for kind, params in FIRST_USE:
+        name = IndicatorSpec(kind, params).name
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": root}
+            r = subprocess.run([sys.executable, "-c", code, kind, json.dumps(params)], env=env,
+                               capture_output=True, text=True, check=True)
+            kinds[name] = float(r.stdout.split()[1])
+    imp_code = ("import sys, time; t = time.perf_counter(); import featurestore; "
+                "print(time.perf_counter() - t, int('numba' in sys.modules))")
+    times, numba_loaded = [], 0
+    for _ in range(import_runs):
+        r = subprocess.run([sys.executable, "-c", imp_code], env={**os.environ, "PYTHONPATH": root},
+                           capture_output=True, text=True, check=True)
+        t, nb = r.stdout.split()
+        times.append(float(t))
+        numba_loaded |= int(nb)
+    return {"kinds": kinds, "import": statistics.median(times), "import_all": times, "numba_on_import": bool(numba_loaded)}
 
 
 def fmt_ms(s: float) -> str:
@@ -283,7 +534,7 @@ def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: di
         ],
     )
     out.table(
-        "First use of all 8 kernels in a fresh process (s)",
+        f"First use of the {len(SPECS)} seed kernels in a fresh process (s)",
         ["what", "cache", "import", "compile/load"],
         [
             ["featurestore.indicators + warmup()", "cold (empty NUMBA_CACHE_DIR)", f"{comp['import_cold']:.3f}", f"{comp['compile_cold']:.2f}"],
@@ -306,15 +557,81 @@ def render(full: list[dict[str, object]], upd: list[dict[str, object]], comp: di
         ratio = r["stream"] / r["ours"]  # type: ignore[operator]
         out.check(f"{r['indicator']}, one new bar x {n_upd:,} symbols: talib.stream / update_batch (cold)", ratio, ">= 30x",
                   ratio >= 30.0)
-    out.checks_table()
+
+
+def render_extra(kinds: list[dict[str, object]], n_kinds: str, view: dict[str, float], n_view: int,
+                 user: list[dict[str, object]], user_case: str, first: dict[str, object], out: Results) -> None:
+    """The tables and checks of the kinds, view, user and first-use sections."""
+    out.table(
+        f"Every other kind, batched {n_kinds} (default parameters), medians (ms); ratio = ours / other (lower is better)",
+        ["kind", "spec", "ours", "vs", "other (per symbol)", "ours/other"],
+        [[r["kind"], r["spec"], fmt_ms(r["ours"]), r["vs"], fmt_ms(r["other"]),  # type: ignore[arg-type]
+          f"{r['ours'] / r['other']:.2f}x"] for r in kinds],  # type: ignore[operator]
+    )
+    out.table(
+        f"One new bar for {n_view:,} symbols across a {view['n_outputs']:.0f}-output view ({len(VIEW)} specs), ms per round",
+        ["round", "ours: update_batch_inplace per spec", "talib.stream per symbol", "stream/ours"],
+        [
+            ["cold: first round of a fresh process (kernels in the disk cache)", fmt_ms(view["ours_cold"]),
+             fmt_ms(view["stream_cold"]), f"{view['stream_cold'] / view['ours_cold']:.1f}x"],
+            ["second round", fmt_ms(view["ours_second"]), fmt_ms(view["stream_second"]),
+             f"{view['stream_second'] / view['ours_second']:.1f}x"],
+            ["warm: median of the following rounds", fmt_ms(view["ours_warm"]), fmt_ms(view["stream_warm"]),
+             f"{view['stream_warm'] / view['ours_warm']:.1f}x"],
+        ],
+    )
+    out.say()
+    out.say(f"View specs: {', '.join(VIEW)}. The first (warm-up) process, which may compile, took "
+            f"{fmt_ms(view['warmup_process_ours_cold'])} ms for its first round of ours.")
+    out.table(
+        f"User-defined windowed kernel vs the same formula as a built-in, batched {user_case}, medians (ms)",
+        ["user kernel", "formula", "built-in", "user", "built-in time", "user/built-in", "register (s)"],
+        [[r["user"], "window mean" if "usma" in str(r["user"]) else "last - first", r["builtin"],
+          fmt_ms(r["user_t"]), fmt_ms(r["builtin_t"]),  # type: ignore[arg-type]
+          f"{r['user_t'] / r['builtin_t']:.2f}x", f"{r['register']:.2f}"] for r in user],  # type: ignore[operator]
+    )
+    kt: dict[str, float] = first["kinds"]  # type: ignore[assignment]
+    out.table(
+        "First use of one kernel in a fresh process, empty NUMBA_CACHE_DIR (s; includes importing numba)",
+        ["spec", "first use"],
+        [[k, f"{v:.2f}"] for k, v in kt.items()],
+    )
+    out.say()
+    out.say(f"`import featurestore` in a fresh process: {first['import']:.3f} s (median of "
+            f"{len(first['import_all'])}); numba imported by it: {'yes' if first['numba_on_import'] else 'no'}.")  # type: ignore[arg-type]
+    out.record("kinds", kinds)
+    out.record("view", view)
+    out.record("user", user)
+    out.record("first_use", first)
+    for r in kinds:
+        ratio = r["ours"] / r["other"]  # type: ignore[operator]
+        if r["vs"] == "TA-Lib":
+            out.check(f"{r['spec']}, batched {n_kinds}: ours / TA-Lib per-symbol calls", ratio, "<= 1.00x", ratio <= 1.0)
+    for label, key in (("cold", "cold"), ("warm", "warm")):
+        ratio = view[f"stream_{key}"] / view[f"ours_{key}"]
+        out.check(f"{view['n_outputs']:.0f}-output view, one new bar x {n_view:,} symbols: talib.stream / ours ({label})",
+                  ratio, ">= 30x", ratio >= 30.0)
+    for r in user:
+        ratio = r["user_t"] / r["builtin_t"]  # type: ignore[operator]
+        out.check(f"user windowed {r['user']} / built-in {r['builtin']}, batched {user_case}", ratio, "<= 1.50x",
+                  ratio <= 1.5)
+    for k, v in kt.items():
+        out.check(f"first use of {k}, empty numba cache, fresh process", v, "< 2 s", v < 2.0, unit="s")
+    imp = float(first["import"])  # type: ignore[arg-type]
+    out.check("import featurestore, fresh process", imp, "< 1 s", imp < 1.0 and not first["numba_on_import"], unit="s",
+              note="numba imported" if first["numba_on_import"] else "numba not imported")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     ap.add_argument("--markdown", action="store_true", help="accepted for compatibility: output is always Markdown")
+    ap.add_argument("--view-child", default=None, help=argparse.SUPPRESS)  # internal: the view's fresh process
     add_arguments(ap)
     args = ap.parse_args()
+    if args.view_child:
+        view_child(args.view_child)
+        return
     out = Results("indicators", "Indicator engine vs TA-Lib, pandas, talib.stream and talipp", quick=args.quick,
                   results_dir=args.results_dir, extra_packages=("talipp",))
 
@@ -330,7 +647,17 @@ def main() -> None:
         upd = bench_update(n_upd, 2_500, 300, 51)
     out.setting("sizes", "1 x 100,000 and 200 x 2,500 bars, 200 symbols for updates" if args.quick
                 else "1 x 1,000,000 and 2,000 x 2,500 bars, 2,000 symbols for updates")
+    n_kinds, user_n = (100, 200) if args.quick else (2_000, 2_000)
+    kinds = bench_kinds(n_kinds, 2_500, 3 if args.quick else 7)
+    n_view = 2_000
+    view = bench_view(n_view, 300 if args.quick else 500, 12 if args.quick else 40)
+    user = bench_user(user_n, 2_500, 5 if args.quick else 9)
+    first = bench_first_use(3)
+    out.setting("sizes, other kinds and user kernels", f"{n_kinds:,} x 2,500 and {user_n:,} x 2,500 bars; "
+                f"the view: {n_view:,} symbols")
     render(full, upd, comp, n_upd, out)
+    render_extra(kinds, f"{n_kinds:,} x 2,500", view, n_view, user, f"{user_n:,} x 2,500", first, out)
+    out.checks_table()
     out.write()
 
 
