@@ -3,6 +3,7 @@ adaptive switching, thread safety, invalidation races and read-only results."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import random
 import threading
@@ -774,13 +775,19 @@ def test_freeze_numpy() -> None:
 
 
 def test_freeze_dataframe_blocks_element_writes() -> None:
+    """The frozen arrays refuse writes. A pandas write to the frozen frame itself copies first
+    (its arrays are pinned as shared, see `frames`): it changes that frame object, never its arrays,
+    so a hand-out taken before keeps the values."""
     df = freeze(pd.DataFrame({"a": np.arange(5.0), "b": np.arange(5), "s": list("abcde")}))
     before = df.copy(deep=True)
-    with pytest.raises(ValueError, match="read-only"):
-        df.iloc[0, 0] = 99.0
+    taken = handout(df)
     with pytest.raises(ValueError, match="read-only"):
         df["a"].to_numpy()[0] = 5.0
+    with pytest.raises(ValueError, match="read-only"):
+        df._mgr.blocks[0].values[0, 0] = 5.0
     assert df.equals(before)
+    df.iloc[0, 0] = 99.0
+    assert df.iloc[0, 0] == 99.0 and taken.equals(before)
 
 
 def test_handout_dataframe_isolates_every_mutation() -> None:
@@ -826,3 +833,196 @@ def test_freeze_never_changes_its_argument() -> None:
 def test_freeze_arrow_is_identity() -> None:
     table = pa.table({"a": [1, 2, 3]})
     assert freeze(table) is table and handout(table) is table
+
+
+# --------------------------------------------------------------------------------------------
+# hand-outs stay writable once their entry has left the cache
+# --------------------------------------------------------------------------------------------
+LEAVE = ["evicted", "invalidated", "discarded", "cleared", "too-big"]
+DERIVE: dict[str, Callable[[pd.DataFrame], Any]] = {
+    "itself": lambda h: h,
+    "columns": lambda h: h[["a"]],
+    "rows": lambda h: h.iloc[:2],
+    "reset_index": lambda h: h.reset_index(),
+    "all_columns": lambda h: h[list(h.columns)],
+    "rename": lambda h: h.rename(columns=str.upper),
+    "set_index": lambda h: h.set_index("b"),
+    "series": lambda h: h["a"],
+    "shallow_copy": lambda h: h.copy(deep=False),
+}
+
+
+def typed_result(n: int = 6) -> pd.DataFrame:
+    """A fresh result with every kind of block a read returns: float, int, datetime, categorical,
+    masked Int64, Arrow strings (the oracle: built again, never taken from the cache)."""
+    return pd.DataFrame(
+        {
+            "a": np.arange(n, dtype=float) / 4,
+            "b": np.arange(n, dtype=np.int64) * 3,
+            "ts": pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC"),
+            "c": pd.Categorical(["x", "y"] * (n // 2)),
+            "i": pd.array(list(range(n - 1)) + [None], dtype="Int64"),
+            "s": pd.array([f"s{k}" for k in range(n)], dtype="str"),
+        },
+        index=pd.Index([f"r{k}" for k in range(n)], name="row"),
+    )
+
+
+def write_first_row(x: pd.DataFrame | pd.Series) -> None:
+    """Write the second row's values into the first one, column by column (dtype-safe), in place."""
+    if isinstance(x, pd.Series):
+        x.iloc[0] = x.iloc[1]
+        return
+    for j in range(x.shape[1]):
+        x.iloc[0, j] = x.iloc[1, j]
+
+
+def assert_first_row_written(x: pd.DataFrame | pd.Series) -> None:
+    if isinstance(x, pd.Series):
+        assert x.iloc[0] == x.iloc[1]
+    else:
+        pd.testing.assert_series_equal(x.iloc[0], x.iloc[1], check_names=False)
+
+
+def _read(cache: Cache[Any, Any]) -> pd.DataFrame:
+    """One caller's read: the cached value (computed and frozen on a miss), handed out."""
+    return handout(cache.get_or_compute("k", lambda: freeze(typed_result()), tags={"t"}))  # type: ignore[no-any-return]
+
+
+def _leave(cache: Cache[Any, Any], how: str) -> None:
+    if how == "evicted":
+        while "k" in cache:
+            cache.popitem()
+    elif how == "invalidated":
+        assert cache.invalidate_tags({"t"}) == 1
+    elif how == "discarded":
+        assert cache.discard("k")
+    elif how == "cleared":
+        cache.clear()
+    assert "k" not in cache
+
+
+def _sole_survivor(policy: str, how: str, derive: Callable[[pd.DataFrame], Any]) -> Any:
+    """A frame derived from a hand-out whose entry has left the cache, and nothing else alive that
+    shares its arrays (the hand-out, the cached frame and the miss's result are all gone)."""
+    size = sizeof(freeze(typed_result()))
+    cache = make_cache(policy, maxsize=size // 2 if how == "too-big" else 4 * size)
+    handed = _read(cache)
+    assert ("k" in cache) == (how != "too-big")
+    if how != "too-big":
+        _leave(cache, how)
+    derived = derive(handed)
+    del handed
+    gc.collect()
+    return derived
+
+
+@pytest.mark.parametrize("derive", sorted(DERIVE))
+@pytest.mark.parametrize("how", LEAVE)
+@pytest.mark.parametrize("policy", ALL)
+def test_a_handout_is_writable_after_its_entry_left_the_cache(policy: str, how: str, derive: str) -> None:
+    """Hand-outs share the cached frame's read-only arrays. Once the cached frame was gone
+    (evicted, invalidated, discarded, cleared, or a miss too big to store), pandas took the hand-out,
+    or a frame derived from it, for the arrays' sole owner and wrote in place: "assignment
+    destination is read-only". Every such write must copy first and succeed."""
+    survivor = _sole_survivor(policy, how, DERIVE[derive])
+    write_first_row(survivor)
+    assert_first_row_written(survivor)
+    write_first_row(survivor)  # the second write goes to the caller's own copy, in place
+    assert_first_row_written(survivor)
+
+
+@pytest.mark.parametrize("how", LEAVE)
+@pytest.mark.parametrize("policy", ALL)
+def test_writes_after_the_entry_left_reach_no_other_frame(policy: str, how: str) -> None:
+    """Writes to a hand-out and to frames derived from it, after its entry left the cache, change
+    neither another caller's hand-out, nor the cached value, nor what the next read returns."""
+    size = sizeof(freeze(typed_result()))
+    cache = make_cache(policy, maxsize=size // 2 if how == "too-big" else 4 * size)
+    mine, other = _read(cache), _read(cache)
+    if how != "too-big":
+        second = _read(cache)  # a hit: shares the cached arrays with `other`
+        _leave(cache, how)
+    else:
+        second = _read(cache)  # another miss: its own arrays
+    views = [derive(mine) for derive in DERIVE.values()]
+    del mine
+    gc.collect()
+    for view in views:
+        write_first_row(view)
+        assert_first_row_written(view)
+    pd.testing.assert_frame_equal(other, typed_result())
+    pd.testing.assert_frame_equal(second, typed_result())
+    again = _read(cache)  # recomputed (the entry left), or a hit on the re-stored value
+    pd.testing.assert_frame_equal(again, typed_result())
+    if how != "too-big":
+        pd.testing.assert_frame_equal(cache["k"], typed_result())
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_series_array_writes_never_reach_the_cache(policy: str) -> None:
+    """``Series.array[i] = x`` writes past copy-on-write into the array itself: the cached
+    datetime, categorical and Int64 arrays (numpy-backed extension arrays) must refuse it like
+    the numeric ones, so neither the cache nor another caller sees it."""
+    cache = make_cache(policy, maxsize=1 << 20)
+    mine, other = _read(cache), _read(cache)
+    new = {"a": -1.0, "b": -1, "ts": pd.Timestamp("2000-01-01", tz="UTC"), "c": "y", "i": -1, "s": "zz"}
+    for col, value in new.items():
+        with contextlib.suppress(ValueError):  # read-only: refusing is what keeps the cache intact
+            mine[col].array[0] = value
+    pd.testing.assert_frame_equal(other, typed_result())
+    pd.testing.assert_frame_equal(cache["k"], typed_result())
+    pd.testing.assert_frame_equal(_read(cache), typed_result())
+
+
+# ---- the same through a real FeatureStore read ----------------------------------------------
+@pytest.fixture(scope="module")
+def bars_url(store: Any, db_url: Any) -> Any:
+    """This module's database with a few bars of two symbols (written once, through `store`)."""
+    from helpers import make_bars
+
+    store.ingest(make_bars(["AAA", "BBB"], 30, seed=3))
+    return db_url
+
+
+@pytest.mark.parametrize("how", LEAVE)
+@pytest.mark.parametrize("policy", ALL)
+def test_store_reads_stay_writable_after_the_entry_left(bars_url: Any, policy: str, how: str) -> None:
+    """Through `FeatureStore.get_bars`: after the entry left the cache (or the read was too big
+    to store), the hand-out and frames derived from it accept writes, and neither the next read
+    nor another caller's frame changes."""
+    from featurestore.client import FeatureStore
+    from featurestore.consistency import symbol_tags
+
+    with FeatureStore(bars_url, cache=None) as plain:
+        oracle = plain.get_bars("AAA")  # uncached: the values every read must return
+    with FeatureStore(bars_url, cache=policy, cache_bytes=64 if how == "too-big" else 64 << 20) as fs:
+        assert fs._reads is not None
+        cache = fs._reads.cache
+        mine, other = fs.get_bars("AAA"), fs.get_bars("AAA")
+        if how == "evicted":
+            while len(cache):
+                cache.popitem()
+        elif how == "invalidated":
+            assert cache.invalidate_tags(symbol_tags(["AAA"])) == 1
+        elif how == "discarded":
+            assert all(cache.discard(k) for k in list(cache))
+        elif how == "cleared":
+            cache.clear()
+        assert len(cache) == 0
+        views = [derive(mine) for name, derive in DERIVE.items() if name not in ("columns", "set_index", "series")]
+        views += [mine[["close"]], mine.set_index("volume"), mine["close"]]
+        del mine
+        gc.collect()
+        for view in views:
+            write_first_row(view)
+            assert_first_row_written(view)
+        sole = fs.get_bars("AAA")  # a miss, then everything sharing its arrays but one hand-out goes
+        _ = [cache.popitem() for _ in range(len(cache))]
+        derived = sole.iloc[:3]
+        del sole
+        gc.collect()
+        write_first_row(derived)
+        assert_first_row_written(derived)
+        pd.testing.assert_frame_equal(other, oracle)
+        pd.testing.assert_frame_equal(fs.get_bars("AAA"), oracle)

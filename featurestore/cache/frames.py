@@ -10,11 +10,20 @@ Then a frozen frame and every hand-out are cheap siblings that pandas knows shar
 write by anyone (the caller to its events, a reader to its result) copies first. Without it
 (pandas 2's default) sharing cannot be made safe: the cache copies the result once when it stores
 it and each hand-out is a deep copy, which is correct but costs a copy per hit.
+
+Pinning: pandas writes in place to a block it believes nobody else references, which for a
+read-only array fails ("assignment destination is read-only"). That is the case for a hand-out
+(or a frame derived from it) once the cached frame is gone (evicted, invalidated, cleared, or a
+miss too big to store). So every reference group (pandas' ``BlockValuesRefs``, shared by all
+blocks viewing one array) that a frozen block joins also holds `_PIN`, a reference that never
+dies and lives exactly as long as the group: pandas always sees a second reference and copies
+the block before the first write, whoever writes and whenever.
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from typing import Any, TypeVar
 
 __all__ = ["copy_on_write", "freeze", "handout", "sizeof"]
@@ -149,10 +158,45 @@ def copy_on_write() -> bool:
     return getattr(pd.options.mode, "copy_on_write", False) is True  # pandas 2: True, False or "warn"
 
 
+class _Pinned:
+    """The referent of `_PIN`: one module-level instance, alive for the life of the process."""
+
+
+_PINNED = _Pinned()
+# a weak reference that never dies: pandas keeps live entries of a reference group and counts
+# them, so this entry makes every group holding it count one reference more than its blocks
+_PIN = weakref.ref(_PINNED)
+
+
+def _pin(refs: Any) -> None:
+    """Add `_PIN` to a pandas reference group (once, at the front, so the check is O(1))."""
+    entries = refs.referenced_blocks
+    if not entries or entries[0] is not _PIN:
+        entries.insert(0, _PIN)
+
+
 def _read_only_view(array: Any) -> Any:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def _read_only_extension(values: Any) -> Any:
+    """A new extension array over read-only views of a numpy-backed one's buffers, else None.
+
+    Datetimes, categoricals (their codes), NumPy-backed strings and masked arrays (``Int64``)
+    write their numpy buffers in place on ``Series.array[i] = x``, past copy-on-write. Arrow-backed
+    arrays hold immutable buffers (a write replaces the array's buffer reference) and stay as they are.
+    """
+    np = sys.modules["numpy"]
+    backing = getattr(values, "_ndarray", None)
+    rebuild = getattr(values, "_from_backing_data", None)
+    if isinstance(backing, np.ndarray) and rebuild is not None:
+        return rebuild(_read_only_view(backing))
+    data, mask = getattr(values, "_data", None), getattr(values, "_mask", None)
+    if isinstance(data, np.ndarray) and isinstance(mask, np.ndarray):
+        return type(values)(_read_only_view(data), _read_only_view(mask), copy=False)
+    return None
 
 
 def freeze(value: V) -> V:
@@ -184,12 +228,16 @@ def freeze(value: V) -> V:
         blocks = []
         for block in mgr.blocks:
             values = block.values
-            if isinstance(values, np.ndarray):
+            frozen = _read_only_view(values) if isinstance(values, np.ndarray) else _read_only_extension(values)
+            if frozen is not None:
                 # refs= registers the view with pandas' reference tracking (copy-on-write)
                 refs = block.refs if cow else None
-                blocks.append(block.make_block_same_class(_read_only_view(values), refs=refs))
+                blocks.append(block.make_block_same_class(frozen, refs=refs))
             else:
                 blocks.append(block.copy(deep=False))
+        if cow:
+            for block in blocks:
+                _pin(block.refs)
         new = type(mgr)(tuple(blocks), mgr.axes, verify_integrity=False)
         return type(frame)._from_mgr(new, axes=new.axes)  # type: ignore[no-any-return]
     except (AttributeError, TypeError):  # pandas internals moved: a sibling without the lock
@@ -220,6 +268,8 @@ def handout(value: V) -> V:
     mgr = value._mgr
     try:
         blocks = tuple(b.copy(deep=False) for b in mgr.blocks)
+        for block in blocks:  # already pinned when `freeze` made the value: O(1) per block
+            _pin(block.refs)
         new = type(mgr)(blocks, mgr.axes, verify_integrity=False)
         return type(value)._from_mgr(new, axes=new.axes)  # type: ignore[no-any-return]
     except (AttributeError, TypeError):  # pandas internals moved: the public, slower way
