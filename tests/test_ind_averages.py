@@ -37,6 +37,15 @@ ROWS = [
                 {"fast": 4, "slow": 6, "matype": 5}, {"fast": 3, "slow": 4, "matype": 3}, {"fast": 2, "slow": 7, "matype": 4},
                 {"fast": 2, "slow": 3, "matype": 8}]),
     Row("trix", [{"period": 1}, {"period": 2}, {"period": 5}, {"period": 30}, {"period": 100}]),
+    # BBANDS with a non-SMA middle band (matype 0 rows live in test_indicator_engine.py)
+    Row("bbands", [{"period": 2, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 1},
+                   {"period": 5, "nbdevup": 1.0, "nbdevdn": 2.0, "matype": 2},
+                   {"period": 4, "nbdevup": 2.0, "nbdevdn": 1.0, "matype": 3},
+                   {"period": 3, "nbdevup": 1.0, "nbdevdn": 1.0, "matype": 4},
+                   {"period": 6, "nbdevup": 1.5, "nbdevdn": 0.5, "matype": 5},
+                   {"period": 10, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 6},
+                   {"period": 5, "nbdevup": 0.0, "nbdevdn": 3.0, "matype": 8},
+                   {"period": 20, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 1}]),
     # KAMA as an MA block of its users: slow %K by KAMA over %K series with flat runs
     Row("stoch", [{"fastk": 5, "slowk": 10, "slowk_matype": 6, "slowd": 3, "slowd_matype": 8},
                   {"fastk": 5, "slowk": 3, "slowk_matype": 6, "slowd": 2, "slowd_matype": 6}]),
@@ -137,6 +146,13 @@ def test_ma_names_and_matype_rule() -> None:
     with pytest.raises(IndicatorError):
         parse_indicator("apo_1_26")
     assert parse_indicator("trix_30").lookback == 88
+    assert parse_indicator("bbands_20_2").name == "bbands_20_2"  # matype 0 names unchanged
+    assert "matype" not in parse_indicator("bbands_20_2").to_dict()["params"]
+    assert parse_indicator("bbands_20_2_m1").p["matype"] == 1
+    assert parse_indicator("bbands_20_2_1_m6").name == "bbands_20_2_1_m6"
+    assert parse_indicator("bbands_20_2_m8").lookback == 6 * 19
+    with pytest.raises(IndicatorError, match="MAMA"):
+        parse_indicator("bbands_20_2_m7")
 
 
 def test_ma_block_twins_agree() -> None:
@@ -162,6 +178,8 @@ def _talib(bars: pd.DataFrame) -> dict[str, np.ndarray]:
         "wma_10": talib.WMA(c, 10), "dema_5": talib.DEMA(c, 5), "tema_4": talib.TEMA(c, 4),
         "trima_6": talib.TRIMA(c, 6), "kama_10_u3": kama_u, "t3_3_0p7": talib.T3(c, 3, 0.7),
         "ma_7_6": talib.MA(c, 7, 6), "ma_9_5": talib.MA(c, 9, 5),
+        "bbands_upper_6_2_m1": talib.BBANDS(c, 6, 2.0, 2.0, 1)[0],
+        "bbands_lower_6_2_m1": talib.BBANDS(c, 6, 2.0, 2.0, 1)[2],
         "apo_3_8_1": talib.APO(c, 3, 8, 1), "ppo_4_9": talib.PPO(c, 4, 9, 0), "trix_5": talib.TRIX(c, 5),
     }
 
@@ -181,7 +199,8 @@ def test_averages_in_a_view(store: FeatureStore) -> None:
     syms = ["AVGA", "AVGB"]
     df = make_bars(syms, 120, seed=41)
     store.ingest(df)
-    view = store.create_view("avg_family", list(_talib(df.iloc[:5])))
+    specs = [n for n in _talib(df.iloc[:5]) if not n.startswith("bbands")] + ["bbands_6_2_m1"]
+    view = store.create_view("avg_family", specs)
     _check_view(store, view.table_name, syms, _talib)
     more = make_bars(syms, 121, seed=41).groupby("symbol").tail(1)  # one new bar each
     r = store.ingest(more)

@@ -141,6 +141,11 @@ def _bb_name(p: Mapping[str, Number]) -> list[str]:
     return out
 
 
+def _bb_canonical(p: dict[str, Number]) -> dict[str, Number]:
+    check_matype("bbands", int(p["matype"]))
+    return p
+
+
 def _bb_complete(p: dict[str, Number], n_positional: int) -> dict[str, Number]:
     if n_positional == 2:  # bbands_<n>_<k>: both multipliers k
         p["nbdevdn"] = p["nbdevup"]
@@ -196,17 +201,18 @@ DEFS: tuple[IndicatorDef, ...] = (
         talib_ref=ta("EMA", "period", unstable="EMA"), pandas_ref=_pd_ema,
     ),
     IndicatorDef(
-        "bbands", "Bollinger bands (SMA, population std)", ("close",),
+        "bbands", "Bollinger bands (MA of matype, population std)", ("close",),
         (
             ParamDef("period", int, 20, 2, MAX_PERIOD, ("timeperiod",)),
             ParamDef("nbdevup", float, 2.0, 0.0, MAX_NBDEV),
             ParamDef("nbdevdn", float, 2.0, 0.0, MAX_NBDEV),
+            ParamDef("matype", int, 0, 0, 8, ("ma_type",), tag="m"),
         ),
         ("upper", "middle", "lower"), "averages.bbands_run", "BBANDS",
-        lookback=lambda p: int(p["period"]) - 1,
-        state_len=lambda p: 6 + int(p["period"]) - 1,
-        talib_ref=ta("BBANDS", "period", "nbdevup", "nbdevdn"), pandas_ref=_pd_bbands,
-        name_tokens=_bb_name, complete=_bb_complete, fixed=(("matype", 0),),
+        lookback=lambda p: ma_lookback(int(p["matype"]), int(p["period"])),
+        state_len=lambda p: 5 + int(p["period"]) + (ma_width(int(p["matype"]), int(p["period"])) if p["matype"] else 0),
+        talib_ref=ta("BBANDS", "period", "nbdevup", "nbdevdn", "matype"), pandas_ref=_pd_bbands,
+        name_tokens=_bb_name, complete=_bb_complete, canonical=_bb_canonical,
     ),
     _single("wma", "Weighted moving average", "WMA", 2),
     _single("dema", "Double exponential moving average", "DEMA", 3),
@@ -251,7 +257,8 @@ DEFS: tuple[IndicatorDef, ...] = (
 STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     "sma": ("count", "total", "ring[period-1]"),
     "ema": ("count", "ema_or_seed_sum"),
-    "bbands": ("count", "total", "s1", "s2", "shift_k", "recentre_countdown", "ring[period-1]"),
+    "bbands": ("count", "total", "s1", "s2", "shift_k", "recentre_countdown", "ring[period-1]",
+               "ma[ma_width(matype, period)] (matype != 0 only; total unused then)"),
     # The MA family: one kernels/ma.py block at column 0 (its layouts are in that module).
     "wma": ("count", "sub", "sum", "trailing", "ring[period-1]"),
     "dema": ("count", "ema1_count", "ema1", "ema2_count", "ema2"),

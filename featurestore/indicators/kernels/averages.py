@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from featurestore.indicators.kernels.common import _check, _copy_row, _skip_leading_nan1, fma
-from featurestore.indicators.kernels.ma import DEMA, EMA, KAMA, T3, TEMA, TRIMA, WMA, ma_step, ma_step_raw, ma_width
+from featurestore.indicators.kernels.ma import DEMA, EMA, KAMA, T3, TEMA, TRIMA, WMA, ma_lookback, ma_step, ma_step_raw, ma_width
 
 
 # --------------------------------------------------------------------------------------- SMA
@@ -155,7 +155,115 @@ def _bb_bands(mid, sd, up, dn, i, out_upper, out_middle, out_lower):  # type: ig
 
 
 @njit(cache=True)
-def bbands_run(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+def bbands_run(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+    """Bollinger bands: middle = TA_MA(period, matype), population std with TA-Lib 0.8's
+    shifted, re-centred sums (matype 7, MAMA, is refused by the definition).
+
+    State (matype 0): [count, T, S1, S2, K, re-centre countdown, ring of the last period-1
+    inputs]; other matypes append the MA block (``T`` unused).
+    """
+    if matype != 0:
+        return _bbands_ma(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, out_upper, out_middle, out_lower)
+    return _bbands_sma(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower)
+
+
+@njit(cache=True)
+def _bb_std(row, cs, m, inv, reset, v, win):  # type: ignore[no-untyped-def]
+    """One bar of TA_STDDEV(period, 1.0) (the sums of ``_bbands_sma``) in ``row``; ``cs`` is the
+    bar's index in the std's own stream. The std, or NaN while cs < period - 1."""
+    if cs == 0:
+        row[4] = v
+        row[5] = reset
+    kk = row[4]
+    s1 = row[2]
+    s2 = row[3]
+    cnt = np.int64(row[5])
+    d = v - kk
+    s1 += d
+    s2 += d * d
+    slot = cs % m
+    sd = np.nan
+    if cs >= m:
+        mean = inv * s1
+        var = inv * s2 - mean * mean
+        xo = row[6 + slot]
+        o = xo - kk
+        o2 = o * o
+        s2 -= o2
+        zero = False
+        recentre = (inv * s2) * 1e-6 > var or o2 > s2 * 1e6
+        if not recentre:
+            cnt -= 1
+            recentre = cnt == 0
+        if recentre:
+            for j in range(m):
+                win[j] = row[6 + (slot + j) % m]
+            win[m] = v
+            kk, s1, s2 = _bb_recentre(win, inv)
+            mean = inv * s1
+            ms = inv * s2
+            var = ms - mean * mean
+            zero = ms * 1e-12 > var
+            o = xo - kk
+            s1 -= o
+            s2 -= o * o
+            cnt = reset
+        else:
+            s1 -= o
+        sd = 0.0 if zero or var == 0.0 else math.sqrt(var)
+    row[6 + slot] = v
+    row[2] = s1
+    row[3] = s2
+    row[4] = kk
+    row[5] = cnt
+    return sd
+
+
+@njit(cache=True)
+def _bbands_ma(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+    """BBANDS with a non-SMA middle band: TA-Lib runs TA_STDDEV over the MA's output range, so
+    the std's sums start at bar (MA lookback) - (period - 1) of the first valid bar."""
+    m = period - 1
+    inv = 1.0 / period
+    reset = 32 * period
+    win = np.empty(period)
+    lb = ma_lookback(matype, period, 0)
+    b0 = lb - m
+    bad = _check(offsets, x.size, state_in, state, period + 5 + ma_width(matype, period))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out_middle)
+            for j in range(start, i):
+                out_upper[j] = np.nan
+                out_lower[j] = np.nan
+        row = state[k]
+        while i < end:
+            c = np.int64(row[0])
+            row[0] = c + 1
+            v = x[i]
+            mid = ma_step(matype, period, 0, 0.7, row, period + 5, v)
+            sd = np.nan
+            if c >= b0:
+                sd = _bb_std(row, c - b0, m, inv, reset, v, win)
+            if c >= lb:
+                _bb_bands(mid, sd, nbdevup, nbdevdn, i, out_upper, out_middle, out_lower)
+            else:
+                out_upper[i] = np.nan
+                out_middle[i] = np.nan
+                out_lower[i] = np.nan
+            i += 1
+    return 0
+
+
+@njit(cache=True)
+def _bbands_sma(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
     """Bollinger bands (SMA middle, population std) with TA-Lib 0.8's shifted, re-centred sums.
 
     State: [count, T, S1, S2, K, re-centre countdown, ring of the last period-1 inputs].
