@@ -528,8 +528,8 @@ def test_spec_objects() -> None:
         assert hash(IndicatorSpec.from_dict(d)) == hash(spec)
         assert parse_indicator(spec.name) == spec
     assert a.to_dict() == {"kind": "macd", "params": {"fast": 12, "slow": 26, "signal": 9}}
-    assert parse_indicator("bbands_20_2").p == {"period": 20, "nbdevup": 2.0, "nbdevdn": 2.0}
-    assert parse_indicator("bbands").p == {"period": 20, "nbdevup": 2.0, "nbdevdn": 2.0}
+    assert parse_indicator("bbands_20_2").p == {"period": 20, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 0}
+    assert parse_indicator("bbands").p == {"period": 20, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 0}
     assert indicator("sma", timeperiod=20) == parse_indicator("sma_20")
     assert indicator("bbands", period=20, nbdevup=2, nbdevdn=2, matype=0) == parse_indicator("bbands_20_2")
     assert parse_indicator("bbands_20_0.1_0.30000000000000004").name == "bbands_20_0p1_0p30000000000000004"
@@ -559,7 +559,7 @@ def test_spec_objects() -> None:
         (lambda: parse_indicator("macd_12\n_26_9"), "fast"),
         (lambda: indicator("sma", window=3), "unknown parameter"),
         (lambda: indicator("sma", period=True), "number"),
-        (lambda: indicator("bbands", matype=1), "matype"),
+        (lambda: indicator("bbands", matype=7), "matype"),  # MAMA is not supported
         (lambda: indicator("bbands", nbdevup=float("nan")), "finite"),
         (lambda: indicator("bbands", nbdevup=-1), "nbdevup"),
         (lambda: indicator("rsi", matype=0), "unknown parameter"),
