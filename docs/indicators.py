@@ -24,7 +24,10 @@ def _param(p: object) -> str:
     name, default, lo, hi = p.name, p.default, p.lo, p.hi  # type: ignore[attr-defined]
     tag = getattr(p, "tag", "")
     shown = f"{name} (written `_{tag}<k>` when set)" if tag else name
-    return f"{shown} {format_number(lo)}..{format_number(hi)} (default {format_number(default)})"
+    allowed = f"{format_number(lo)}..{format_number(hi)}"
+    if name.endswith("matype"):
+        allowed += " except 7 (MAMA)"
+    return f"{shown} {allowed} (default {format_number(default)})"
 
 
 def table() -> str:
