@@ -20,6 +20,7 @@ This is development tooling: it lives beside the scripts, not in the ``featurest
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -209,6 +210,8 @@ class Results:
             "checks": self.checks,
             "tables": self.parsed_tables(),
             "data": self.data,
+            # what the script wrote into the Markdown file: `_summary.py --check` refuses an edited one
+            "markdown_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         }
         json_path.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n", encoding="utf-8")
         print(f"wrote {_rel(str(md_path))} and {json_path.name}", file=sys.stderr, flush=True)

@@ -18,6 +18,7 @@ a script that exists here.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -219,6 +220,10 @@ def provenance_problems(results_dir: Path = HERE / "results") -> list[str]:
         script = written.split("`python ", 1)[-1].split(" ", 1)[0] if written.startswith("Written by `python ") else ""
         if not md.with_suffix(".json").is_file():
             problems.append(f"{md.name}: no {md.stem}.json beside it")
+        else:
+            wrote = json.loads(md.with_suffix(".json").read_text(encoding="utf-8")).get("markdown_sha256")
+            if wrote != hashlib.sha256(md.read_bytes()).hexdigest():
+                problems.append(f"{md.name}: differs from what {script or 'its script'} wrote (edited by hand?): rerun the script")
         if not script.startswith("benchmarks/") or not (HERE.parent / script).is_file():
             problems.append(f"{md.name}: does not start as benchmarks/_results.py writes it (no 'Written by `python benchmarks/<script>.py'")
     for js in sorted(results_dir.glob("*.json")):

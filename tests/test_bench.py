@@ -290,3 +290,33 @@ def test_find_benchmarks_dir_outside_a_checkout(tmp_path: Path, monkeypatch: pyt
     want = (tmp_path / "elsewhere" / "benchmarks").resolve()
     assert find_benchmarks_dir(tmp_path / "elsewhere") == want
     assert find_benchmarks_dir(tmp_path / "elsewhere" / "sub" / "dir") == want  # from a subdirectory
+
+
+def test_results_files_are_what_the_scripts_wrote() -> None:
+    """Every benchmarks/results/*.md has its JSON beside it, written by a script here, and both READMEs quote them."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "benchmarks/_summary.py", "--check"], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_hand_edited_results_file_is_caught(tmp_path: Path) -> None:
+    """The check compares each Markdown file with what its JSON says the script wrote."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "repo"
+    shutil.copytree(repo / "benchmarks", copy / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(repo / "README.md", copy / "README.md")
+    md = sorted((copy / "benchmarks" / "results").glob("*.md"))[0]
+    md.write_text(md.read_text().replace("|", "| edited |", 3))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/_summary.py", "--check"], cwd=copy, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0, done.stdout + done.stderr
