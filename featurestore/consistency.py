@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from featurestore.cache import Cache, freeze, handout, sizeof
+from featurestore.cache import Cache, freeze_and_handout, handout, sizeof
 from featurestore.errors import ConfigError
 
 __all__ = ["CONSISTENCY_MODES", "CachedReads", "Entry"]
@@ -110,13 +110,18 @@ class CachedReads:
             entry = self.cache.peek(key)
             if entry is not None and entry.generation != generation:
                 self.cache.discard(key)
-        entry = self.cache.get_or_compute(
-            key, lambda: Entry(generation, freeze(compute())), tags=symbol_tags(symbols)
-        )
+        mine: list[Any] = []  # the computing caller's hand-out, made with the frozen value in one pass
+
+        def fill() -> Entry:
+            frozen, given = freeze_and_handout(compute())
+            mine.append(given)
+            return Entry(generation, frozen)
+
+        entry = self.cache.get_or_compute(key, fill, tags=symbol_tags(symbols))
         if entry.generation != generation:  # strict: a concurrent caller computed it for an older generation
             self.cache.discard(key)
             return compute()  # not cached: nobody else holds it
-        return handout(entry.value)
+        return mine[0] if mine else handout(entry.value)
 
     def _restart_listener(self, dead: _Listener) -> None:
         """The listener thread ended (it never should): what it missed is unknown, so start clean."""

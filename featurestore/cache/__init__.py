@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from featurestore.cache.base import Cache, CacheStats
-from featurestore.cache.frames import copy_on_write, freeze, handout, sizeof
+from featurestore.cache.frames import copy_on_write, freeze, freeze_and_handout, handout, sizeof
 from featurestore.cache.frequency import AdaptiveCache, LFUCache, WTinyLFUCache
 from featurestore.cache.ghosts import ARCCache, S3FIFOCache
 from featurestore.cache.recency import ClockCache, LRUCache, SieveCache, SLRUCache
@@ -37,6 +37,7 @@ __all__ = [
     "WTinyLFUCache",
     "copy_on_write",
     "freeze",
+    "freeze_and_handout",
     "handout",
     "make_cache",
     "sizeof",

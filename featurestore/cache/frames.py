@@ -26,7 +26,7 @@ import sys
 import weakref
 from typing import Any, TypeVar
 
-__all__ = ["copy_on_write", "freeze", "handout", "sizeof"]
+__all__ = ["copy_on_write", "freeze", "freeze_and_handout", "handout", "sizeof"]
 
 V = TypeVar("V")
 
@@ -242,6 +242,41 @@ def freeze(value: V) -> V:
         return type(frame)._from_mgr(new, axes=new.axes)  # type: ignore[no-any-return]
     except (AttributeError, TypeError):  # pandas internals moved: a sibling without the lock
         return frame.copy(deep=False) if cow else frame  # type: ignore[no-any-return]
+
+
+def freeze_and_handout(value: V) -> tuple[V, V]:
+    """Return ``(freeze(value), handout(freeze(value)))`` built in one pass: the miss path.
+
+    The computing caller of a miss needs both the frozen result the cache keeps and its own
+    hand-out of it; for a pandas DataFrame under copy-on-write both frames are made from one
+    walk over the blocks (one read-only view per block, pinned once), otherwise by the two calls.
+    """
+    np = sys.modules.get("numpy")
+    pd = sys.modules.get("pandas")
+    if np is None or pd is None or type(value) is not pd.DataFrame or not copy_on_write():
+        frozen = freeze(value)
+        return frozen, handout(frozen)
+    frame: Any = value
+    try:
+        mgr = frame._mgr
+        kept = []
+        given = []
+        for block in mgr.blocks:
+            values = block.values
+            ro = _read_only_view(values) if isinstance(values, np.ndarray) else _read_only_extension(values)
+            # refs= registers the view with pandas' reference tracking, as in `freeze`
+            own = block.copy(deep=False) if ro is None else block.make_block_same_class(ro, refs=block.refs)
+            _pin(own.refs)
+            kept.append(own)
+            given.append(own.copy(deep=False))  # the hand-out's block: same values, same (pinned) group
+        manager = type(mgr)
+        frozen_mgr = manager(tuple(kept), mgr.axes, verify_integrity=False)
+        given_mgr = manager(tuple(given), frozen_mgr.axes, verify_integrity=False)
+        build = type(frame)._from_mgr
+        return build(frozen_mgr, axes=frozen_mgr.axes), build(given_mgr, axes=given_mgr.axes)
+    except (AttributeError, TypeError):  # pandas internals moved: the two public steps
+        frozen = freeze(value)
+        return frozen, handout(frozen)
 
 
 def handout(value: V) -> V:
