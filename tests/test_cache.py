@@ -307,11 +307,18 @@ def test_sizeof_builds_nothing_that_outlives_it() -> None:
     did not count, and most of the sizing cost of a one-row miss."""
     sizeof(one_row_result())  # first use: lazy imports and pandas' own caches
     df = one_row_result()
+    index = df.index
+
+    def kept() -> list[int]:
+        """What the frame's index (and its levels) hold on to: pandas' per-object caches."""
+        return [len(index._cache), *(len(level._cache) for level in index._levels), len(df.columns._cache)]
+
+    before = kept()
     gc.collect()
-    before = len(gc.get_objects())
+    referents = len(gc.get_referents(index))
     size = sizeof(df)
-    gc.collect()
-    assert len(gc.get_objects()) == before
+    assert kept() == before, "sizing left objects cached on the result's index"
+    assert len(gc.get_referents(index)) == referents
     assert size >= df.to_numpy().nbytes + 2 * 8  # the values and at least the two level codes
 
 
