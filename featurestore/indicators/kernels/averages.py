@@ -13,7 +13,25 @@ import numpy as np
 from numba import njit
 
 from featurestore.indicators.kernels.common import _check, _copy_row, _skip_leading_nan1, fma
-from featurestore.indicators.kernels.ma import DEMA, EMA, KAMA, T3, TEMA, TRIMA, WMA, ma_lookback, ma_step, ma_step_raw, ma_width
+from featurestore.indicators.kernels.ma import (
+    DEMA,
+    KAMA,
+    T3,
+    TEMA,
+    TRIMA,
+    WMA,
+    copy_step,
+    dema_block,
+    ema_block,
+    kama_block,
+    ma_lookback,
+    ma_step,
+    ma_width,
+    t3_block,
+    tema_block,
+    trima_block,
+    wma_block,
+)
 
 
 # --------------------------------------------------------------------------------------- SMA
@@ -373,9 +391,8 @@ def _bbands_sma(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper
 
 # ------------------------------------------------------- MA family (blocks in kernels/ma.py)
 @njit(cache=True)
-def _ma_kernel(x, offsets, matype, period, unstable, vfactor, raw, state_in, state, out):  # type: ignore[no-untyped-def]
-    """One ``ma.ma_step`` block per symbol at state column 0 (its count is the row's count);
-    ``raw``: ``ma.ma_step_raw`` (the function's own period-1 behaviour, not TA_MA's copy)."""
+def _ma_kernel(x, offsets, matype, period, unstable, vfactor, state_in, state, out):  # type: ignore[no-untyped-def]
+    """One ``ma.ma_step`` block per symbol at state column 0 (its count is the row's count)."""
     bad = _check(offsets, x.size, state_in, state, ma_width(matype, period))
     if bad != 0:
         return bad
@@ -389,10 +406,7 @@ def _ma_kernel(x, offsets, matype, period, unstable, vfactor, raw, state_in, sta
             i = _skip_leading_nan1(x, i, end, out)
         row = state[k]
         while i < end:
-            if raw:
-                out[i] = ma_step_raw(matype, period, unstable, vfactor, row, 0, x[i])
-            else:
-                out[i] = ma_step(matype, period, unstable, vfactor, row, 0, x[i])
+            out[i] = ma_step(matype, period, unstable, vfactor, row, 0, x[i])
             i += 1
     return 0
 
@@ -400,43 +414,153 @@ def _ma_kernel(x, offsets, matype, period, unstable, vfactor, raw, state_in, sta
 @njit(cache=True)
 def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """WMA (TA-Lib 0.8.1: running sums re-anchored every 8*period outputs)."""
-    return _ma_kernel(x, offsets, WMA, period, 0, 0.7, False, state_in, state, out)
+    bad = _check(offsets, x.size, state_in, state, ma_width(WMA, period))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        if period == 1:
+            while i < end:
+                out[i] = copy_step(0, row, 0, x[i])
+                i += 1
+        while i < end:
+            out[i] = wma_block(period, row, 0, x[i])
+            i += 1
+    return 0
 
 
 @njit(cache=True)
 def dema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """DEMA = 2*EMA1 - EMA2."""
-    return _ma_kernel(x, offsets, DEMA, period, 0, 0.7, False, state_in, state, out)
+    bad = _check(offsets, x.size, state_in, state, ma_width(DEMA, period))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        if period == 1:
+            while i < end:
+                out[i] = copy_step(0, row, 0, x[i])
+                i += 1
+        while i < end:
+            out[i] = dema_block(period, 0, row, 0, x[i])
+            i += 1
+    return 0
 
 
 @njit(cache=True)
 def tema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """TEMA = EMA3 + (3*EMA1 - 3*EMA2)."""
-    return _ma_kernel(x, offsets, TEMA, period, 0, 0.7, False, state_in, state, out)
+    bad = _check(offsets, x.size, state_in, state, ma_width(TEMA, period))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        if period == 1:
+            while i < end:
+                out[i] = copy_step(0, row, 0, x[i])
+                i += 1
+        while i < end:
+            out[i] = tema_block(period, 0, row, 0, x[i])
+            i += 1
+    return 0
 
 
 @njit(cache=True)
 def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
-    """Triangular MA (TA-Lib's odd/even period forms)."""
-    return _ma_kernel(x, offsets, TRIMA, period, 0, 0.7, True, state_in, state, out)
+    """Triangular MA (TA-Lib's odd/even period forms; TA_TRIMA(1) runs its sums, no copy)."""
+    bad = _check(offsets, x.size, state_in, state, ma_width(TRIMA, period))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        while i < end:
+            out[i] = trima_block(period, row, 0, x[i])
+            i += 1
+    return 0
 
 
 @njit(cache=True)
 def kama_run(x, offsets, period, unstable, state_in, state, out):  # type: ignore[no-untyped-def]
     """Kaufman adaptive MA with TA-Lib's KAMA unstable period."""
-    return _ma_kernel(x, offsets, KAMA, period, unstable, 0.7, False, state_in, state, out)
+    bad = _check(offsets, x.size, state_in, state, ma_width(KAMA, period))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        if period == 1:
+            while i < end:
+                out[i] = copy_step(unstable, row, 0, x[i])
+                i += 1
+        while i < end:
+            out[i] = kama_block(period, unstable, row, 0, x[i])
+            i += 1
+    return 0
 
 
 @njit(cache=True)
 def t3_run(x, offsets, period, vfactor, unstable, state_in, state, out):  # type: ignore[no-untyped-def]
     """Tillson T3 with TA-Lib's T3 unstable period."""
-    return _ma_kernel(x, offsets, T3, period, unstable, vfactor, False, state_in, state, out)
+    bad = _check(offsets, x.size, state_in, state, ma_width(T3, period))
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        row = state[k]
+        if period == 1:
+            while i < end:
+                out[i] = copy_step(unstable, row, 0, x[i])
+                i += 1
+        while i < end:
+            out[i] = t3_block(period, unstable, vfactor, row, 0, x[i])
+            i += 1
+    return 0
 
 
 @njit(cache=True)
 def ma_run(x, offsets, period, matype, state_in, state, out):  # type: ignore[no-untyped-def]
     """TA_MA(period, matype) for matype 0..8 except 7 (MAMA, refused by the definition)."""
-    return _ma_kernel(x, offsets, matype, period, 0, 0.7, False, state_in, state, out)
+    return _ma_kernel(x, offsets, matype, period, 0, 0.7, state_in, state, out)
 
 
 # --------------------------------------------------------------------------- APO, PPO, TRIX
@@ -508,11 +632,11 @@ def trix_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
             c = np.int64(row[0])
             row[0] = c + 1
             out[i] = np.nan
-            e1 = ma_step_raw(EMA, period, 0, 0.7, row, 1, x[i])
+            e1 = ema_block(period, 0, row, 1, x[i])
             if c >= lb:
-                e2 = ma_step_raw(EMA, period, 0, 0.7, row, 3, e1)
+                e2 = ema_block(period, 0, row, 3, e1)
                 if c >= 2 * lb:
-                    e3 = ma_step_raw(EMA, period, 0, 0.7, row, 5, e2)
+                    e3 = ema_block(period, 0, row, 5, e2)
                     if c > 3 * lb:
                         prev = row[7]
                         out[i] = (e3 / prev - 1.0) * 100.0 if prev != 0.0 else 0.0

@@ -96,7 +96,7 @@ def ma_lookback(matype, period, unstable):  # type: ignore[no-untyped-def]
 
 
 # ------------------------------------------------------------------------------- blocks
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sma(p, s, o, x):  # type: ignore[no-untyped-def]
     """TA-Lib's running-sum SMA (ta_SMA.c): T += x; out = T/p; T -= x[i-p+1]."""
     m = p - 1
@@ -113,7 +113,7 @@ def _sma(p, s, o, x):  # type: ignore[no-untyped-def]
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ema(p, u, s, o, x):  # type: ignore[no-untyped-def]
     """TA-Lib 0.8's EMA: SMA seed of the first p values, then fma(x - prev, k, prev)."""
     c = np.int64(s[o])
@@ -359,15 +359,33 @@ def _t3(p, u, vf, s, o, x):  # type: ignore[no-untyped-def]
     return fma(c4, s[o + 3], fma(c3, s[o + 4], fma(c1, s[o + 6], c2 * s[o + 5])))
 
 
+# Inlined copies of the blocks for the single-MA kernels (wma_run, ...): each such kernel
+# compiles and optimizes only its own block, while ``ma_step`` keeps the out-of-line ones
+# (inlining all eight into it makes its compile far slower).
+ema_block = _ema
+wma_block = njit(inline="always")(_wma.py_func)
+dema_block = njit(inline="always")(_dema.py_func)
+tema_block = njit(inline="always")(_tema.py_func)
+trima_block = njit(inline="always")(_trima.py_func)
+kama_block = njit(inline="always")(_kama.py_func)
+t3_block = njit(inline="always")(_t3.py_func)
+
+
+@njit(cache=True, inline="always")
+def copy_step(unstable, s, o, x):  # type: ignore[no-untyped-def]
+    """TA_MA's period-1 copy of ``x`` (NaN while the block's count is below ``unstable``)."""
+    c = np.int64(s[o])
+    s[o] = c + 1
+    if c < unstable:
+        return np.nan
+    return x
+
+
 @njit(cache=True)
 def ma_step(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-untyped-def]
     """Advance the ``matype`` block at ``s[o:]`` by one value ``x``; the MA or NaN (see module doc)."""
     if period == 1:  # TA_MA copies its input at period 1, whatever the matype
-        c = np.int64(s[o])
-        s[o] = c + 1
-        if c < unstable:
-            return np.nan
-        return x
+        return copy_step(unstable, s, o, x)
     return ma_step_raw(matype, period, unstable, vfactor, s, o, x)
 
 
