@@ -14,12 +14,15 @@ from numba import njit
 
 from featurestore.indicators.kernels.common import _check, _copy_row, _skip_leading_nan1, fma
 from featurestore.indicators.kernels.ma import (
+    _KAMA_DIFF,
+    _KAMA_MAX,
     DEMA,
     KAMA,
     T3,
     TEMA,
     TRIMA,
     WMA,
+    _kama_flat,
     copy_step,
     dema_block,
     ema_block,
@@ -30,7 +33,6 @@ from featurestore.indicators.kernels.ma import (
     t3_block,
     tema_block,
     trima_block,
-    wma_block,
 )
 
 
@@ -413,10 +415,17 @@ def _ma_kernel(x, offsets, matype, period, unstable, vfactor, state_in, state, o
 
 @njit(cache=True)
 def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
-    """WMA (TA-Lib 0.8.1: running sums re-anchored every 8*period outputs)."""
+    """WMA (TA-Lib 0.8.1: running sums re-anchored every 8*period outputs).
+
+    ``ma._wma``'s block unrolled over a symbol's bars: the same operations and state row, with
+    the sums in locals and the ring slot and re-anchor phase advanced instead of divided."""
     bad = _check(offsets, x.size, state_in, state, ma_width(WMA, period))
     if bad != 0:
         return bad
+    m = period - 1
+    p8 = 8 * period
+    fp = float(period)
+    denom = float((period * (period + 1)) >> 1)
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -430,9 +439,63 @@ def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
             while i < end:
                 out[i] = copy_step(0, row, 0, x[i])
                 i += 1
-        while i < end:
-            out[i] = wma_block(period, row, 0, x[i])
+            continue
+        if i >= end:
+            continue
+        c = np.int64(row[0])
+        c0 = c
+        p0 = i
+        sub = row[1]
+        tot = row[2]
+        tv = row[3]
+        slot = c % m
+        phase = (c - m + 1) % p8  # outputs since the last re-anchor (0: re-anchor now)
+        while i < end and c < m:
+            v = x[i]
+            sub += v
+            tot += v * float(c + 1)
+            row[4 + slot] = v
+            out[i] = np.nan
+            slot += 1
+            if slot == m:
+                slot = 0
+            phase += 1
+            if phase == p8:
+                phase = 0
+            c += 1
             i += 1
+        while i < end:
+            v = x[i]
+            if phase == 0:
+                sub = 0.0
+                tot = 0.0
+                r = slot
+                for j in range(m):
+                    w = row[4 + r]
+                    sub += w
+                    tot += w * float(j + 1)
+                    r += 1
+                    if r == m:
+                        r = 0
+                tv = 0.0
+            sub += v
+            sub -= tv
+            tot += v * fp
+            tv = row[4 + slot]
+            out[i] = tot / denom
+            tot = tot - sub
+            row[4 + slot] = v
+            slot += 1
+            if slot == m:
+                slot = 0
+            phase += 1
+            if phase == p8:
+                phase = 0
+            i += 1
+        row[0] = c0 + (end - p0)
+        row[1] = sub
+        row[2] = tot
+        row[3] = tv
     return 0
 
 
@@ -509,10 +572,14 @@ def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-unty
 
 @njit(cache=True)
 def kama_run(x, offsets, period, unstable, state_in, state, out):  # type: ignore[no-untyped-def]
-    """Kaufman adaptive MA with TA-Lib's KAMA unstable period."""
+    """Kaufman adaptive MA with TA-Lib's KAMA unstable period.
+
+    ``ma._kama``'s block up to its first value; after it, the same operations with the sums in
+    locals and the ring slot advanced instead of divided."""
     bad = _check(offsets, x.size, state_in, state, ma_width(KAMA, period))
     if bad != 0:
         return bad
+    lb = period + unstable
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -526,34 +593,118 @@ def kama_run(x, offsets, period, unstable, state_in, state, out):  # type: ignor
             while i < end:
                 out[i] = copy_step(unstable, row, 0, x[i])
                 i += 1
-        while i < end:
+            continue
+        while i < end and row[0] <= period:
             out[i] = kama_block(period, unstable, row, 0, x[i])
             i += 1
+        if i >= end:
+            continue
+        c = np.int64(row[0])
+        c0 = c
+        p0 = i
+        sm = row[1]
+        kama = row[2]
+        tv = row[3]
+        slot = c % period
+        px = row[4 + (slot - 1 if slot > 0 else period - 1)]
+        while i < end:
+            v = x[i]
+            xo = row[4 + slot]  # x[c - period]
+            sm = sm - abs(tv - xo)
+            d = abs(v - px)
+            sm += d
+            if sm != 0.0 and d == 0.0 and _kama_flat(row, 4, period, c, v, xo):
+                sm = 0.0
+            tv = xo
+            roc = v - xo
+            if sm <= abs(roc):
+                er = 1.0
+            else:
+                er = abs(roc / sm)
+            sc = fma(er, _KAMA_DIFF, _KAMA_MAX)
+            sc *= sc
+            kama = fma(v - kama, sc, kama)
+            out[i] = np.nan if c < lb else kama
+            row[4 + slot] = v
+            px = v
+            slot += 1
+            if slot == period:
+                slot = 0
+            c += 1
+            i += 1
+        row[0] = c0 + (end - p0)
+        row[1] = sm
+        row[2] = kama
+        row[3] = tv
     return 0
 
 
 @njit(cache=True)
 def t3_run(x, offsets, period, vfactor, unstable, state_in, state, out):  # type: ignore[no-untyped-def]
-    """Tillson T3 with TA-Lib's T3 unstable period."""
+    """Tillson T3 with TA-Lib's T3 unstable period.
+
+    ``ma._t3``'s block while its EMAs seed; once all six are seeded, the same operations
+    with the six EMAs in locals."""
     bad = _check(offsets, x.size, state_in, state, ma_width(T3, period))
     if bad != 0:
         return bad
+    m6 = 6 * (period - 1)
+    k = 2.0 / (period + 1.0)
+    omk = 1.0 - k
+    t = vfactor * vfactor
+    c1 = 0 - t * vfactor
+    c2 = 3.0 * (t - c1)
+    c3 = fma(-6.0, t, -(3.0 * (vfactor - c1)))
+    c4 = fma(3.0, t, fma(3.0, vfactor, 1.0) - c1)
     copy = state_in.ctypes.data != state.ctypes.data
-    for k in range(offsets.size - 1):
-        _copy_row(state_in, state, k, copy)
-        start = offsets[k]
-        end = offsets[k + 1]
+    for kk in range(offsets.size - 1):
+        _copy_row(state_in, state, kk, copy)
+        start = offsets[kk]
+        end = offsets[kk + 1]
         i = start
-        if state[k, 0] == 0:
+        if state[kk, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
-        row = state[k]
+        row = state[kk]
         if period == 1:
             while i < end:
                 out[i] = copy_step(unstable, row, 0, x[i])
                 i += 1
-        while i < end:
+            continue
+        while i < end and row[0] <= m6:
             out[i] = t3_block(period, unstable, vfactor, row, 0, x[i])
             i += 1
+        if i >= end:
+            continue
+        c = np.int64(row[0])
+        c0 = c
+        p0 = i
+        e1 = row[1]
+        e2 = row[2]
+        e3 = row[3]
+        e4 = row[4]
+        e5 = row[5]
+        e6 = row[6]
+        lb = m6 + unstable
+        while i < end:
+            e1 = fma(omk, e1, k * x[i])
+            e2 = fma(omk, e2, k * e1)
+            e3 = fma(omk, e3, k * e2)
+            e4 = fma(omk, e4, k * e3)
+            e5 = fma(omk, e5, k * e4)
+            e6 = fma(omk, e6, k * e5)
+            if c < lb:
+                out[i] = np.nan
+            else:
+                out[i] = fma(c4, e3, fma(c3, e4, fma(c1, e6, c2 * e5)))
+            c += 1
+            i += 1
+        row[0] = c0 + (end - p0)
+        row[1] = e1
+        row[2] = e2
+        row[3] = e3
+        row[4] = e4
+        row[5] = e5
+        row[6] = e6
     return 0
 
 

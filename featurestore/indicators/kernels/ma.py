@@ -284,11 +284,12 @@ def _kama(p, u, s, o, x):  # type: ignore[no-untyped-def]
     c = np.int64(s[o])
     s[o] = c + 1
     ring = o + 4
-    slot = ring + c % p
+    cs = c % p
+    slot = ring + cs
     if c == 0:
         s[slot] = x
         return np.nan
-    px = s[ring + (c - 1) % p]
+    px = s[ring + (cs - 1 if cs > 0 else p - 1)]  # x[c - 1]
     if c < p:
         s[o + 1] = s[o + 1] + abs(px - x)
         s[slot] = x
@@ -301,7 +302,7 @@ def _kama(p, u, s, o, x):  # type: ignore[no-untyped-def]
         sm = s[o + 1] - abs(s[o + 3] - xo)
         sm += abs(x - px)
         prev = s[o + 2]
-    if sm != 0.0 and _kama_flat(s, ring, p, c, x, xo):
+    if sm != 0.0 and abs(x - px) == 0.0 and _kama_flat(s, ring, p, c, x, xo):
         sm = 0.0
     s[o + 3] = xo
     roc = x - xo
@@ -363,7 +364,6 @@ def _t3(p, u, vf, s, o, x):  # type: ignore[no-untyped-def]
 # compiles and optimizes only its own block, while ``ma_step`` keeps the out-of-line ones
 # (inlining all eight into it makes its compile far slower).
 ema_block = _ema
-wma_block = njit(inline="always")(_wma.py_func)
 dema_block = njit(inline="always")(_dema.py_func)
 tema_block = njit(inline="always")(_tema.py_func)
 trima_block = njit(inline="always")(_trima.py_func)
