@@ -501,10 +501,14 @@ def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
 
 @njit(cache=True)
 def dema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
-    """DEMA = 2*EMA1 - EMA2."""
+    """DEMA = 2*EMA1 - EMA2.
+
+    ``ma._dema``'s block while its EMAs seed; once all are seeded, the same operations with
+    the EMAs in locals."""
     bad = _check(offsets, x.size, state_in, state, ma_width(DEMA, period))
     if bad != 0:
         return bad
+    kk = 2.0 / (period + 1)
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -518,18 +522,39 @@ def dema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
             while i < end:
                 out[i] = copy_step(0, row, 0, x[i])
                 i += 1
-        while i < end:
+            continue
+        while i < end and row[3] < period:
             out[i] = dema_block(period, 0, row, 0, x[i])
             i += 1
+        if i >= end:
+            continue
+        p0 = i
+        e1 = row[2]
+        e2 = row[4]
+        while i < end:
+            e1 = fma(x[i] - e1, kk, e1)
+            e2 = fma(e1 - e2, kk, e2)
+            out[i] = 2.0 * e1 - e2
+            i += 1
+        n = end - p0
+        row[0] += n
+        row[2] = e1
+        row[1] += n
+        row[4] = e2
+        row[3] += n
     return 0
 
 
 @njit(cache=True)
 def tema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
-    """TEMA = EMA3 + (3*EMA1 - 3*EMA2)."""
+    """TEMA = EMA3 + (3*EMA1 - 3*EMA2).
+
+    ``ma._tema``'s block while its EMAs seed; once all are seeded, the same operations with
+    the EMAs in locals."""
     bad = _check(offsets, x.size, state_in, state, ma_width(TEMA, period))
     if bad != 0:
         return bad
+    kk = 2.0 / (period + 1)
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -543,18 +568,48 @@ def tema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
             while i < end:
                 out[i] = copy_step(0, row, 0, x[i])
                 i += 1
-        while i < end:
+            continue
+        while i < end and row[5] < period:
             out[i] = tema_block(period, 0, row, 0, x[i])
             i += 1
+        if i >= end:
+            continue
+        p0 = i
+        e1 = row[2]
+        e2 = row[4]
+        e3 = row[6]
+        while i < end:
+            e1 = fma(x[i] - e1, kk, e1)
+            e2 = fma(e1 - e2, kk, e2)
+            e3 = fma(e2 - e3, kk, e3)
+            out[i] = e3 + (3.0 * e1 - 3.0 * e2)
+            i += 1
+        n = end - p0
+        row[0] += n
+        row[2] = e1
+        row[1] += n
+        row[4] = e2
+        row[3] += n
+        row[6] = e3
+        row[5] += n
     return 0
 
 
 @njit(cache=True)
 def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
-    """Triangular MA (TA-Lib's odd/even period forms; TA_TRIMA(1) runs its sums, no copy)."""
+    """Triangular MA (TA-Lib's odd/even period forms; TA_TRIMA(1) runs its sums, no copy).
+
+    ``ma._trima``'s block up to its first value; after it, the same operations with the sums
+    in locals and the ring slots advanced instead of divided."""
     bad = _check(offsets, x.size, state_in, state, ma_width(TRIMA, period))
     if bad != 0:
         return bad
+    h = period >> 1
+    odd = (period & 1) == 1
+    if odd:
+        factor = 1.0 / float((h + 1) * (h + 1))
+    else:
+        factor = 1.0 / float(h * (h + 1))
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -564,9 +619,48 @@ def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-unty
         if state[k, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
         row = state[k]
-        while i < end:
+        while i < end and (period == 1 or row[0] < period):
             out[i] = trima_block(period, row, 0, x[i])
             i += 1
+        if i >= end:
+            continue
+        c = np.int64(row[0])
+        p0 = i
+        num = row[1]
+        sub = row[2]
+        add = row[3]
+        slot = c % period
+        mslot = slot - h
+        if mslot < 0:
+            mslot += period
+        while i < end:
+            v = x[i]
+            xo = row[4 + slot]  # x[c - period]
+            xm = row[4 + mslot]  # x[c - h]
+            num -= sub
+            sub -= xo
+            sub += xm
+            if odd:
+                num += add
+                add -= xm
+            else:
+                add -= xm
+                num += add
+            add += v
+            num += v
+            row[4 + slot] = v
+            out[i] = num * factor
+            slot += 1
+            if slot == period:
+                slot = 0
+            mslot += 1
+            if mslot == period:
+                mslot = 0
+            i += 1
+        row[0] = c + (end - p0)
+        row[1] = num
+        row[2] = sub
+        row[3] = add
     return 0
 
 
@@ -770,6 +864,7 @@ def trix_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
     if bad != 0:
         return bad
     lb = period - 1
+    kk = 2.0 / (period + 1)
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -779,7 +874,7 @@ def trix_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
         if state[k, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
         row = state[k]
-        while i < end:
+        while i < end and (period == 1 or row[5] < period):
             c = np.int64(row[0])
             row[0] = c + 1
             out[i] = np.nan
@@ -794,4 +889,28 @@ def trix_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
                     if c >= 3 * lb:
                         row[7] = e3
             i += 1
+        if i >= end:
+            continue
+        # All three EMAs seeded: the same operations with the EMAs in locals.
+        p0 = i
+        e1 = row[2]
+        e2 = row[4]
+        e3 = row[6]
+        prev = row[7]
+        while i < end:
+            e1 = fma(x[i] - e1, kk, e1)
+            e2 = fma(e1 - e2, kk, e2)
+            e3 = fma(e2 - e3, kk, e3)
+            out[i] = (e3 / prev - 1.0) * 100.0 if prev != 0.0 else 0.0
+            prev = e3
+            i += 1
+        n = end - p0
+        row[0] += n
+        row[1] += n
+        row[2] = e1
+        row[3] += n
+        row[4] = e2
+        row[5] += n
+        row[6] = e3
+        row[7] = prev
     return 0
