@@ -464,7 +464,8 @@ def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
                 phase = 0
             c += 1
             i += 1
-        while i < end:
+        a_end = min(end, p0 + m)  # from here the value leaving the window is x[i - m]
+        while i < a_end:
             v = x[i]
             if phase == 0:
                 sub = 0.0
@@ -492,6 +493,29 @@ def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
             if phase == p8:
                 phase = 0
             i += 1
+        while i < end:
+            v = x[i]
+            if phase == 0:
+                sub = 0.0
+                tot = 0.0
+                for j in range(m):
+                    w = x[i - m + j]
+                    sub += w
+                    tot += w * float(j + 1)
+                tv = 0.0
+            sub += v
+            sub -= tv
+            tot += v * fp
+            tv = x[i - m]
+            out[i] = tot / denom
+            tot = tot - sub
+            phase += 1
+            if phase == p8:
+                phase = 0
+            i += 1
+        if end - p0 > m:
+            for j in range(end - m, end):
+                row[4 + (c0 + j - p0) % m] = x[j]
         row[0] = c0 + (end - p0)
         row[1] = sub
         row[2] = tot
