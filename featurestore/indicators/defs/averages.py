@@ -1,11 +1,16 @@
-"""Moving averages and bands: SMA, EMA, BBANDS, WMA, DEMA, TEMA, TRIMA, KAMA, T3, MA by
+"""Moving averages and bands: SMA, EMA, BBANDS, WMA, DEMA, TEMA, TRIMA, KAMA, T3, MAMA, MA by
 ``matype``, and the MA oscillators APO, PPO, TRIX (kernels in ``kernels/averages.py``, MA blocks
-in ``kernels/ma.py``).
+in ``kernels/ma.py``, MAMA in ``kernels/mama.py``).
 
 Accepted parameter ranges (TA-Lib 0.8.1's): every ``period`` 1..100000 (BBANDS 2..100000;
 APO/PPO ``fast``/``slow`` 2..100000, swapped when slow < fast, as TA-Lib does);
 T3 ``vfactor`` 0..1; ``matype`` 0..8 except 7 (MAMA, not supported yet: refused with an
-IndicatorError); ``unstable`` 0..100000 on EMA, KAMA and T3 (their TA-Lib unstable-period ids).
+IndicatorError); ``unstable`` 0..100000 on EMA, KAMA, T3 and MAMA (their TA-Lib
+unstable-period ids); MAMA ``fastlimit`` and ``slowlimit`` 0.01..0.99 each (TA-Lib does not
+require slowlimit <= fastlimit; alpha is fastlimit / delta-phase raised to at least slowlimit).
+
+MAMA names: ``mama_<fastlimit>_<slowlimit>[_u<k>]`` (``mama`` = ``mama_0p5_0p05``), outputs
+``mama_mama_0p5_0p05`` and ``mama_fama_0p5_0p05``.
 
 MA naming: ``ma_<period>[_<matype>]``; matype is written as its TA-Lib number and only when it
 is not 0 (SMA): ``ma_30`` = SMA(30), ``ma_30_1`` = EMA(30), ``ma_30_8`` = T3(30, vfactor 0.7).
@@ -39,6 +44,10 @@ UNSTABLE = ParamDef("unstable", int, 0, 0, MAX_PERIOD, ("unstableperiod",), tag=
 #: TA-Lib's TA_MAType numbers.
 MATYPES = ("sma", "ema", "wma", "dema", "tema", "trima", "kama", "mama", "t3")
 MAMA = 7
+#: TA-Lib's fixed MAMA lookback (before its unstable period) and the state columns of one
+#: ``kernels/mama.py`` block (a test checks they agree with the kernel module).
+MAMA_LOOKBACK = 32
+MAMA_WIDTH = 60
 
 
 def matype_param(default: int = 0) -> ParamDef:
@@ -244,6 +253,18 @@ DEFS: tuple[IndicatorDef, ...] = (
     _po("apo", "Absolute price oscillator MA(fast) - MA(slow)", "APO"),
     _po("ppo", "Percentage price oscillator (MA(fast) - MA(slow)) / MA(slow) * 100", "PPO"),
     IndicatorDef(
+        "mama", "MESA adaptive moving average (MAMA) and following adaptive MA (FAMA)", ("close",),
+        (
+            ParamDef("fastlimit", float, 0.5, 0.01, 0.99),
+            ParamDef("slowlimit", float, 0.05, 0.01, 0.99),
+            UNSTABLE,
+        ),
+        ("mama", "fama"), "mama.mama_run", "MAMA",
+        lookback=lambda p: MAMA_LOOKBACK + int(p["unstable"]),
+        state_len=lambda p: MAMA_WIDTH,
+        talib_ref=ta("MAMA", "fastlimit", "slowlimit", unstable="MAMA"),
+    ),
+    IndicatorDef(
         "trix", "1-bar rate of change (percent) of a triple EMA", ("close",), periods(1, 30),
         ("",), "averages.trix_run", "TRIX",
         lookback=lambda p: 3 * (int(p["period"]) - 1) + 1,
@@ -270,4 +291,10 @@ STATE_LAYOUTS: dict[str, tuple[str, ...]] = {
     "apo": ("count", "fast_ma[ma_width(matype, fast)]", "slow_ma[ma_width(matype, slow)]"),
     "ppo": ("count", "fast_ma[ma_width(matype, fast)]", "slow_ma[ma_width(matype, slow)]"),
     "trix": ("count", "ema1_count", "ema1", "ema2_count", "ema2", "ema3_count", "ema3", "previous_ema3"),
+    # One kernels/mama.py block (its module docstring has the layout).
+    "mama": ("count", "wma_sub", "wma_sum", "trailing", "ring[3]", "hilbert_idx", "period", "prev_q2",
+             "prev_i2", "re", "im", "prev_phase", "mama", "fama", "i1_odd_prev2", "i1_odd_prev3",
+             "i1_even_prev2", "i1_even_prev3",
+             "even[detrender, q1, ji, jq: buf[3], prev, prev_input]",
+             "odd[detrender, q1, ji, jq: buf[3], prev, prev_input]"),
 }
