@@ -67,6 +67,19 @@ def test_unstable_period_matches_talib_setting_directly(fast: float, slow: float
         assert_bits(g, w, name)
 
 
+def test_long_series_equals_talib() -> None:
+    """1e5 bars: the Hilbert transform's fused multiply-adds and atan calls agree everywhere."""
+    rng = np.random.default_rng(42)
+    walk = 100 + np.cumsum(rng.normal(0, 1, 100_000))
+    ticks = np.round(50 + np.cumsum(rng.choice([-1, 0, 0, 1], 100_000)) * 0.01, 2)
+    for x in (walk, ticks):
+        for fast, slow in ((0.5, 0.05), (0.99, 0.01), (0.3, 0.6)):
+            got = compute("mama", {"close": x}, fastlimit=fast, slowlimit=slow)
+            assert isinstance(got, dict)
+            for (name, g), w in zip(got.items(), talib.MAMA(x, fast, slow)):
+                assert_bits(g, w, name)
+
+
 def test_interior_nan_is_sticky_like_talib() -> None:
     """A NaN inside the series poisons TA-Lib's WMA sums: NaN from there on, as here."""
     x = make_bars(["X"], 200, seed=10)["close"].to_numpy(dtype=float, copy=True)
