@@ -1,0 +1,54 @@
+"""[write] Backfill of a new view version, in batches that each commit on their own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from featurestore.views import FeatureView
+from featurestore.write.features import write_features
+from featurestore.write.generation import bump_generation
+
+
+def pending_backfill(conn: psycopg.Connection[Any], view: FeatureView, batch_entities: int) -> list[list[int]]:
+    """Entities with bars but no state for ``view`` (not yet backfilled), in batches."""
+    rows = conn.execute(
+        "SELECT e.entity_id FROM entities e "
+        "WHERE EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = e.entity_id) "
+        "AND NOT EXISTS (SELECT 1 FROM indicator_state s WHERE s.view_id = %s AND s.entity_id = e.entity_id) "
+        "ORDER BY e.entity_id",
+        (view.view_id,),
+    ).fetchall()
+    ids = [r[0] for r in rows]
+    return [ids[i : i + batch_entities] for i in range(0, len(ids), batch_entities)]
+
+
+def backfill_batch(conn: psycopg.Connection[Any], view: FeatureView, entity_ids: Sequence[int]) -> int:
+    """Compute ``view`` for entities that have no state yet, in one transaction; return rows written.
+
+    Each batch commits on its own, so an interrupted backfill resumes with the batches left.
+    """
+    with conn.transaction():
+        locked = conn.execute(
+            "SELECT e.entity_id FROM entities e WHERE e.entity_id = ANY(%s) "
+            "AND NOT EXISTS (SELECT 1 FROM indicator_state s WHERE s.view_id = %s AND s.entity_id = e.entity_id) "
+            "ORDER BY e.entity_id FOR UPDATE",
+            (list(entity_ids), view.view_id),
+        ).fetchall()
+        ids = [r[0] for r in locked]
+        if not ids:
+            return 0
+        written, _ = write_features(conn, view, ids, {}, set())
+        bump_generation(conn, ids)
+    return written
+
+
+def backfill_worker(url: str, name: str, version: int, entity_ids: Sequence[int]) -> int:
+    """joblib entry point: one batch on a connection of its own (worker processes have no pool)."""
+    from featurestore.views import get_view
+
+    with psycopg.connect(url, autocommit=True, application_name="featurestore") as conn:
+        view = get_view(conn, name, version)
+        return backfill_batch(conn, view, entity_ids)

@@ -1,0 +1,427 @@
+"""[write] One load inside the caller's transaction: bars, staged upserts, features, load log."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psutil
+import psycopg
+from psycopg import sql
+
+from featurestore.errors import ConfigError, ValidationError
+from featurestore.load import BarChunk
+from featurestore.schema import BAR_COLUMNS, ident
+from featurestore.views import FeatureView
+from featurestore.write.copy import _NO_TS, BAR_TYPES, _ts_us_sql, _us_sql, copy_in
+from featurestore.write.features import MemoryBars, write_features
+from featurestore.write.generation import bump_generation
+
+ON_CONFLICT = ("update", "ignore", "error")
+
+# Below this many rows a load is one prepared unnest INSERT instead of COPY + staging:
+# benchmarks/load.py ("small writes") measured the prepared path tying COPY at 10-50 rows and
+# 1.2-1.5x slower from 100 rows up (it writes WAL per row; COPY batches per page).
+SMALL_WRITE_ROWS = 50
+# Appended rows kept in memory for the features step (entity, ts and the five OHLCV columns, which
+# kernels may take as inputs: 52 bytes a row), so features need not read them back
+# (benchmarks/load.py measures the read-back). Past this the load falls back to reading bars back,
+# keeping memory bounded (about 0.6 GB).
+MEMORY_ROWS_MAX = 12_000_000
+
+#: The phases of a load, in order, as reported in ``LoadResult.phases`` (seconds each).
+PHASES = ("validate", "write", "features", "commit", "analyze")
+
+
+@dataclass
+class LoadResult:
+    """What one committed load did.
+
+    ``elapsed_s`` is what the caller waited for: from entering ``ingest()``/``load()`` to its
+    return, validation, sorting, retries and the post-load ANALYZE included. ``phases`` splits
+    it (:data:`PHASES`): ``validate`` (reading, validating and sorting the input), ``write``
+    (bars, staging, upserts, load log), ``features`` (indicators and their state), ``commit``
+    and ``analyze``; their sum is at most ``elapsed_s`` (the rest is bookkeeping and retries).
+    """
+
+    source: str
+    rows_in: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    symbols: int = 0
+    symbols_created: int = 0
+    features_written: int = 0
+    entities_recomputed: int = 0
+    elapsed_s: float = 0.0
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    peak_rss_bytes: int = 0
+    load_id: int | None = None
+    generation: int | None = None
+    changed_entities: tuple[int, ...] = field(default=(), repr=False)
+    changed_symbols: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def rows_per_s(self) -> float:
+        """Input rows per second of the caller's wall time (``elapsed_s``)."""
+        return self.rows_in / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures as plain values (``phases`` as its own dict), for printing and JSON."""
+        d = {k: v for k, v in self.__dict__.items() if k not in ("changed_entities", "changed_symbols")}
+        d["phases"] = dict(self.phases)
+        d["rows_per_s"] = round(self.rows_per_s, 1)
+        return d
+
+
+
+_UPSERT_TAIL = {
+    "update": (
+        " ON CONFLICT (entity_id, ts) DO UPDATE SET open = excluded.open, high = excluded.high, "
+        "low = excluded.low, close = excluded.close, volume = excluded.volume "
+        "WHERE (b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM "
+        "(excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume)"
+    ),
+    "ignore": " ON CONFLICT (entity_id, ts) DO NOTHING",
+    "error": " ON CONFLICT (entity_id, ts) DO NOTHING",
+}
+
+_UNNEST_ROWS = (
+    "SELECT e, " + _us_sql("t") + " AS ts, o, h, l, c, v "
+    "FROM unnest(%s::int4[], %s::int8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
+    "%s::float8[]) AS u(e, t, o, h, l, c, v)"
+)
+
+
+def _upsert_sql(source: str, mode: str) -> str:
+    return (
+        "WITH w AS (INSERT INTO bars AS b (entity_id, ts, open, high, low, close, volume) "
+        + source
+        + _UPSERT_TAIL[mode]
+        + " RETURNING b.entity_id, (xmax = 0) AS ins) "
+        "SELECT entity_id, count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) "
+        "FROM w GROUP BY entity_id"
+    )
+
+
+def _conflict_sql(source: str) -> str:
+    return (
+        "SELECT s.e, " + _ts_us_sql("s.ts") + " FROM (" + source + ") s JOIN bars b "
+        "ON b.entity_id = s.e AND b.ts = s.ts "
+        "WHERE (b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM (s.o, s.h, s.l, s.c, s.v) "
+        "ORDER BY 1, 2 LIMIT 1"
+    )
+
+
+class LoadWriter:
+    """Writes one load inside the caller's transaction: ``write_chunk`` per chunk, then ``finish``."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        source: str,
+        on_conflict: str = "update",
+        create_symbols: bool = True,
+        views: Sequence[FeatureView] = (),
+        small: bool = False,
+    ) -> None:
+        if on_conflict not in ON_CONFLICT:
+            raise ConfigError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
+        self.conn = conn
+        self.on_conflict = on_conflict
+        self.create_symbols = create_symbols
+        self.views = list(views)
+        self.small = small
+        self.result = LoadResult(source=source)
+        self.started = time.perf_counter()
+        self.phases = self.result.phases  # write_chunk/finish add their "write" and "features" time
+        self._features_s = 0.0
+        self.started_at = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        self.ids: dict[str, int] = {}
+        self.symbol_of: dict[int, str] = {}
+        self.old_last: dict[int, int | None] = {}
+        self.appended: dict[int, int] = {}  # entity -> rows appended after its old last bar
+        self.changed_past: set[int] = set()
+        self.extra_cols: list[str] = []
+        self.staged = False
+        self.extra_staged = False
+        self._mem: list[list[np.ndarray]] | None = []
+        self._mem_rows = 0
+        self.checksum = hashlib.sha256()
+        self._proc = psutil.Process()
+        self._peak = self._proc.memory_info().rss
+
+    def _sample_memory(self) -> None:
+        self._peak = max(self._peak, self._proc.memory_info().rss)
+
+    # -- entities -----------------------------------------------------------------------
+
+    def _resolve(self, symbols: np.ndarray, chunk: BarChunk) -> None:
+        new = sorted(s for s in symbols.tolist() if s not in self.ids)
+        if not new:
+            return
+        known = {r[0] for r in self.conn.execute("SELECT symbol FROM entities WHERE symbol = ANY(%s)", (new,)).fetchall()}
+        if self.create_symbols and len(known) < len(new):
+            # sorted inserts: concurrent loads creating the same symbols queue in one order
+            cur = self.conn.execute(
+                "INSERT INTO entities (symbol) SELECT s FROM unnest(%s::text[]) AS u(s) ORDER BY s "
+                "ON CONFLICT (symbol) DO NOTHING",
+                ([x for x in new if x not in known],),
+            )
+            self.result.symbols_created += max(cur.rowcount, 0)
+        rows = self.conn.execute(
+            "SELECT entity_id, symbol FROM entities WHERE symbol = ANY(%s) ORDER BY entity_id FOR UPDATE",
+            (new,),
+        ).fetchall()
+        found = {s: e for e, s in rows}
+        missing = [s for s in new if s not in found]
+        if missing:
+            first = int(np.flatnonzero(chunk.symbol == missing[0])[0])
+            from featurestore.load import LoadInputError
+
+            raise LoadInputError(  # names the row by the load's one rule (featurestore.load.row_label)
+                f"unknown symbol {missing[0]!r} ({len(missing)} unknown in all); "
+                "pass create_symbols=True to create them",
+                source=chunk.source,
+                row=int(chunk.rows[first]) if chunk.rows.size else first,
+                column="symbol",
+                in_file=chunk.in_file,
+            )
+        ids = [found[s] for s in new]
+        last = self.conn.execute(
+            "SELECT e.id, " + _ts_us_sql("b.ts") + " FROM unnest(%s::int4[]) AS e(id) "
+            "LEFT JOIN LATERAL (SELECT ts FROM bars WHERE entity_id = e.id ORDER BY ts DESC LIMIT 1) b ON true",
+            (ids,),
+        ).fetchall()
+        for s in new:
+            self.ids[s] = found[s]
+            self.symbol_of[found[s]] = s
+        for e, t in last:
+            self.old_last[e] = t
+
+    # -- bars ---------------------------------------------------------------------------
+
+    def write_chunk(self, chunk: BarChunk) -> None:
+        """Write one validated chunk's bars (sorted by symbol, ts)."""
+        n = len(chunk)
+        if n == 0:
+            return
+        t0 = time.perf_counter()
+        try:
+            self._write_chunk(chunk, n)
+        finally:
+            self.phases["write"] += time.perf_counter() - t0
+
+    def _write_chunk(self, chunk: BarChunk, n: int) -> None:
+        self.result.rows_in += n
+        codes, uniques = chunk.symbol_codes()
+        self._resolve(uniques, chunk)
+        uniq_ids = np.array([self.ids[s] for s in uniques.tolist()], dtype=np.int32)
+        uniq_old = np.array(
+            [_NO_TS if self.old_last.get(e) is None else self.old_last[e] for e in uniq_ids.tolist()],
+            dtype=np.int64,
+        )
+        eid = uniq_ids[codes]
+        is_append = chunk.ts > uniq_old[codes]
+        cols = [eid, chunk.ts, chunk.open, chunk.high, chunk.low, chunk.close, chunk.volume]
+        for c in cols[1:]:
+            self.checksum.update(np.ascontiguousarray(c).view(np.uint8).data)
+        n_app = np.bincount(codes[is_append], minlength=len(uniques))
+        for e, k in zip(uniq_ids.tolist(), n_app.tolist()):
+            if k:
+                self.appended[e] = self.appended.get(e, 0) + k
+        if chunk.extra:
+            self._stage_extra(eid, chunk)
+        if self._mem is not None:
+            idx = np.flatnonzero(is_append)
+            self._mem_rows += int(idx.size)
+            if self._mem_rows > MEMORY_ROWS_MAX:
+                self._mem = None
+            else:
+                self._mem.append([eid[idx], *(c[idx] for c in cols[1:])])
+        try:
+            if self.small:
+                self._small_upsert(cols, is_append, uniq_ids, n_app)
+            else:
+                if is_append.any():
+                    idx = np.flatnonzero(is_append)
+                    copy_in(self.conn, ident("bars"), ["entity_id", "ts", *BAR_COLUMNS], [c[idx] for c in cols], BAR_TYPES)
+                    self.result.inserted += int(idx.size)
+                if not is_append.all():
+                    idx = np.flatnonzero(~is_append)
+                    if not self.staged:
+                        self.conn.execute(
+                            "CREATE TEMP TABLE _fs_stage (LIKE bars INCLUDING INDEXES) ON COMMIT DROP"
+                        )
+                        self.staged = True
+                    copy_in(self.conn, ident("_fs_stage"), ["entity_id", "ts", *BAR_COLUMNS], [c[idx] for c in cols], BAR_TYPES)
+        except psycopg.errors.UniqueViolation as exc:
+            raise self._duplicate_error(exc, chunk) from None
+        self._sample_memory()
+
+    def _duplicate_error(self, exc: psycopg.errors.UniqueViolation, chunk: BarChunk) -> ValidationError:
+        detail = (exc.diag.message_detail or "").strip()
+        m = re.search(r"=\((\d+), (.+?)\)", detail)
+        if m:
+            sym = self.symbol_of.get(int(m.group(1)), m.group(1))
+            what = f"symbol {sym!r} at {m.group(2)}"
+        else:
+            what = detail or "a (symbol, ts) pair"
+        return ValidationError(
+            f"duplicate (symbol, ts) within the load: {what} appears more than once",
+            source=chunk.source,
+            column="ts",
+        )
+
+    def _small_upsert(
+        self, cols: list[np.ndarray], is_append: np.ndarray, uniq_ids: np.ndarray, n_app: np.ndarray
+    ) -> None:
+        params = [c.tolist() for c in cols]  # a few rows: the per-element conversion is cheap
+        if self.on_conflict == "error":
+            hit = self.conn.execute(_conflict_sql(_UNNEST_ROWS), params, prepare=True).fetchone()
+            if hit is not None:
+                self._raise_conflict(int(hit[0]), int(hit[1]))
+        rows = self.conn.execute(_upsert_sql(_UNNEST_ROWS, self.on_conflict), params, prepare=True).fetchall()
+        self._count(rows, dict(zip(uniq_ids.tolist(), n_app.tolist())))
+
+    def _count(self, rows: Sequence[tuple[int, int, int]], appended_now: dict[int, int]) -> None:
+        for e, ins, upd in rows:
+            self.result.inserted += ins
+            self.result.updated += upd
+            if ins + upd > appended_now.get(e, 0):
+                self.changed_past.add(e)
+
+    def _raise_conflict(self, e: int, ts_us: int) -> None:
+        import pandas as pd
+
+        raise ValidationError(
+            f"symbol {self.symbol_of.get(e, e)!r} already has a different bar at "
+            f"{pd.Timestamp(ts_us, unit='us', tz='UTC').isoformat()}; "
+            "use on_conflict='update' to correct it or 'ignore' to keep the stored one",
+            source=self.result.source,
+            column="ts",
+        )
+
+    def _stage_extra(self, eid: np.ndarray, chunk: BarChunk) -> None:
+        names = sorted(chunk.extra)
+        if not self.extra_staged:
+            self.extra_cols = names
+            defs = sql.SQL(", ").join(
+                [sql.SQL("entity_id int4"), sql.SQL("ts timestamptz")]
+                + [sql.SQL("{} float8").format(ident(c)) for c in names]
+            )
+            self.conn.execute(sql.SQL("CREATE TEMP TABLE _fs_extra ({}) ON COMMIT DROP").format(defs))
+            self.extra_staged = True
+        arrays = [eid, chunk.ts, *(chunk.extra[c] for c in self.extra_cols)]
+        nulls = [None, None, *(np.isnan(chunk.extra[c]) for c in self.extra_cols)]
+        copy_in(
+            self.conn,
+            ident("_fs_extra"),
+            ["entity_id", "ts", *self.extra_cols],
+            arrays,
+            ["int4", "timestamptz", *(["float8"] * len(self.extra_cols))],
+            nulls,
+        )
+
+    # -- finish ---------------------------------------------------------------------------
+
+    def finish(self) -> LoadResult:
+        """Upsert staged rows, write features and state, log the load, bump generations."""
+        t_finish = time.perf_counter()
+        self._features_s = 0.0
+        try:
+            return self._finish()
+        finally:
+            self.phases["features"] += self._features_s
+            self.phases["write"] += time.perf_counter() - t_finish - self._features_s
+
+    def _finish(self) -> LoadResult:
+        res = self.result
+        if self.staged:
+            src = "SELECT entity_id AS e, ts, open AS o, high AS h, low AS l, close AS c, volume AS v FROM _fs_stage"
+            if self.on_conflict == "error":
+                hit = self.conn.execute(_conflict_sql(src)).fetchone()
+                if hit is not None:
+                    self._raise_conflict(int(hit[0]), int(hit[1]))
+            # Only rows that are new or differ reach the upsert: an identical reload then reads
+            # bars instead of locking and rewriting every row (benchmarks/load.py, scenario d).
+            differs = "" if self.on_conflict != "update" else (
+                " OR (b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume)"
+            )
+            rows = self.conn.execute(
+                _upsert_sql(
+                    "SELECT s.entity_id, s.ts, s.open, s.high, s.low, s.close, s.volume FROM _fs_stage s "
+                    "LEFT JOIN bars b ON b.entity_id = s.entity_id AND b.ts = s.ts "
+                    "WHERE b.entity_id IS NULL" + differs + " ORDER BY 1, 2",
+                    self.on_conflict,
+                )
+            ).fetchall()
+            self._count(rows, {})
+        res.unchanged = res.rows_in - res.inserted - res.updated
+        changed = sorted(set(self.appended) | self.changed_past)
+        memory = None
+        if self._mem and self.views and changed:
+            memory = MemoryBars(*(np.concatenate(cols) for cols in zip(*self._mem)))
+        self._mem = None
+        t0 = time.perf_counter()
+        for view in self.views:
+            written, recomputed = write_features(self.conn, view, changed, self.old_last, self.changed_past, memory)
+            res.features_written += written
+            res.entities_recomputed += recomputed
+            self._sample_memory()
+        self._features_s = time.perf_counter() - t0
+        user_changed = self._write_user_columns()
+        touched = sorted(set(changed) | user_changed)
+        res.symbols = len(self.ids)
+        res.changed_entities = tuple(touched)
+        if touched:
+            res.generation, symbols = bump_generation(self.conn, touched)
+            res.changed_symbols = tuple(symbols)
+        row = self.conn.execute(
+            "INSERT INTO loads (source, started_at, rows_in, rows_inserted, rows_updated, rows_unchanged, "
+            "symbols, features_written, checksum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING load_id",
+            (
+                res.source[:1000],
+                self.started_at,
+                res.rows_in,
+                res.inserted,
+                res.updated,
+                res.unchanged,
+                res.symbols,
+                res.features_written,
+                self.checksum.hexdigest(),
+            ),
+        ).fetchone()
+        res.load_id = int(row[0]) if row else None
+        self._sample_memory()
+        res.peak_rss_bytes = self._peak
+        res.elapsed_s = time.perf_counter() - self.started
+        return res
+
+    def _write_user_columns(self) -> set[int]:
+        if not self.extra_staged:
+            return set()
+        changed: set[int] = set()
+        for view in self.views:
+            cols = [c for c in view.columns if c in self.extra_cols]
+            if not cols:
+                continue
+            stmt = sql.SQL(
+                "UPDATE {t} AS f SET {sets} FROM _fs_extra x "
+                "WHERE f.entity_id = x.entity_id AND f.ts = x.ts AND ROW({fcols}) IS DISTINCT FROM ROW({xcols}) "
+                "RETURNING f.entity_id"
+            ).format(
+                t=ident(view.table_name),
+                sets=sql.SQL(", ").join(sql.SQL("{c} = x.{c}").format(c=ident(c)) for c in cols),
+                xcols=sql.SQL(", ").join(sql.SQL("x.{}").format(ident(c)) for c in cols),
+                fcols=sql.SQL(", ").join(sql.SQL("f.{}").format(ident(c)) for c in cols),
+            )
+            changed.update(r[0] for r in self.conn.execute(stmt).fetchall())
+        return changed
