@@ -15,7 +15,8 @@ windowed or recursive) adds a kind that views, batching and incremental state tr
 built-in; its kernel compiles at registration.
 
 Importing this package compiles nothing and does not import numba: kernels compile (or load
-from numba's on-disk cache) on first use, or up front with ``warmup()``.
+from numba's on-disk cache) on first use, or up front with ``warmup()``. ``prepare_update``
+loads a view's kernels once and then advances all its specs per new bar with ~no Python work.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from featurestore.indicators.api import (
     warmup,
 )
 from featurestore.indicators.base import UserKernelError
+from featurestore.indicators.prepared import BatchUpdater, prepare_update
 from featurestore.indicators.registry import (
     KINDS,
     REGISTRY,
@@ -51,6 +53,7 @@ __all__ = [
     "REGISTRY",
     "STATE_LAYOUTS",
     "STATE_VERSION",
+    "BatchUpdater",
     "IndicatorDef",
     "UserKernelError",
     "IndicatorSpec",
@@ -61,6 +64,7 @@ __all__ = [
     "new_state",
     "parse_indicator",
     "parse_output_name",
+    "prepare_update",
     "register",
     "resolve_spec",
     "state_from_bytes",
