@@ -472,3 +472,196 @@ def test_a_failed_re_registration_keeps_the_previous_kernel() -> None:
         assert compute("uk_keep_3", np.array([1.0, 2.0, 3.0]))["uk_keep_3"][2] == 6.0
     finally:
         unregister("uk_keep")
+
+
+# ------------------------------------------------------------------------------ the kernel itself
+def test_windows_are_read_only_contiguous_views_of_the_last_bars_at_every_split() -> None:
+    """The function sees exactly the last `period` bars, oldest first, as a read-only C array,
+    whether the window lies in this call's inputs or reaches into the saved ring."""
+
+    @register("uk_peek", params={"period": 4}, window="period")
+    def peek(close, period):  # type: ignore[no-untyped-def]
+        # encodes the window's length, layout flags and contents in one float
+        code = 0.0
+        for j in range(close.size):
+            code = code * 1000.0 + close[j]
+        return code + (0.0 if close.flags.c_contiguous and close.size == period else 1e18)
+
+    try:
+        x = np.arange(1.0, 30.0)
+        want = np.full(x.size, np.nan)
+        for i in range(3, x.size):
+            w = x[i - 3 : i + 1]
+            want[i] = ((w[0] * 1000.0 + w[1]) * 1000.0 + w[2]) * 1000.0 + w[3]
+        assert_bits(compute("uk_peek_4", x)["uk_peek_4"], want, "full")
+        for cut in range(1, x.size):
+            o1, st = compute_batch("uk_peek_4", {"close": x[:cut]}, np.array([0, cut], dtype=np.int64))
+            o2, _ = update_batch("uk_peek_4", st, {"close": x[cut:]}, np.array([0, x.size - cut], dtype=np.int64))
+            assert_bits(np.concatenate([o1["uk_peek_4"], o2["uk_peek_4"]]), want, f"split at {cut}")
+
+        def writes(close, period):  # type: ignore[no-untyped-def]
+            close[0] = 0.0
+            return close[-1]
+
+        _fails("does not compile", kind="uk_write", params={"period": 3}, window="period")(writes)
+    finally:
+        unregister("uk_peek")
+
+
+def test_a_function_compiled_with_its_own_options_keeps_them() -> None:
+    """error_model="numpy" (1/0 = inf, no exception) survives: such a function is called, not
+    inlined into the kernel (whose error model raises)."""
+
+    @njit(error_model="numpy")
+    def inv(close, period):  # type: ignore[no-untyped-def]
+        return 1.0 / (close[-1] - close[-1])
+
+    try:
+        register("uk_inv", params={"period": 2}, window="period", allow_nan=True)(inv)
+        out = compute("uk_inv_2", np.array([1.0, 2.0, 3.0]))["uk_inv_2"]
+        assert np.isnan(out[0]) and np.all(np.isposinf(out[1:]))
+    finally:
+        unregister("uk_inv")
+
+
+# ------------------------------------------------------------------------------ disk cache
+_KERNEL_MODULE = '''
+import numpy as np
+from featurestore.indicators import register
+
+SCALE = np.array([{SCALE}])
+
+
+@register("uk_disk", params={{"period": 5}}, window="period")
+def disk(close, period):
+    return (close[-1] - close[0]) * {FACTOR} + SCALE[0]
+'''
+
+_RUNNER = '''
+import importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+importlib.import_module("kern")
+from featurestore.indicators import KINDS, compute
+from featurestore.indicators.user import kernel_for
+stats = kernel_for(KINDS["uk_disk"]).stats
+x = np.arange(1.0, 40.0) ** 1.5
+print(json.dumps({
+    "hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
+    "out": compute("uk_disk_5", x)["uk_disk_5"].tolist(),
+}))
+'''
+
+
+def _kernel_dir(tmp_path: Path, factor: str, scale: str) -> Path:
+    d = tmp_path / f"src_{factor}_{scale}".replace(".", "p")
+    d.mkdir(exist_ok=True)
+    (d / "kern.py").write_text(_KERNEL_MODULE.format(FACTOR=factor, SCALE=scale))
+    return d
+
+
+def _start(src: Path, cache: Path) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    return subprocess.Popen(
+        [sys.executable, "-c", _RUNNER, str(src)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(proc: Any) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _want(factor: float, scale: float) -> np.ndarray:
+    x = np.arange(1.0, 40.0) ** 1.5
+    want = np.full(x.size, np.nan)
+    want[4:] = (x[4:] - x[:-4]) * factor + scale
+    return want
+
+
+def test_user_kernel_is_cached_on_disk_across_processes_and_keyed_by_its_code(tmp_path: Path) -> None:
+    cache = tmp_path / "numba_cache"
+    a = _kernel_dir(tmp_path, "2.0", "0.5")
+    first = _finish(_start(a, cache))
+    assert (first["hits"], first["misses"]) == (0, 1)
+    second = _finish(_start(a, cache))  # a fresh process, same code: machine code from the disk cache
+    assert (second["hits"], second["misses"]) == (1, 0)
+    assert_bits(np.array(second["out"]), _want(2.0, 0.5), "cached kernel")
+    assert_bits(np.array(first["out"]), _want(2.0, 0.5), "compiled kernel")
+    # another body under the same name: compiled afresh, never the old entry
+    changed = _finish(_start(_kernel_dir(tmp_path, "3.0", "0.5"), cache))
+    assert (changed["hits"], changed["misses"]) == (0, 1)
+    assert_bits(np.array(changed["out"]), _want(3.0, 0.5), "changed body")
+    # the same source reading a global array with other contents: also a new entry
+    rescaled = _finish(_start(_kernel_dir(tmp_path, "2.0", "7.25"), cache))
+    assert (rescaled["hits"], rescaled["misses"]) == (0, 1)
+    assert_bits(np.array(rescaled["out"]), _want(2.0, 7.25), "other array")
+    generated = sorted(p.name for p in (cache / "featurestore_user_kernels").glob("*.py"))
+    assert len(generated) == 3 and all(g.startswith("uk_disk_") for g in generated)
+
+
+def test_concurrent_registrations_of_one_kernel_share_an_intact_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "numba_cache"
+    src = _kernel_dir(tmp_path, "2.0", "0.5")
+    procs = [_start(src, cache) for _ in range(3)]
+    for res in [_finish(p) for p in procs]:
+        assert res["hits"] + res["misses"] == 1
+        assert_bits(np.array(res["out"]), _want(2.0, 0.5), "concurrent")
+    after = _finish(_start(src, cache))
+    assert (after["hits"], after["misses"]) == (1, 0)
+    assert_bits(np.array(after["out"]), _want(2.0, 0.5), "after the race")
+    folder = cache / "featurestore_user_kernels"
+    assert not list(folder.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_generated_module_files_are_written_once_and_atomically(tmp_path: Path) -> None:
+    import os
+
+    from featurestore.indicators.user import _write_once
+
+    path = tmp_path / "k.py"
+    _write_once(path, "x = 1\n")
+    os.utime(path, (1_000_000, 1_000_000))
+    _write_once(path, "x = 1\n")  # identical: untouched (numba's index checks the file's stamp)
+    assert path.stat().st_mtime == 1_000_000
+    path.write_text("x = ")  # a damaged file: replaced whole
+    _write_once(path, "x = 1\n")
+    assert path.read_text() == "x = 1\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["k.py"]
+
+
+def test_a_kernel_reading_an_unkeyable_object_is_not_cached_on_disk(tmp_path: Path, monkeypatch: Any) -> None:
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+    table = np.arange(20_000.0)  # large: code_hash keeps no digest of it, the cache key does
+
+    @register("uk_table", params={"period": 2}, window="period")
+    def lookup(close, period):  # type: ignore[no-untyped-def]
+        return close[-1] + table[7]
+
+    try:
+        assert compute("uk_table_2", np.array([1.0, 2.0, 3.0]))["uk_table_2"][2] == 10.0
+        assert len(list((tmp_path / "featurestore_user_kernels").glob("uk_table_*.py"))) == 1
+    finally:
+        unregister("uk_table")
+
+    # a function of the user's own module: its file may change without the kernel's source changing
+    (tmp_path / "uk_helpers.py").write_text("from numba import njit\n\n\n@njit\ndef shift(x):\n    return x + 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import uk_helpers  # type: ignore[import-not-found]
+
+    @register("uk_obj", params={"period": 2}, window="period")
+    def obj(close, period):  # type: ignore[no-untyped-def]
+        return uk_helpers.shift(close[-1])
+
+    try:
+        assert compute("uk_obj_2", np.array([1.0, 2.0, 3.0]))["uk_obj_2"][2] == 4.0
+        assert not list((tmp_path / "featurestore_user_kernels").glob("uk_obj_*"))
+    finally:
+        unregister("uk_obj")

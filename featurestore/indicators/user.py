@@ -74,22 +74,40 @@ THE CONTRACT (``CONTRACT_VERSION`` 1)
   user kind is not registered, or is registered with other code, raises ``UserKernelError``
   naming it (drop the old version or register the old code).
 
-User kernels are compiled per process at registration (not cached on disk).
+COMPILATION AND THE DISK CACHE
+
+Registration generates the kernel (the engine's batched loop around the function, which is
+inlined into it unless it was compiled with options such as ``fastmath`` or ``error_model``)
+as a module file ``<kind>_<digest>.py`` under ``$NUMBA_CACHE_DIR/featurestore_user_kernels``
+(or ``~/.cache/featurestore/user_kernels``) and imports it, so numba's disk cache applies:
+another process registering the same kernel loads its machine code instead of compiling. The
+digest covers the generated text, the code hash, the contents of arrays the functions read,
+the engine's kernel sources and the numba, numpy and Python versions, so changed code never
+meets an old entry. A function that reads something the digest cannot cover (a function or
+constant of another module of the user's) is compiled in memory, uncached. Files are created
+atomically and never rewritten, so concurrent registrations share them safely. A kernel that
+passed every registration check once (a ``.ok`` file beside it) skips the Python-level probe
+the next time; the incremental == full self-test always runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
 import marshal
 import math
+import os
 import re
+import sys
 import textwrap
 import threading
 import types as pytypes
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -395,27 +413,32 @@ def _run({ARGS}):
 """
 
 _WINDOWED = """
-while i < end:
+a_end = p + m
+if a_end > end:
+    a_end = end
+while i < a_end:
     g = c0 + (i - p)
     if g < m:
         {NAN_OUT}
     else:
         lo = g - m
-        if lo >= c0:
-            a = i - m
-            r = _FN({SLICES}{PS})
-        else:
-            for t in range(W):
-                gg = lo + t
-                if gg < c0:
-                    s = 1 + gg % m
-                    {FILL_RING}
-                else:
-                    jj = p + (gg - c0)
-                    {FILL_IN}
-            r = _FN({TMPS}{PS})
+        for t in range(W):
+            gg = lo + t
+            if gg < c0:
+                s = 1 + gg % m
+                {FILL_RING}
+            else:
+                jj = p + (gg - c0)
+                {FILL_IN}
+        r = _FN({TMPS}{PS})
         {STORE}
-        {CHECK}
+        {CHECK_RING}
+    i += 1
+while i < end:
+    a = i - m
+    r = _FN({SLICES}{PS})
+    {STORE}
+    {CHECK_IN}
     i += 1
 if m > 0:
     j0 = end - m
@@ -427,7 +450,8 @@ if m > 0:
 state[k, 0] = c0 + (end - p)
 """
 
-_WINDOW_CHECK = """
+# Phase 1 (the first m bars of a call: the window reaches into the saved ring, copied into T*).
+_WINDOW_CHECK_RING = """
 bad_o = -1
 {WHICH}
 if bad_o >= 0:
@@ -444,6 +468,22 @@ if bad_o >= 0:
             if not ({IN_FINITE}):
                 ok = False
                 break
+    if ok:
+        return NAN_CODE + i * 64 + bad_o
+"""
+
+# Phase 2 (the window lies in this call's inputs: the function gets views of them, no copy;
+# ``_view`` builds the view without the bounds normalisation of a slice, which the loop's
+# indices make redundant).
+_WINDOW_CHECK_IN = """
+bad_o = -1
+{WHICH}
+if bad_o >= 0:
+    ok = True
+    for jj in range(a, i + 1):
+        if not ({IN_FINITE}):
+            ok = False
+            break
     if ok:
         return NAN_CODE + i * 64 + bad_o
 """
@@ -490,14 +530,15 @@ def _kernel_source(
         which = "\n".join(
             ("if" if j == 0 else "elif") + f" not math.isfinite({o}[i]):\n    bad_o = {j}" for j, o in enumerate(outs)
         )
-        check = "" if allow_nan else _sub(
-            _WINDOW_CHECK, WHICH=which,
+        in_finite = " and ".join(f"math.isfinite(I{j}[jj])" for j in range(n_in))
+        check_ring = "" if allow_nan else _sub(
+            _WINDOW_CHECK_RING, WHICH=which, IN_FINITE=in_finite,
             RING_FINITE=" and ".join(f"math.isfinite(state[k, s + {j} * m])" for j in range(n_in)),
-            IN_FINITE=" and ".join(f"math.isfinite(I{j}[jj])" for j in range(n_in)),
         )
+        check_in = "" if allow_nan else _sub(_WINDOW_CHECK_IN, WHICH=which, IN_FINITE=in_finite)
         body = _sub(
-            _WINDOWED, NAN_OUT=nan_out, STORE=store, CHECK=check, PS=ps,
-            SLICES=", ".join(f"{x}[a:i + 1]" for x in ins),
+            _WINDOWED, NAN_OUT=nan_out, STORE=store, CHECK_RING=check_ring, CHECK_IN=check_in, PS=ps,
+            SLICES=", ".join(f"_view({x}, a, W)" for x in ins),
             TMPS=", ".join(f"T{j}" for j in range(n_in)),
             FILL_RING="\n".join(f"T{j}[t] = state[k, s + {j} * m]" for j in range(n_in)),
             FILL_IN="\n".join(f"T{j}[t] = I{j}[jj]" for j in range(n_in)),
@@ -522,24 +563,279 @@ def _kernel_source(
     )
 
 
+_MODULE = '''"""Generated by featurestore.indicators.user: the kernel of user kind {KIND} (code hash {HASH}).
+
+Do not edit. The file name is a digest of this text, of the values the user's functions
+read and of the engine's kernel sources, so numba's disk cache of ``_run`` (keyed on this
+file) never serves another kernel's machine code. ``_FN`` ({INLINE}), ``_INIT`` and the size
+functions are set by featurestore.indicators.user before this module runs.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from featurestore.indicators.kernels.common import BAD_INPUT_LENGTHS, _check, _copy_row
+
+NAN_CODE = {NAN_CODE}
+
+
+@njit(cache={CACHE})
+'''
+
+#: Modules whose functions and constants a cached kernel may read: their code is fixed by the
+#: installed versions (part of the cache key), not by the user's files.
+_SAFE_MODULES = ("numpy", "math", "cmath", "numba", "featurestore")
+_INLINE_OK = {"nopython", "cache", "boundscheck", "nogil", "inline"}
+
+
+def _safe_module(name: object) -> bool:
+    return isinstance(name, str) and any(name == m or name.startswith(m + ".") for m in _SAFE_MODULES)
+
+
+def _value_key(fn: Any, seen: set[int]) -> str | None:
+    """What ``code_hash`` does not see of ``fn``'s inputs: full digests of the arrays it reads.
+
+    None when ``fn`` reads an object whose value cannot be keyed (a module of the user's, an
+    arbitrary object, a tuple holding such): its kernel is then compiled in memory, never
+    cached, so an edit the key cannot see never runs stale machine code.
+    """
+    f = _py_func(fn)
+    if id(f) in seen:
+        return ""
+    seen.add(id(f))
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return None
+    glb = getattr(f, "__globals__", {})
+    refs: list[Any] = [glb[n] for n in _names(code) if n in glb]
+    for cell in getattr(f, "__closure__", None) or ():
+        try:
+            refs.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    parts: list[str] = []
+    scalar = (bool, int, float, complex, str, bytes, type(None))
+    for obj in refs:
+        if isinstance(obj, scalar) or (isinstance(obj, tuple) and all(isinstance(v, scalar) for v in obj)):
+            continue  # in code_hash by value
+        if isinstance(obj, np.ndarray):
+            digest = hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()
+            parts.append(f"{obj.dtype.str}{obj.shape}{digest}")
+        elif isinstance(obj, pytypes.ModuleType):
+            if not _safe_module(obj.__name__):
+                return None
+        elif isinstance(obj, pytypes.FunctionType) or isinstance(getattr(obj, "py_func", None), pytypes.FunctionType):
+            if _safe_module(getattr(_py_func(obj), "__module__", None)):
+                continue
+            sub = _value_key(obj, seen)
+            if sub is None:
+                return None
+            parts.append(sub)
+        elif not _safe_module(getattr(obj, "__module__", None) or getattr(type(obj), "__module__", None)):
+            return None
+    return ";".join(parts)
+
+
+def _kernel_dir() -> Path | None:
+    """Where generated kernel modules live: ``$NUMBA_CACHE_DIR/featurestore_user_kernels`` when
+    numba's cache directory is set, else ``$XDG_CACHE_HOME`` (``~/.cache``)``/featurestore/user_kernels``.
+    None when it cannot be created or written (kernels then compile in memory)."""
+    from numba.core import config
+
+    numba_dir = getattr(config, "CACHE_DIR", "")
+    path = (
+        Path(numba_dir) / "featurestore_user_kernels" if numba_dir
+        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "featurestore" / "user_kernels"
+    )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
+
+
+_engine_key_memo: list[str] = []
+
+
+def _engine_key() -> str:
+    """The engine's part of a cache key: kernel sources and the compiler's versions."""
+    if not _engine_key_memo:
+        import numba
+
+        from featurestore.indicators.kernels import common
+
+        _engine_key_memo.append(
+            f"{common._sources_digest()}|numba {numba.__version__}|numpy {np.__version__}|{sys.version}|{CONTRACT_VERSION}"
+        )
+    return _engine_key_memo[0]
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text`` atomically, never replacing an identical file.
+
+    Concurrent registrations each write a private temporary file and hard-link it into place
+    (which fails, harmlessly, when another process got there first): readers never see a
+    partial file, and the file's stamp, which numba's cache index checks, never changes.
+    """
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if path.read_text(encoding="utf-8") != text:  # a foreign or damaged file: replace it whole
+                os.replace(tmp, path)
+        except OSError:  # no hard links on this file system
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Build:
+    """One kernel's generated module: its text, and its file when it can be cached on disk."""
+
+    text: str
+    path: Path | None
+    inline: bool
+
+    @property
+    def marker(self) -> Path | None:
+        """Exists once a registration of this exact kernel passed every check."""
+        return self.path.with_suffix(".ok") if self.path is not None else None
+
+    def checked_before(self) -> bool:
+        """A registration of this exact kernel (same file) passed the probe and self-test."""
+        if self.path is None or self.marker is None:
+            return False
+        try:
+            return self.marker.exists() and self.path.read_text(encoding="utf-8") == self.text
+        except OSError:
+            return False
+
+    def mark_checked(self) -> None:
+        if self.marker is not None:
+            try:
+                _write_once(self.marker, "passed\n")
+            except OSError:
+                pass
+
+
+def _inlinable(fn: Any) -> bool:
+    """Inline the user's function into the kernel unless it asked for options that inlining
+    would drop (``fastmath``, ``error_model``...): then it is called as compiled."""
+    opts = getattr(fn, "targetoptions", None)
+    return opts is None or set(opts) <= _INLINE_OK
+
+
+def _build(
+    kind: str, h: str, form: str, fn: Any, init: Any, n_in: int, n_p: int, n_out: int, sizes: dict[str, _Size],
+    allow_nan: bool,
+) -> _Build:
+    """The generated module of one declaration, and its file name: a digest of everything the
+    machine code depends on (text, code hash, array values, engine sources and versions)."""
+    inline = _inlinable(fn) and (init is None or _inlinable(init))
+    src = _kernel_source(form, n_in, n_p, n_out, sizes, allow_nan, init is not None)
+    text = _sub(
+        _MODULE, KIND=kind, HASH=h, NAN_CODE=str(NAN_CODE), CACHE="True",
+        INLINE="inlined" if inline else "called, not inlined",
+    ) + src
+    seen: set[int] = set()
+    keys = [_value_key(f, seen) for f in (fn, init, *(s.fn for s in sizes.values())) if f is not None]
+    folder = _kernel_dir() if all(k is not None for k in keys) else None
+    if folder is None:
+        return _Build(text, None, inline)
+    digest = hashlib.sha256("\0".join([text, h, *(k or "" for k in keys), _engine_key()]).encode()).hexdigest()[:32]
+    return _Build(text, folder / f"{kind}_{digest}.py", inline)
+
+
+def _load(build: _Build, ns: dict[str, Any]) -> Any:
+    """The module's ``_run`` dispatcher: imported from its file (so numba's disk cache applies),
+    or executed in memory when it cannot be cached."""
+    if build.path is not None:
+        try:
+            _write_once(build.path, build.text)
+            # In sys.modules under its own name: numba's cached code finds its globals by module name.
+            name = "featurestore_user_kernel_" + build.path.stem
+            spec = importlib.util.spec_from_file_location(name, build.path)
+            if spec is None or spec.loader is None:
+                raise OSError(f"cannot import {build.path}")
+            module = importlib.util.module_from_spec(spec)
+            module.__dict__.update(ns)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
+            return module._run
+        except OSError:
+            pass  # an unwritable or vanished cache directory: compile in memory
+    glb = dict(ns)
+    text = build.text.replace("@njit(cache=True)", "@njit(cache=False)")
+    exec(compile(text, "<user kernel>", "exec"), glb)
+    return glb["_run"]
+
+
+_view_memo: list[Any] = []
+
+
+def _window_view() -> Any:
+    """A numba intrinsic ``_view(a, start, length)``: the C-contiguous view ``a[start:start + length]``
+    (same dtype and read-only flag) for indices the caller keeps in bounds."""
+    if _view_memo:
+        return _view_memo[0]
+    from numba.core import cgutils, types
+    from numba.core.imputils import impl_ret_borrowed
+    from numba.extending import intrinsic
+
+    @intrinsic  # type: ignore[misc]
+    def _view(typingctx: Any, arr: Any, start: Any, length: Any) -> Any:
+        if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
+            return None
+        rty = types.Array(arr.dtype, 1, "C", readonly=not arr.mutable)
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            src = context.make_array(sig.args[0])(context, builder, args[0])
+            out = context.make_array(sig.return_type)(context, builder)
+            itemsize = context.get_constant(
+                types.intp, context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype))
+            )
+            context.populate_array(
+                out, data=cgutils.gep_inbounds(builder, src.data, args[1]),
+                shape=cgutils.pack_array(builder, [args[2]]), strides=cgutils.pack_array(builder, [itemsize]),
+                itemsize=itemsize, meminfo=src.meminfo, parent=src.parent,
+            )
+            return impl_ret_borrowed(context, builder, sig.return_type, out._getvalue())
+
+        return rty(arr, types.intp, types.intp), codegen
+
+    _view_memo.append(_view)
+    return _view
+
+
 def _compile_kernel(
-    kind: str, form: str, fn: Any, init: Any, n_in: int, pdefs: tuple[ParamDef, ...], n_out: int,
-    sizes: dict[str, _Size], allow_nan: bool,
+    kind: str, build: _Build, fn: Any, init: Any, pdefs: tuple[ParamDef, ...], n_in: int, n_out: int,
+    sizes: dict[str, _Size],
 ) -> Any:
+    """Load (numba's disk cache) or compile the kernel of ``build`` for the api's one signature."""
     from numba import njit, types
 
     from featurestore.indicators.kernels import common
 
-    src = _kernel_source(form, n_in, len(pdefs), n_out, sizes, allow_nan, init is not None)
+    def inlined(f: Any) -> Any:
+        return njit(inline="always")(_py_func(f)) if build.inline else f
+
     ns: dict[str, Any] = {
-        "np": np, "math": math, "_check": common._check, "_copy_row": common._copy_row,
-        "BAD_INPUT_LENGTHS": common.BAD_INPUT_LENGTHS, "NAN_CODE": NAN_CODE, "_FN": fn, "_INIT": init,
+        "_FN": inlined(fn), "_INIT": inlined(init) if init is not None else None, "_view": _window_view(),
     }
     for name, s in sizes.items():
         if s.fn is not None:
             ns["_" + name.upper()] = s.fn
-    exec(compile(src, f"<user kernel {kind}>", "exec"), ns)
-    disp = njit(ns["_run"])
+    disp = _load(build, ns)
     sig = (
         (common._RO_F8,) * n_in
         + (common._RO_I8,)
@@ -722,9 +1018,14 @@ def _register(
     values = tuple(defaults[p.name] for p in pdefs)
     lb, width = shape(defaults)
     data = _synthetic(lb + 30, inputs)
-    _probe(kind, form, nfn, ninit, data, inputs, values, lb + 1, width - 2, n_out)
-    kernel = _compile_kernel(kind, form, nfn, ninit, n_in, pdefs, n_out, sizes, allow_nan)
+    build = _build(kind, h, form, fn, init, n_in, len(pdefs), n_out, sizes, allow_nan)
+    warm = build.checked_before()
+    if not warm:  # this exact kernel never passed here: clear messages for compile and arity errors
+        _probe(kind, form, nfn, ninit, data, inputs, values, lb + 1, width - 2, n_out)
+    kernel = _compile_kernel(kind, build, nfn, ninit, pdefs, n_in, n_out, sizes)
     _self_test(kind, kernel, data, inputs, values, width, lb, n_out, outputs)
+    if not warm:
+        build.mark_checked()
     layout = (
         ("count", *(f"{k}_ring[window-1]" for k in inputs)) if form == "windowed"
         else ("count", "nonfinite_seen", "user_state[state]")
