@@ -109,6 +109,7 @@ class FeatureStore:
         self._reads: CachedReads | None = None
         self._reader: Reader | None = None
         self._reader_lock = threading.Lock()
+        self._stamp_seen: Any = None  # newest knowledge stamp seen (see _settled)
         try:
             if auto_migrate is None:
                 auto_migrate = self._server is not None
@@ -353,9 +354,14 @@ class FeatureStore:
         finally:
             bar.close()
         with self.db.connection() as conn, conn.transaction():
-            conn.execute("UPDATE feature_views SET status = 'ready' WHERE view_id = %s", (view.view_id,))
             # reads by name now resolve to this version: other processes' caches (notify, strict) must drop theirs
             _write.bump_generation(conn, None)
+            # its features are known (as_known_at) from this write's stamp on
+            conn.execute(
+                "UPDATE feature_views SET status = 'ready', ready_at = (SELECT known_at FROM store_state WHERE id = 1) "
+                "WHERE view_id = %s",
+                (view.view_id,),
+            )
         # The view is complete and committed: nothing below may turn that into an exception.
         ready = dataclasses.replace(view, status="ready")
         self._invalidate_committed(None, f"creating view {name} v{view.version}")
@@ -648,10 +654,36 @@ class FeatureStore:
                 reader = self._reader
         return reader
 
-    def _read(self, key: tuple[Any, ...], symbols: Iterable[str], compute: Any) -> Any:
+    def _read(self, key: tuple[Any, ...], symbols: Iterable[str], compute: Any, as_known_at: Any = None) -> Any:
         if self._reads is None:
             return compute()
+        if as_known_at is not None and self._settled(as_known_at):
+            # a past knowledge time no write can change: cached without invalidation
+            return self._reads.read(key, (), compute, immutable=True)
         return self._reads.read(key, symbols, compute)
+
+    def _settled(self, as_known_at: Any) -> bool:
+        """True when no future write can change answers at knowledge time ``as_known_at``.
+
+        Stamps follow commit order (taken under the store_state lock), so once a change stamped
+        after ``as_known_at`` has committed, every later one is stamped later still. The newest
+        stamp seen is kept: only a knowledge time at or after it costs a query.
+        """
+        from featurestore.read.args import knowledge_time
+
+        t = knowledge_time(as_known_at)
+        if t is None:
+            return False
+        if self._stamp_seen is not None and t < self._stamp_seen:
+            return True
+
+        def q(conn: Any) -> Any:
+            return conn.execute("SELECT known_at FROM store_state WHERE id = 1", prepare=True).fetchone()[0]
+
+        stamp = self.db.run(q, idempotent=True)
+        if self._stamp_seen is None or stamp > self._stamp_seen:
+            self._stamp_seen = stamp
+        return bool(t < stamp)
 
     def get_bars(
         self,
@@ -662,15 +694,24 @@ class FeatureStore:
         columns: str | Sequence[str] | None = None,
         as_arrow: bool = False,
         downcast: bool = False,
+        as_known_at: Any = None,
     ) -> pd.DataFrame | pa.Table:
         """Bars of ``symbols`` with ``start <= ts <= end``: a (symbol, ts)-indexed DataFrame or Arrow.
 
         See featurestore.read for the exact result contract (dtypes, order, missing symbols).
         ``downcast=True`` returns float32 values and categorical symbols (featurestore.read.downcast).
+        ``as_known_at`` (tz-aware; default now): the bars as stored at that moment.
         """
         syms = _syms(symbols)
-        key = ("bars", syms, _tkey(start), _tkey(end), _ckey(columns), as_arrow, downcast)
-        return self._read(key, syms, _maybe_downcast(downcast, lambda: self.reader.get_bars(list(syms), start, end, columns=columns, as_arrow=as_arrow)))
+        key = ("bars", syms, _tkey(start), _tkey(end), _ckey(columns), as_arrow, downcast, _tkey(as_known_at))
+        return self._read(
+            key,
+            syms,
+            _maybe_downcast(downcast, lambda: self.reader.get_bars(
+                list(syms), start, end, columns=columns, as_arrow=as_arrow, as_known_at=as_known_at
+            )),
+            as_known_at,
+        )
 
     def get_features(
         self,
@@ -684,17 +725,23 @@ class FeatureStore:
         include_bars: bool = False,
         as_arrow: bool = False,
         downcast: bool = False,
+        as_known_at: Any = None,
     ) -> pd.DataFrame | pa.Table:
-        """Feature rows of ``view`` for ``symbols`` with ``start <= ts <= end`` (bars too with ``include_bars``)."""
+        """Feature rows of ``view`` for ``symbols`` with ``start <= ts <= end`` (bars too with ``include_bars``).
+
+        ``as_known_at``: the rows as computed and stored at that moment (knowledge time).
+        """
         syms = _syms(symbols)
-        key = ("features", syms, _tkey(start), _tkey(end), view, version, _ckey(columns), include_bars, as_arrow, downcast)
+        key = ("features", syms, _tkey(start), _tkey(end), view, version, _ckey(columns), include_bars, as_arrow,
+               downcast, _tkey(as_known_at))
         return self._read(
             key,
             syms,
             _maybe_downcast(downcast, lambda: self.reader.get_features(
                 list(syms), start, end, view=view, version=version, columns=columns,
-                include_bars=include_bars, as_arrow=as_arrow,
+                include_bars=include_bars, as_arrow=as_arrow, as_known_at=as_known_at,
             )),
+            as_known_at,
         )
 
     def get_latest(
@@ -707,14 +754,22 @@ class FeatureStore:
         columns: str | Sequence[str] | None = None,
         as_arrow: bool = False,
         downcast: bool = False,
+        as_known_at: Any = None,
     ) -> pd.DataFrame | pa.Table:
-        """One row per symbol: the last bar (and feature row with ``view``) at or before ``as_of`` (now)."""
+        """One row per symbol: the last bar (and feature row with ``view``) at or before ``as_of`` (now).
+
+        ``as_known_at``: what this read would have returned at that moment (``as_of`` defaults to it).
+        """
         syms = _syms(symbols)
-        key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, downcast)
+        key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, downcast, _tkey(as_known_at))
         return self._read(
             key,
             syms,
-            _maybe_downcast(downcast, lambda: self.reader.get_latest(list(syms), as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow)),
+            _maybe_downcast(downcast, lambda: self.reader.get_latest(
+                list(syms), as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow,
+                as_known_at=as_known_at,
+            )),
+            as_known_at,
         )
 
     def get_training_frame(

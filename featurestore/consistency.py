@@ -94,18 +94,21 @@ class CachedReads:
             self._listener = _Listener(listen_url, self)
             self._listener.start()
 
-    def read(self, key: Hashable, symbols: Iterable[str], compute: Callable[[], Any]) -> Any:
+    def read(
+        self, key: Hashable, symbols: Iterable[str], compute: Callable[[], Any], *, immutable: bool = False
+    ) -> Any:
         """The cached result for ``key`` (computing it once if missing), handed out read-only.
 
         Every caller, the one that computed it too, gets a `handout`: a result returned as
         computed would keep writable arrays that ``Series.array[i] = x`` writes through into the
-        cached frame, copy-on-write or not.
+        cached frame, copy-on-write or not. ``immutable``: a result no write can change (a past
+        knowledge time): no symbol tags, no generation check; only clearing the cache drops it.
         """
         listener = self._listener
         if listener is not None and not listener.is_alive():
             self._restart_listener(listener)
         generation = 0
-        if self.consistency == "strict":
+        if self.consistency == "strict" and not immutable:
             generation = self._generation()
             entry = self.cache.peek(key)
             if entry is not None and entry.generation != generation:

@@ -14,6 +14,7 @@ __all__ = [
     "DatabaseError",
     "DeadlockError",
     "FeatureStoreError",
+    "HistoryError",
     "IndicatorError",
     "LockTimeoutError",
     "NotFoundError",
@@ -116,6 +117,15 @@ def database_error(exc: BaseException, context: str | None = None) -> DatabaseEr
     code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
     text = f"{context}: {server_message}{code}" if context else f"{server_message}{code}"
     return cls(text, sqlstate=sqlstate, server_message=server_message)
+
+
+class HistoryError(DatabaseError):
+    """A knowledge-time read (``as_known_at``) asked for a moment the store cannot answer for:
+    before its history starts (creation, upgrade, or ``compact_history``; SQLSTATE FSH01) or
+    before the view version was ready. Never a wrong answer instead."""
+
+
+_BY_SQLSTATE["FSH01"] = HistoryError  # raised by fs_knowledge() (migration 0004)
 
 
 class SchemaError(FeatureStoreError):

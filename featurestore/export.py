@@ -165,6 +165,7 @@ def export(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     overwrite: bool = False,
     progress: bool | ExportProgress | None = None,
+    as_known_at: Any = None,
 ) -> ExportResult:
     """Write stored bars (and, with ``view``, its features) to one Parquet, Feather or CSV file.
 
@@ -179,7 +180,8 @@ def export(
     callable ``progress(rows, symbols_done, symbols_total)`` called after each batch is read.
 
     The whole file is one snapshot of the store, taken when the export starts: loads that
-    commit while it runs are not in it (see the module docstring).
+    commit while it runs are not in it (see the module docstring). ``as_known_at`` exports the
+    store as it stood at that moment instead (knowledge time).
 
     Export bars (no view) to move data to another store: it loads back identically. Export a
     view for other tools; see the module docstring for why that file does not load back.
@@ -203,9 +205,10 @@ def export(
 
     def read(batch: list[str]) -> pa.Table:
         if view is None:
-            return reader.get_bars(batch, start, end, as_arrow=True)
+            return reader.get_bars(batch, start, end, as_arrow=True, as_known_at=as_known_at)
         return reader.get_features(
-            batch, start, end, view=view, version=version, columns=columns, include_bars=True, as_arrow=True
+            batch, start, end, view=view, version=version, columns=columns, include_bars=True, as_arrow=True,
+            as_known_at=as_known_at,
         )
 
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -219,7 +222,8 @@ def export(
             # A read of no symbols checks start/end/view/columns and gives the schema before any work.
             schema = read([]).schema
             names = snap.run(_all_symbols) if symbols is None else _requested(symbols)
-            meta = {"view": view, "version": version, "start": _text(start), "end": _text(end)}
+            meta = {"view": view, "version": version, "start": _text(start), "end": _text(end),
+                    "as_known_at": _text(as_known_at)}
             if view is not None:
                 meta["version"] = snap.run(lambda conn: _view_version(conn, view, version))
             schema = schema.with_metadata({"featurestore": json.dumps(meta)})

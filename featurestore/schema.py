@@ -22,6 +22,7 @@ __all__ = [
     "metadata",
     "entities",
     "bars",
+    "bars_history",
     "feature_views",
     "indicator_state",
     "loads",
@@ -58,12 +59,27 @@ entities = sa.Table(
 )
 
 # No foreign key to entities: a per-row FK check slows COPY, and the write path creates the
-# entity in the same transaction as its bars.
+# entity in the same transaction as its bars. ``load_id`` names the load that wrote the row's
+# current version (knowledge time); placed after the int4 ``entity_id`` it fills the alignment
+# padding before ``ts``, so it costs no storage.
 bars = sa.Table(
     "bars",
     metadata,
     sa.Column("entity_id", sa.Integer, primary_key=True),
+    sa.Column("load_id", sa.Integer, nullable=False),
     sa.Column("ts", TS, primary_key=True),
+    *(sa.Column(name, sa.Float(53), nullable=False) for name in BAR_COLUMNS),
+)
+
+# Superseded bar versions: written by ``load_id``, replaced by ``superseded_by`` (a correction).
+# Only corrections write here; appends never do.
+bars_history = sa.Table(
+    "bars_history",
+    metadata,
+    sa.Column("entity_id", sa.Integer, primary_key=True),
+    sa.Column("load_id", sa.Integer, nullable=False),
+    sa.Column("ts", TS, primary_key=True),
+    sa.Column("superseded_by", sa.Integer, primary_key=True),
     *(sa.Column(name, sa.Float(53), nullable=False) for name in BAR_COLUMNS),
 )
 
@@ -78,6 +94,8 @@ feature_views = sa.Table(
     # 'backfilling' until every entity's features are written, then 'ready'
     sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'backfilling'")),
     sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    # when the version became 'ready' (readable): its features are known from then on
+    sa.Column("ready_at", TS, nullable=True),
     sa.UniqueConstraint("name", "version", name="feature_views_name_version_key"),
 )
 
@@ -105,6 +123,7 @@ loads = sa.Table(
     sa.Column("symbols", sa.Integer, nullable=False),
     sa.Column("features_written", sa.BigInteger, nullable=False),
     sa.Column("checksum", sa.Text, nullable=True),
+    sa.Index("ix_loads_committed_at", "committed_at"),
 )
 
 # One row: the store-wide write generation, bumped at the end of every committed write. A
@@ -115,6 +134,11 @@ store_state = sa.Table(
     metadata,
     sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("generation", sa.BigInteger, nullable=False),
+    # the oldest knowledge time the store answers for (creation, upgrade, or compact_history)
+    sa.Column("history_since", TS, nullable=False, server_default=sa.func.now()),
+    # the stamp of the newest committed change; stamps are taken under this row's lock, so
+    # they follow commit order (a load's rows are known from its stamp on)
+    sa.Column("known_at", TS, nullable=False, server_default=sa.func.now()),
     sa.CheckConstraint("id = 1", name="single_row"),
 )
 

@@ -55,6 +55,8 @@ class FeatureView:
     table_name: str
     status: str
     created_at: datetime | None = None
+    # when the version became ready: its features are known (``as_known_at``) from then on
+    ready_at: datetime | None = None
     # backfill progress, filled in for a version that is not ready (None when ready)
     entities_backfilled: int | None = None
     entities_total: int | None = None
@@ -70,6 +72,11 @@ class FeatureView:
         if self.problem:
             raise UserKernelError(self.problem)
         return self.specs
+
+    @property
+    def history_table(self) -> str:
+        """The table of superseded feature rows (``<table>_h``): written only by recomputes."""
+        return self.table_name + "_h"
 
     @property
     def ready(self) -> bool:
@@ -125,6 +132,7 @@ class FeatureView:
             "columns": list(self.columns if self.problem else self.feature_columns),
             "user_columns": list(self.columns),
             "created_at": self.created_at.isoformat() if self.created_at else None,
+            "ready_at": self.ready_at.isoformat() if self.ready_at else None,
             **({"problem": self.problem} if self.problem else {}),
         }
 
@@ -182,7 +190,7 @@ def normalize_spec(
 
 
 def _from_row(row: Sequence[Any]) -> FeatureView:
-    view_id, name, version, spec, table_name, status, created_at = row
+    view_id, name, version, spec, table_name, status, created_at, ready_at = row
     if isinstance(spec, str):
         spec = json.loads(spec)
     specs: tuple[IndicatorSpec, ...] = ()
@@ -204,12 +212,13 @@ def _from_row(row: Sequence[Any]) -> FeatureView:
         table_name=table_name,
         status=status,
         created_at=created_at,
+        ready_at=ready_at,
         stored=spec,
         problem=problem,
     )
 
 
-_SELECT = "SELECT view_id, name, version, spec, table_name, status, created_at FROM feature_views"
+_SELECT = "SELECT view_id, name, version, spec, table_name, status, created_at, ready_at FROM feature_views"
 # Backfill progress of views (an array of view ids): entities with state for the view, and
 # entities with bars (what a complete backfill covers). Runs only for views that are not ready.
 _PROGRESS_SQL = (
@@ -325,15 +334,24 @@ def register_view(
         version = 1
     table = f"{VIEW_TABLE_PREFIX}{name}_v{version}"
     feature_cols = [c for s in indicators for c in s.outputs] + list(columns)
+    floats = [sql.SQL("{} float8").format(ident(c)) for c in feature_cols]
+    # load_id after the int4 entity_id fills the padding before ts: no storage cost
     col_defs = sql.SQL(", ").join(
-        [sql.SQL("entity_id int4 NOT NULL"), sql.SQL("ts timestamptz NOT NULL")]
-        + [sql.SQL("{} float8").format(ident(c)) for c in feature_cols]
+        [sql.SQL("entity_id int4 NOT NULL"), sql.SQL("load_id int4 NOT NULL"), sql.SQL("ts timestamptz NOT NULL")]
+        + floats
         + [sql.SQL("PRIMARY KEY (entity_id, ts)")]
     )
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident(table), col_defs))
+    history_defs = sql.SQL(", ").join(
+        [sql.SQL("entity_id int4 NOT NULL"), sql.SQL("load_id int4 NOT NULL"), sql.SQL("ts timestamptz NOT NULL"),
+         sql.SQL("superseded_by int4 NOT NULL")]
+        + floats
+        + [sql.SQL("PRIMARY KEY (entity_id, ts, superseded_by)")]
+    )
+    conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident(table + "_h"), history_defs))
     row = conn.execute(
         "INSERT INTO feature_views (name, version, spec, table_name) VALUES (%s, %s, %s, %s) "
-        "RETURNING view_id, name, version, spec, table_name, status, created_at",
+        "RETURNING view_id, name, version, spec, table_name, status, created_at, ready_at",
         (name, version, psycopg.types.json.Jsonb(spec), table),
     ).fetchone()
     assert row is not None
@@ -353,6 +371,7 @@ def drop_view(conn: psycopg.Connection[Any], name: str, version: int | None = No
     for r in rows:
         view = _from_row(r)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(view.table_name)))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(view.history_table)))
         conn.execute("DELETE FROM indicator_state WHERE view_id = %s", (view.view_id,))
         conn.execute("DELETE FROM feature_views WHERE view_id = %s", (view.view_id,))
         dropped.append(view.version)

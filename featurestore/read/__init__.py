@@ -63,9 +63,9 @@ import pandas as pd
 import pyarrow as pa
 
 from featurestore.config import libpq_url
-from featurestore.errors import ConfigError, ConnectionError
+from featurestore.errors import ConfigError, ConnectionError, HistoryError
 from featurestore.read import bulk as _bulk
-from featurestore.read.args import _bound, _columns, _split, _symbols, _utc
+from featurestore.read.args import _bound, _columns, _split, _symbols, _utc, knowledge_time
 from featurestore.read.frames import _block_order, _column, _empty, _frame, _segments, downcast
 from featurestore.read.sql import (
     _MAX_TS,
@@ -163,10 +163,15 @@ class Reader:
         *,
         columns: str | Sequence[str] | None = None,
         as_arrow: bool = False,
+        as_known_at: Any = None,
     ) -> pd.DataFrame | pa.Table:
-        """Bars of ``symbols`` with ``start <= ts <= end`` (see the module docstring for the shape)."""
+        """Bars of ``symbols`` with ``start <= ts <= end`` (see the module docstring for the shape).
+
+        ``as_known_at`` (tz-aware; default now): the bars as stored at that moment.
+        """
         cols = _columns(columns, BAR_COLUMNS, "bars") or list(BAR_COLUMNS)
-        return self._range("bars", cols, [], symbols, start, end, as_arrow=as_arrow)
+        known = knowledge_time(as_known_at)
+        return self._range("bars", cols, [], symbols, start, end, as_arrow=as_arrow, known_at=known)
 
     def get_features(
         self,
@@ -179,16 +184,19 @@ class Reader:
         columns: str | Sequence[str] | None = None,
         include_bars: bool = False,
         as_arrow: bool = False,
+        as_known_at: Any = None,
     ) -> pd.DataFrame | pa.Table:
         """Feature rows of ``view`` (newest version unless ``version``) with ``start <= ts <= end``.
 
         ``columns`` picks feature columns (default: all); ``include_bars`` adds the bar columns
-        (open..volume) before them.
+        (open..volume) before them. ``as_known_at`` (tz-aware; default now): the rows as they
+        were computed and stored at that moment (HistoryError before the version was ready).
         """
-        fv = self._view(view, version)
+        known = knowledge_time(as_known_at)
+        fv = self._view(view, version, known)
         feats = _columns(columns, fv.feature_columns, f"view {fv.name!r} v{fv.version}") or list(fv.feature_columns)
         bars = list(BAR_COLUMNS) if include_bars else []
-        return self._range(fv.table_name, bars, feats, symbols, start, end, as_arrow=as_arrow)
+        return self._range(fv.table_name, bars, feats, symbols, start, end, as_arrow=as_arrow, known_at=known)
 
     def get_latest(
         self,
@@ -199,21 +207,27 @@ class Reader:
         version: int | None = None,
         columns: str | Sequence[str] | None = None,
         as_arrow: bool = False,
+        as_known_at: Any = None,
     ) -> pd.DataFrame | pa.Table:
         """One row per requested symbol: its last bar (and feature row, with ``view``) at or before ``as_of``.
 
-        ``as_of=None`` means now. Rows keep the requested order; a symbol with no such row (or
-        unknown) is present with ts NaT and NaN values. ``columns`` picks among the bar columns
-        and, with a view, its feature columns (default: all of them, bars first).
+        ``as_of=None`` means now (or ``as_known_at`` when given). Rows keep the requested order;
+        a symbol with no such row (or unknown) is present with ts NaT and NaN values. ``columns``
+        picks among the bar columns and, with a view, its feature columns (default: all of them,
+        bars first). ``as_known_at``: what a read at that moment would have returned.
         """
         self._check_open()
         names = _symbols(symbols)
-        cut = dt.datetime.now(_UTC) if as_of is None else _bound(as_of, "as_of", ceil=False)
+        known = knowledge_time(as_known_at)
+        if as_of is None:
+            cut = dt.datetime.now(_UTC) if known is None else known
+        else:
+            cut = _bound(as_of, "as_of", ceil=False)
         if view is None:
             table, available = "bars", list(BAR_COLUMNS)
             fv = None
         else:
-            fv = self._view(view, version)
+            fv = self._view(view, version, known)
             table, available = fv.table_name, [*BAR_COLUMNS, *fv.feature_columns]
         cols = _columns(columns, available, "bars" if fv is None else f"bars and view {fv.name!r} v{fv.version}")
         cols = cols if cols is not None else available
@@ -223,11 +237,13 @@ class Reader:
         # a NUL byte cannot be sent (nor stored): such a symbol is unknown, asked as ''
         sql_names = [n if "\x00" not in n else "" for n in names]
         if len(names) == 1:
-            query = latest_one_sql(table, bar_cols, feat_cols)
+            query = latest_one_sql(table, bar_cols, feat_cols, known=known is not None)
             params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
         else:
-            query = latest_sql(table, bar_cols, feat_cols)
+            query = latest_sql(table, bar_cols, feat_cols, known=known is not None)
             params = {"symbols": sql_names, "as_of": cut}
+        if known is not None:
+            params["known_at"] = known
 
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(query, params, prepare=True).fetchall()
@@ -290,14 +306,25 @@ class Reader:
         if self._closed:
             raise ConnectionError("this Reader is closed; make a new one")
 
-    def _view(self, name: str, version: int | None) -> FeatureView:
-        """The ready view version a read uses (featurestore.views.read_view): one query."""
+    def _view(self, name: str, version: int | None, known_at: dt.datetime | None = None) -> FeatureView:
+        """The ready view version a read uses (featurestore.views.read_view): one query.
+
+        With ``known_at``, the version must have been ready by then (HistoryError otherwise):
+        its features were not computed before.
+        """
         from featurestore.views import read_view
 
         if not isinstance(name, str):
             raise ConfigError(f"view must be a view name (str), got {type(name).__name__}")
         validate_identifier(name, what="view name")  # before it reaches SQL (NUL bytes, 10k chars)
-        return self._run(lambda conn: read_view(conn, name, version))
+        fv = self._run(lambda conn: read_view(conn, name, version))
+        if known_at is not None and (fv.ready_at is None or fv.ready_at > known_at):
+            when = fv.ready_at.isoformat() if fv.ready_at else "(never)"
+            raise HistoryError(
+                f"view {fv.name!r} v{fv.version} was not ready at as_known_at={known_at.isoformat()}: its "
+                f"features are known from {when}; read bars with as_known_at, or a version that was ready then"
+            )
+        return fv
 
     def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """A point query: on this thread's snapshot if one is open, else on a pooled connection."""
@@ -329,6 +356,7 @@ class Reader:
         end: Any,
         *,
         as_arrow: bool,
+        known_at: dt.datetime | None = None,
     ) -> pd.DataFrame | pa.Table:
         names = _symbols(symbols)
         lo = _MIN_TS if start is None else _bound(start, "start", ceil=True)
@@ -343,7 +371,10 @@ class Reader:
         level = sorted(ids_of)
         ids = np.array(sorted(ids_of.values()), dtype=np.int32)
         code_of_id = {ids_of[s]: k for k, s in enumerate(level)}
-        table_ = self._fetch(range_sql(table, bar_cols, feat_cols), {"ids": ids, "start": lo, "end": hi})
+        params: dict[str, Any] = {"ids": ids, "start": lo, "end": hi}
+        if known_at is not None:
+            params["known_at"] = known_at
+        table_ = self._fetch(range_sql(table, bar_cols, feat_cols, known=known_at is not None), params)
         eid = _column(table_, "entity_id")
         starts, ends = _segments(eid)
         seg_codes = np.array([code_of_id[int(e)] for e in eid[starts].tolist()], dtype=np.int32)

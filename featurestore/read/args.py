@@ -58,6 +58,13 @@ def _bound(value: Any, name: str, *, ceil: bool) -> dt.datetime:
     return ts.to_pydatetime()
 
 
+def knowledge_time(value: Any) -> dt.datetime | None:
+    """``as_known_at`` -> a UTC datetime at µs precision (rounded down: never later than asked), or None (now)."""
+    if value is None:
+        return None
+    return _bound(value, "as_known_at", ceil=False)
+
+
 def _columns(columns: str | Iterable[str] | None, available: Sequence[str], what: str) -> list[str] | None:
     """Validate a column selection (None: all); unknown names raise NotFoundError listing the available."""
     if columns is None:

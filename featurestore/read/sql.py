@@ -19,6 +19,9 @@ from featurestore.schema import validate_identifier
 
 __all__ = [
     "LOOKUP_SQL",
+    "KNOWLEDGE_CTE",
+    "known_source",
+    "history_table",
     "range_sql",
     "latest_sql",
     "latest_one_sql",
@@ -52,20 +55,57 @@ def _quote(name: str) -> str:
     return '"' + validate_identifier(name, what="column name") + '"'
 
 
-def _select(table: str, bar_cols: Sequence[str], feat_cols: Sequence[str]) -> tuple[str, str]:
-    """(select list after entity_id, ts; FROM clause) for ``t`` = bars or a view table joined to bars."""
+# Knowledge time (``as_known_at``): fs_knowledge(t) (migration 0004) gives the newest load id
+# known at t and the older ids not yet known then; a row version is visible at t when the load
+# that wrote it is known and (for a superseded version) the load that replaced it is not.
+KNOWLEDGE_CTE = "WITH k AS MATERIALIZED (SELECT kmax, holes FROM fs_knowledge(%(known_at)s::timestamptz)) "
+
+
+def _known(col: str) -> str:
+    return f"({col} <= (SELECT kmax FROM k) AND {col} <> ALL(CAST((SELECT holes FROM k) AS int4[])))"
+
+
+def history_table(table: str) -> str:
+    """The table holding superseded versions of ``table``'s rows."""
+    return "bars_history" if table == "bars" else table + "_h"
+
+
+def known_source(table: str, columns: Sequence[str]) -> str:
+    """``table`` as it stood at knowledge time ``%(known_at)s``: its current rows written by a
+    known load, plus superseded versions that were current then (at most one per key)."""
+    cols = ", ".join(["entity_id", "ts", *(_quote(c) for c in columns)])
+    t = _quote(table) if table != "bars" else "bars"
+    h = _quote(history_table(table)) if table != "bars" else "bars_history"
+    return (
+        f"(SELECT {cols} FROM {t} WHERE {_known('load_id')} UNION ALL "
+        f"SELECT {cols} FROM {h} WHERE {_known('load_id')} AND NOT {_known('superseded_by')})"
+    )
+
+
+def _select(
+    table: str, bar_cols: Sequence[str], feat_cols: Sequence[str], known: bool = False
+) -> tuple[str, str]:
+    """(select list after entity_id, ts; FROM clause) for ``t`` = bars or a view table joined to bars.
+
+    ``known``: both sides as they stood at knowledge time ``%(known_at)s`` (:func:`known_source`;
+    the statement must start with :data:`KNOWLEDGE_CTE`).
+    """
     t = _quote(table) if table != "bars" else "bars"
     if table == "bars":
         cols = [f"t.{_quote(c)}" for c in (*bar_cols, *feat_cols)]
-        return "".join(", " + c for c in cols), f"{t} t"
+        src = known_source("bars", [*bar_cols, *feat_cols]) if known else t
+        return "".join(", " + c for c in cols), f"{src} t"
     cols = [f"b.{_quote(c)}" for c in bar_cols] + [f"t.{_quote(c)}" for c in feat_cols]
-    source = f"{t} t"
+    source = f"{known_source(table, feat_cols) if known else t} t"
     if bar_cols:
-        source += " JOIN bars b ON b.entity_id = t.entity_id AND b.ts = t.ts"
+        bars = known_source("bars", bar_cols) if known else "bars"
+        source += f" JOIN {bars} b ON b.entity_id = t.entity_id AND b.ts = t.ts"
     return "".join(", " + c for c in cols), source
 
 
-def range_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = ()) -> str:
+def range_sql(
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+) -> str:
     """The range read: rows of ``table`` for entity ids in ``%(ids)s`` with start <= ts <= end.
 
     Parameters: ``ids`` (int4[]), ``start``, ``end`` (timestamptz). Rows come in primary-key order
@@ -74,25 +114,29 @@ def range_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str]
     side repeats the predicates, so both sides are index range scans (PostgreSQL does not carry
     ``= ANY`` across a join).
     """
-    cols, source = _select(table, bar_cols, feat_cols)
+    cols, source = _select(table, bar_cols, feat_cols, known)
+    with_k = KNOWLEDGE_CTE if known else ""
     where = "t.entity_id = ANY(%(ids)s::int4[]) AND t.ts >= %(start)s::timestamptz AND t.ts <= %(end)s::timestamptz"
     if table != "bars" and bar_cols:
         where += (
             " AND b.entity_id = ANY(%(ids)s::int4[]) AND b.ts >= %(start)s::timestamptz"
             " AND b.ts <= %(end)s::timestamptz"
         )
-    return f"SELECT t.entity_id, t.ts{cols} FROM {source} WHERE {where} ORDER BY t.entity_id, t.ts"
+    return f"{with_k}SELECT t.entity_id, t.ts{cols} FROM {source} WHERE {where} ORDER BY t.entity_id, t.ts"
 
 
-def latest_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = ()) -> str:
+def latest_sql(
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+) -> str:
     """Latest row at or before ``%(as_of)s`` for each of ``%(symbols)s``, in the order given.
 
     One row per requested symbol (NULLs where there is none): a LATERAL join whose inner query is
     an Index Scan Backward with LIMIT 1 per entity. Columns: ordinal, ts as int8 µs (NaT sentinel
     when missing), then the value columns.
     """
-    cols, source = _select(table, bar_cols, feat_cols)
-    return (
+    cols, source = _select(table, bar_cols, feat_cols, known)
+    with_k = KNOWLEDGE_CTE if known else ""
+    return with_k + (
         f"SELECT r.k, {_us('x.ts')}{''.join(', x.' + _quote(c) for c in (*bar_cols, *feat_cols))} "
         "FROM unnest(%(symbols)s::text[]) WITH ORDINALITY AS r(symbol, k) "
         "LEFT JOIN entities e ON e.symbol = r.symbol "
@@ -102,15 +146,18 @@ def latest_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str
     )
 
 
-def latest_one_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = ()) -> str:
+def latest_one_sql(
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+) -> str:
     """:func:`latest_sql` for one symbol (``%(symbol)s``): no row when there is none.
 
     The online hot path: a scalar parameter lets PostgreSQL keep one generic plan for the
     prepared statement, where the array form is re-planned per call (``benchmarks/read.py``
     measures both against the bare ``ORDER BY ts DESC LIMIT 1`` by entity id).
     """
-    cols, source = _select(table, bar_cols, feat_cols)
-    return (
+    cols, source = _select(table, bar_cols, feat_cols, known)
+    with_k = KNOWLEDGE_CTE if known else ""
+    return with_k + (
         f"SELECT 1, {_us('x.ts')}{''.join(', x.' + _quote(c) for c in (*bar_cols, *feat_cols))} "
         f"FROM (SELECT t.ts{cols} FROM {source} "
         "WHERE t.entity_id = (SELECT entity_id FROM entities WHERE symbol = %(symbol)s) "
@@ -118,7 +165,9 @@ def latest_one_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence
     )
 
 
-def training_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = ()) -> str:
+def training_sql(
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+) -> str:
     """The rows a training frame can attach: per entity, from its last row at or before its first
     event through its last event.
 
@@ -127,15 +176,16 @@ def training_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[s
     a range scan. Rows come grouped by entity with ts ascending (the reader checks, and sorts if a
     plan ever delivers another order).
     """
-    cols, source = _select(table, bar_cols, feat_cols)
-    t = _quote(table) if table != "bars" else "bars"
+    cols, source = _select(table, bar_cols, feat_cols, known)
+    with_k = KNOWLEDGE_CTE if known else ""
+    t = known_source(table, []) if known else (_quote(table) if table != "bars" else "bars")
     hi = _from_us("r.last_us")
     lo = f"coalesce(s.lo, {_from_us('r.first_us')})"  # no row before the first event: start there
     where = f"t.entity_id = r.e AND t.ts >= {lo} AND t.ts <= {hi}"
     if table != "bars" and bar_cols:
         where += f" AND b.entity_id = r.e AND b.ts >= {lo} AND b.ts <= {hi}"
     outer = "".join(", x." + _quote(c) for c in (*bar_cols, *feat_cols))
-    return (
+    return with_k + (
         f"SELECT x.entity_id, x.ts{outer} "
         "FROM unnest(%(ids)s::int4[], %(first)s::int8[], %(last)s::int8[]) AS r(e, first_us, last_us) "
         f"LEFT JOIN LATERAL (SELECT p.ts AS lo FROM {t} p WHERE p.entity_id = r.e "
@@ -144,19 +194,22 @@ def training_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[s
     )
 
 
-def point_sql(table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = ()) -> str:
+def point_sql(
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+) -> str:
     """Point-in-time rows for keys (entity, event time): the last row with lo <= ts <= event time.
 
     Parameters ``ids`` (int4[]), ``ts`` and ``lo`` (int8[] µs), one element per key. One LATERAL
     Index Scan Backward with LIMIT 1 per key; keys with no such row return nothing. Column ``k``
     is the key's 1-based position.
     """
-    cols, source = _select(table, bar_cols, feat_cols)
+    cols, source = _select(table, bar_cols, feat_cols, known)
+    with_k = KNOWLEDGE_CTE if known else ""
     outer = "".join(", x." + _quote(c) for c in (*bar_cols, *feat_cols))
     where = f"t.entity_id = r.e AND t.ts <= {_from_us('r.t')} AND t.ts >= {_from_us('r.lo')}"
     if table != "bars" and bar_cols:
         where += f" AND b.entity_id = r.e AND b.ts <= {_from_us('r.t')} AND b.ts >= {_from_us('r.lo')}"
-    return (
+    return with_k + (
         f"SELECT r.k, x.ts{outer} "
         "FROM unnest(%(ids)s::int4[], %(ts)s::int8[], %(lo)s::int8[]) WITH ORDINALITY AS r(e, t, lo, k) "
         f"CROSS JOIN LATERAL (SELECT t.ts{cols} FROM {source} WHERE {where} ORDER BY t.ts DESC LIMIT 1) x"

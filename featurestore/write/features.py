@@ -76,8 +76,12 @@ def write_features(
     old_last: dict[int, int | None],
     changed_past: set[int],
     memory: MemoryBars | None = None,
+    load_id: int = 0,
 ) -> tuple[int, int]:
     """Bring ``view``'s features for ``entity_ids`` up to date with ``bars``; return (rows, recomputed).
+
+    Rows written carry ``load_id`` (0 for a backfill: known from the view's ``ready_at``); a
+    recompute moves the rows whose values change to the view's history table, superseded by it.
 
     ``old_last[e]`` is entity e's last bar before this write (None if it had none) and
     ``changed_past`` the entities whose bars changed at or before it. ``memory`` holds the
@@ -126,17 +130,17 @@ def write_features(
                 bars = memory.rows(part)
             else:
                 bars = _read_bars(conn, _BARS_SINCE, (part, [saved[e][0] for e in part]))
-            written += _compute_and_store(conn, view, bars, part, state_part, counts, replace=False)
+            written += _compute_and_store(conn, view, bars, part, state_part, counts, replace=False, load_id=load_id)
     in_memory = [e for e in full_fresh if memory is not None and old_last.get(e) is None and e not in changed_past]
     read_back = sorted(set(full_fresh) - set(in_memory))
     for lo in range(0, len(in_memory), FEATURE_BATCH_ENTITIES * 8):
         part = in_memory[lo : lo + FEATURE_BATCH_ENTITIES * 8]
-        written += _compute_and_store(conn, view, memory.rows(part), part, None, None, replace=False)  # type: ignore[union-attr]
+        written += _compute_and_store(conn, view, memory.rows(part), part, None, None, replace=False, load_id=load_id)  # type: ignore[union-attr]
     for group, replace in ((read_back, False), (full_replace, True)):
         for lo in range(0, len(group), FEATURE_BATCH_ENTITIES):
             part = group[lo : lo + FEATURE_BATCH_ENTITIES]
             bars = _read_bars(conn, _BARS_FULL, (part,))
-            written += _compute_and_store(conn, view, bars, part, None, None, replace=replace)
+            written += _compute_and_store(conn, view, bars, part, None, None, replace=replace, load_id=load_id)
     return written, len(full_fresh) + len(full_replace)
 
 
@@ -154,6 +158,7 @@ def _compute_and_store(
     prior_counts: dict[int, int] | None,
     *,
     replace: bool,
+    load_id: int,
 ) -> int:
     eid, ts, open_, high, low, close, volume = bars
     uniq, offsets = _segments(eid)
@@ -176,30 +181,21 @@ def _compute_and_store(
         cols.update(outs)
         new_states.append(st)
     table = ident(view.table_name)
-    names = ["entity_id", "ts", *view.indicator_columns]
-    arrays = [eid, ts, *(cols[c] for c in view.indicator_columns)]
-    types = ["int4", "timestamptz", *(["float8"] * len(view.indicator_columns))]
-    if replace and uniq.size and view.columns:
-        # user columns live only in the view table: rewrite the indicator columns in place
+    names = ["entity_id", "load_id", "ts", *view.indicator_columns]
+    arrays = [eid, np.full(eid.size, load_id, dtype=np.int32), ts, *(cols[c] for c in view.indicator_columns)]
+    types = ["int4", "int4", "timestamptz", *(["float8"] * len(view.indicator_columns))]
+    if replace and uniq.size:
+        # Recompute: rows whose values change are rewritten in place (user columns, which live
+        # only here, are kept) and their previous versions move to the history table; rows
+        # that come out the same keep the load that first wrote them.
         stage = ident(f"_fs_fv_stage_{view.view_id}")
         conn.execute(
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DROP").format(stage, table)
         )
         copy_in(conn, stage, names, arrays, types)
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ON CONFLICT (entity_id, ts) DO UPDATE SET {sets}"
-            ).format(
-                t=table,
-                s=stage,
-                cols=sql.SQL(", ").join(ident(c) for c in names),
-                sets=sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in view.indicator_columns),
-            )
-        )
+        conn.execute(_replace_sql(view, table, stage, names))
         conn.execute(sql.SQL("TRUNCATE {}").format(stage))
     elif eid.size:
-        if replace:
-            conn.execute(sql.SQL("DELETE FROM {} WHERE entity_id = ANY(%s)").format(table), (uniq.tolist(),))
         copy_in(conn, table, names, arrays, types)
     # state after each entity's last bar
     if uniq.size:
@@ -220,3 +216,43 @@ def _compute_and_store(
             (view.view_id, uniq.tolist(), last_ts.tolist(), n_bars.tolist(), blobs),
         )
     return int(eid.size)
+
+
+def history_returning(view: FeatureView) -> sql.Composed:
+    """``RETURNING`` list of a view-table write whose superseded rows go to history: the old
+    row (entity_id, load_id, ts, every feature column) and the new load id as ``superseded_by``."""
+    feats = view.feature_columns
+    return sql.SQL("RETURNING old.entity_id AS h_e, old.load_id AS h_l, old.ts AS h_ts, f.load_id AS h_by{}").format(
+        sql.SQL("").join(sql.SQL(", old.{c} AS {a}").format(c=ident(c), a=ident(f"h_{i}")) for i, c in enumerate(feats))
+    )
+
+
+def history_insert(view: FeatureView) -> sql.Composed:
+    """The INSERT into the view's history table from a CTE ``w`` returning :func:`history_returning`;
+    rows written earlier by the same load (never visible to anyone) are not history."""
+    feats = view.feature_columns
+    return sql.SQL(
+        "INSERT INTO {h} (entity_id, load_id, ts, superseded_by{cols}) SELECT h_e, h_l, h_ts, h_by{vals} FROM w "
+        "WHERE h_e IS NOT NULL AND h_l <> h_by"
+    ).format(
+        h=ident(view.history_table),
+        cols=sql.SQL("").join(sql.SQL(", {}").format(ident(c)) for c in feats),
+        vals=sql.SQL("").join(sql.SQL(", {}").format(ident(f"h_{i}")) for i in range(len(feats))),
+    )
+
+
+def _replace_sql(view: FeatureView, table: sql.Composable, stage: sql.Composable, names: list[str]) -> sql.Composed:
+    ind = view.indicator_columns
+    return sql.SQL(
+        "WITH w AS (INSERT INTO {t} AS f ({cols}) SELECT {cols} FROM {s} ON CONFLICT (entity_id, ts) DO UPDATE "
+        "SET {sets}, load_id = excluded.load_id WHERE ({old}) IS DISTINCT FROM ({new}) {ret}) {ins}"
+    ).format(
+        t=table,
+        s=stage,
+        cols=sql.SQL(", ").join(ident(c) for c in names),
+        sets=sql.SQL(", ").join(sql.SQL("{c} = excluded.{c}").format(c=ident(c)) for c in ind),
+        old=sql.SQL(", ").join(sql.SQL("f.{}").format(ident(c)) for c in ind) if ind else sql.SQL("NULL"),
+        new=sql.SQL(", ").join(sql.SQL("excluded.{}").format(ident(c)) for c in ind) if ind else sql.SQL("NULL"),
+        ret=history_returning(view),
+        ins=history_insert(view),
+    )

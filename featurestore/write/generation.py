@@ -19,7 +19,8 @@ def bump_generation(conn: psycopg.Connection[Any], entity_ids: Sequence[int] | N
     Returns (store generation, symbols touched). ``entity_ids=None`` means "anything may have
     changed" (a view dropped): listeners drop everything. Runs last in the write transaction, so
     the one-row ``store_state`` lock is held only until commit; the notification is delivered
-    at commit, never for a rolled-back write.
+    at commit, never for a rolled-back write. It also stamps the write's knowledge time
+    (``store_state.known_at``), which the caller records on its load and view rows.
     """
     symbols: list[str] = []
     if entity_ids is not None:
@@ -28,7 +29,12 @@ def bump_generation(conn: psycopg.Connection[Any], entity_ids: Sequence[int] | N
             "UPDATE entities SET generation = generation + 1 WHERE entity_id = ANY(%s) RETURNING symbol", (ids,)
         ).fetchall()
         symbols = sorted(r[0] for r in rows)
-    row = conn.execute("UPDATE store_state SET generation = generation + 1 WHERE id = 1 RETURNING generation").fetchone()
+    # known_at: the knowledge stamp of this write, taken under the store_state row lock, which
+    # is held to commit: stamps follow commit order (see docs/ARCHITECTURE.md, knowledge time)
+    row = conn.execute(
+        "UPDATE store_state SET generation = generation + 1, known_at = greatest(known_at, clock_timestamp()) "
+        "WHERE id = 1 RETURNING generation"
+    ).fetchone()
     assert row is not None
     generation = int(row[0])
     payload = json.dumps({"g": generation, "s": symbols if entity_ids is not None else None})

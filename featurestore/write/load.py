@@ -19,7 +19,7 @@ from featurestore.load import BarChunk
 from featurestore.schema import BAR_COLUMNS, ident
 from featurestore.views import FeatureView
 from featurestore.write.copy import _NO_TS, BAR_TYPES, _ts_us_sql, _us_sql, copy_in
-from featurestore.write.features import MemoryBars, write_features
+from featurestore.write.features import MemoryBars, history_insert, history_returning, write_features
 from featurestore.write.generation import bump_generation
 
 ON_CONFLICT = ("update", "ignore", "error")
@@ -84,7 +84,7 @@ class LoadResult:
 _UPSERT_TAIL = {
     "update": (
         " ON CONFLICT (entity_id, ts) DO UPDATE SET open = excluded.open, high = excluded.high, "
-        "low = excluded.low, close = excluded.close, volume = excluded.volume "
+        "low = excluded.low, close = excluded.close, volume = excluded.volume, load_id = excluded.load_id "
         "WHERE (b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM "
         "(excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume)"
     ),
@@ -92,19 +92,26 @@ _UPSERT_TAIL = {
     "error": " ON CONFLICT (entity_id, ts) DO NOTHING",
 }
 
+# the first parameter is the load id (every row of a load carries it)
 _UNNEST_ROWS = (
-    "SELECT e, " + _us_sql("t") + " AS ts, o, h, l, c, v "
+    "SELECT e, %s::int4 AS lid, " + _us_sql("t") + " AS ts, o, h, l, c, v "
     "FROM unnest(%s::int4[], %s::int8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
     "%s::float8[]) AS u(e, t, o, h, l, c, v)"
 )
 
 
 def _upsert_sql(source: str, mode: str) -> str:
+    """The upsert of ``source`` rows (entity_id, load_id, ts, OHLCV) into bars: per entity, rows
+    (inserted, updated). An updated row's previous version moves to ``bars_history`` in the same
+    statement (PostgreSQL 18's ``RETURNING old``), superseded by this load."""
     return (
-        "WITH w AS (INSERT INTO bars AS b (entity_id, ts, open, high, low, close, volume) "
+        "WITH w AS (INSERT INTO bars AS b (entity_id, load_id, ts, open, high, low, close, volume) "
         + source
         + _UPSERT_TAIL[mode]
-        + " RETURNING b.entity_id, (xmax = 0) AS ins) "
+        + " RETURNING b.entity_id, old.ts IS NULL AS ins, b.load_id AS by, old.load_id AS lid, old.ts AS ts, "
+        "old.open AS o, old.high AS h, old.low AS l, old.close AS c, old.volume AS v), "
+        "h AS (INSERT INTO bars_history (entity_id, load_id, ts, superseded_by, open, high, low, close, volume) "
+        "SELECT entity_id, lid, ts, by, o, h, l, c, v FROM w WHERE NOT ins) "
         "SELECT entity_id, count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) "
         "FROM w GROUP BY entity_id"
     )
@@ -117,6 +124,11 @@ def _conflict_sql(source: str) -> str:
         "WHERE (b.open, b.high, b.low, b.close, b.volume) IS DISTINCT FROM (s.o, s.h, s.l, s.c, s.v) "
         "ORDER BY 1, 2 LIMIT 1"
     )
+
+
+_BAR_COPY_COLUMNS = ["entity_id", "load_id", "ts", *BAR_COLUMNS]
+_BAR_COPY_TYPES = ("int4", "int4", *BAR_TYPES[1:])
+_MAX_LOAD_ID = 2**31 - 1
 
 
 class LoadWriter:
@@ -143,7 +155,14 @@ class LoadWriter:
         self.started = time.perf_counter()
         self.phases = self.result.phases  # write_chunk/finish add their "write" and "features" time
         self._features_s = 0.0
-        self.started_at = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        # the load's id is taken now: every row it writes carries it (knowledge time); the
+        # loads row itself is written at the end, stamped under the store's write lock
+        self.started_at, load_id = conn.execute(  # type: ignore[misc]
+            "SELECT now(), nextval(pg_get_serial_sequence('loads', 'load_id'))"
+        ).fetchone()
+        if load_id > _MAX_LOAD_ID:
+            raise ConfigError(f"load id {load_id} no longer fits the int4 load_id of bars (the store has had 2^31 loads)")
+        self.load_id = int(load_id)
         self.ids: dict[str, int] = {}
         self.symbol_of: dict[int, str] = {}
         self.old_last: dict[int, int | None] = {}
@@ -252,7 +271,7 @@ class LoadWriter:
             else:
                 if is_append.any():
                     idx = np.flatnonzero(is_append)
-                    copy_in(self.conn, ident("bars"), ["entity_id", "ts", *BAR_COLUMNS], [c[idx] for c in cols], BAR_TYPES)
+                    copy_in(self.conn, ident("bars"), _BAR_COPY_COLUMNS, self._with_load(cols, idx), _BAR_COPY_TYPES)
                     self.result.inserted += int(idx.size)
                 if not is_append.all():
                     idx = np.flatnonzero(~is_append)
@@ -261,10 +280,14 @@ class LoadWriter:
                             "CREATE TEMP TABLE _fs_stage (LIKE bars INCLUDING INDEXES) ON COMMIT DROP"
                         )
                         self.staged = True
-                    copy_in(self.conn, ident("_fs_stage"), ["entity_id", "ts", *BAR_COLUMNS], [c[idx] for c in cols], BAR_TYPES)
+                    copy_in(self.conn, ident("_fs_stage"), _BAR_COPY_COLUMNS, self._with_load(cols, idx), _BAR_COPY_TYPES)
         except psycopg.errors.UniqueViolation as exc:
             raise self._duplicate_error(exc, chunk) from None
         self._sample_memory()
+
+    def _with_load(self, cols: list[np.ndarray], idx: np.ndarray) -> list[np.ndarray]:
+        """The rows ``idx`` of the chunk's columns, with this load's id as the second column."""
+        return [cols[0][idx], np.full(idx.size, self.load_id, dtype=np.int32), *(c[idx] for c in cols[1:])]
 
     def _duplicate_error(self, exc: psycopg.errors.UniqueViolation, chunk: BarChunk) -> ValidationError:
         detail = (exc.diag.message_detail or "").strip()
@@ -283,7 +306,7 @@ class LoadWriter:
     def _small_upsert(
         self, cols: list[np.ndarray], is_append: np.ndarray, uniq_ids: np.ndarray, n_app: np.ndarray
     ) -> None:
-        params = [c.tolist() for c in cols]  # a few rows: the per-element conversion is cheap
+        params = [self.load_id, *(c.tolist() for c in cols)]  # a few rows: the per-element conversion is cheap
         if self.on_conflict == "error":
             hit = self.conn.execute(_conflict_sql(_UNNEST_ROWS), params, prepare=True).fetchone()
             if hit is not None:
@@ -357,7 +380,7 @@ class LoadWriter:
             )
             rows = self.conn.execute(
                 _upsert_sql(
-                    "SELECT s.entity_id, s.ts, s.open, s.high, s.low, s.close, s.volume FROM _fs_stage s "
+                    "SELECT s.entity_id, s.load_id, s.ts, s.open, s.high, s.low, s.close, s.volume FROM _fs_stage s "
                     "LEFT JOIN bars b ON b.entity_id = s.entity_id AND b.ts = s.ts "
                     "WHERE b.entity_id IS NULL" + differs + " ORDER BY 1, 2",
                     self.on_conflict,
@@ -372,7 +395,9 @@ class LoadWriter:
         self._mem = None
         t0 = time.perf_counter()
         for view in self.views:
-            written, recomputed = write_features(self.conn, view, changed, self.old_last, self.changed_past, memory)
+            written, recomputed = write_features(
+                self.conn, view, changed, self.old_last, self.changed_past, memory, load_id=self.load_id
+            )
             res.features_written += written
             res.entities_recomputed += recomputed
             self._sample_memory()
@@ -385,9 +410,14 @@ class LoadWriter:
             res.generation, symbols = bump_generation(self.conn, touched)
             res.changed_symbols = tuple(symbols)
         row = self.conn.execute(
-            "INSERT INTO loads (source, started_at, rows_in, rows_inserted, rows_updated, rows_unchanged, "
-            "symbols, features_written, checksum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING load_id",
+            # committed_at: the stamp bump_generation took under the store_state lock (a load
+            # that changed nothing took no lock and stamps its own time)
+            "INSERT INTO loads (load_id, source, started_at, committed_at, rows_in, rows_inserted, rows_updated, "
+            "rows_unchanged, symbols, features_written, checksum) VALUES (%s, %s, %s, "
+            + ("(SELECT known_at FROM store_state WHERE id = 1)" if touched else "clock_timestamp()")
+            + ", %s, %s, %s, %s, %s, %s, %s) RETURNING load_id",
             (
+                self.load_id,
                 res.source[:1000],
                 self.started_at,
                 res.rows_in,
@@ -413,15 +443,18 @@ class LoadWriter:
             cols = [c for c in view.columns if c in self.extra_cols]
             if not cols:
                 continue
+            # the previous version of each changed row moves to the view's history table
             stmt = sql.SQL(
-                "UPDATE {t} AS f SET {sets} FROM _fs_extra x "
+                "WITH w AS (UPDATE {t} AS f SET {sets}, load_id = %s FROM _fs_extra x "
                 "WHERE f.entity_id = x.entity_id AND f.ts = x.ts AND ROW({fcols}) IS DISTINCT FROM ROW({xcols}) "
-                "RETURNING f.entity_id"
+                "{ret}), h AS ({ins}) SELECT h_e FROM w"
             ).format(
+                ret=history_returning(view),
+                ins=history_insert(view),
                 t=ident(view.table_name),
                 sets=sql.SQL(", ").join(sql.SQL("{c} = x.{c}").format(c=ident(c)) for c in cols),
                 xcols=sql.SQL(", ").join(sql.SQL("x.{}").format(ident(c)) for c in cols),
                 fcols=sql.SQL(", ").join(sql.SQL("f.{}").format(ident(c)) for c in cols),
             )
-            changed.update(r[0] for r in self.conn.execute(stmt).fetchall())
+            changed.update(r[0] for r in self.conn.execute(stmt, (self.load_id,)).fetchall())
         return changed

@@ -2,6 +2,10 @@
 (WMA, DEMA, TEMA, TRIMA, KAMA, T3, MA by matype) and APO, PPO, TRIX built on the blocks of
 ``kernels/ma.py``.
 
+The kernels with a ``matype`` parameter (MA, APO, PPO, BBANDS) are ``ma.MatypeKernel``s: one
+variant per matype, compiled on first use of that matype, which runs that matype's own kernel
+(``sma_run``, ``wma_run``, ... on the MA's block of the state row: same layout, same bits).
+
 Kernels follow the contract in ``common`` and ``defs/__init__.py``; operation order is TA-Lib 0.8's.
 """
 
@@ -12,11 +16,30 @@ import math
 import numpy as np
 from numba import njit
 
+from featurestore.indicators.kernels.averages_single import (
+    dema_run,
+    kama_run,
+    t3_run,
+    tema_run,
+    trima_run,
+    trix_run,
+    wma_run,
+)
 from featurestore.indicators.kernels.common import _check, _copy_row, _skip_leading_nan1, fma
 from featurestore.indicators.kernels.ma import (
+    DEMA,
+    EMA,
+    KAMA,
+    SMA,
+    T3,
+    TEMA,
+    TRIMA,
+    WMA,
+    MatypeKernel,
     ma_lookback,
     ma_step,
     ma_width,
+    variant,
 )
 
 
@@ -159,19 +182,6 @@ def _bb_bands(mid, sd, up, dn, i, out_upper, out_middle, out_lower):  # type: ig
 
 
 @njit(cache=True)
-def bbands_run(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
-    """Bollinger bands: middle = TA_MA(period, matype), population std with TA-Lib 0.8's
-    shifted, re-centred sums (matype 7, MAMA, is refused by the definition).
-
-    State (matype 0): [count, T, S1, S2, K, re-centre countdown, ring of the last period-1
-    inputs]; other matypes append the MA block (``T`` unused).
-    """
-    if matype != 0:
-        return _bbands_ma(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, out_upper, out_middle, out_lower)
-    return _bbands_sma(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower)
-
-
-@njit(cache=True)
 def _bb_std(row, cs, m, inv, reset, v, win):  # type: ignore[no-untyped-def]
     """One bar of TA_STDDEV(period, 1.0) (the sums of ``_bbands_sma``) in ``row``; ``cs`` is the
     bar's index in the std's own stream. The std, or NaN while cs < period - 1."""
@@ -223,10 +233,12 @@ def _bb_std(row, cs, m, inv, reset, v, win):  # type: ignore[no-untyped-def]
     return sd
 
 
-@njit(cache=True)
-def _bbands_ma(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
-    """BBANDS with a non-SMA middle band: TA-Lib runs TA_STDDEV over the MA's output range, so
-    the std's sums start at bar (MA lookback) - (period - 1) of the first valid bar."""
+@njit(cache=True, inline="always")
+def _bbands_ma(matype, x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+    """BBANDS with a non-SMA middle band (``matype`` a compile-time constant): TA-Lib runs
+    TA_STDDEV over the MA's output range, so the std's sums start at bar (MA lookback) -
+    (period - 1) of the first valid bar. The middle band is ``_ma_into``'s (on the MA block at
+    column period + 5), then the std and the bands per bar."""
     m = period - 1
     inv = 1.0 / period
     reset = 32 * period
@@ -239,6 +251,9 @@ def _bbands_ma(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, ou
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
+    block = state[:, period + 5 :]
+    _ma_into(matype, x, offsets, period, block, block, out_middle)
+    for k in range(offsets.size - 1):
         start = offsets[k]
         end = offsets[k + 1]
         i = start
@@ -252,12 +267,11 @@ def _bbands_ma(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, ou
             c = np.int64(row[0])
             row[0] = c + 1
             v = x[i]
-            mid = ma_step(matype, period, 0, 0.7, row, period + 5, v)
             sd = np.nan
             if c >= b0:
                 sd = _bb_std(row, c - b0, m, inv, reset, v, win)
             if c >= lb:
-                _bb_bands(mid, sd, nbdevup, nbdevdn, i, out_upper, out_middle, out_lower)
+                _bb_bands(out_middle[i], sd, nbdevup, nbdevdn, i, out_upper, out_middle, out_lower)
             else:
                 out_upper[i] = np.nan
                 out_middle[i] = np.nan
@@ -375,9 +389,47 @@ def _bbands_sma(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper
     return 0
 
 
+def _bbands_variant(mt: int) -> object:
+    def bbands_run(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+        if mt == SMA:
+            return _bbands_sma(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower)
+        return _bbands_ma(mt, x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower)
+
+    return variant(bbands_run, "bbands_run", (mt,))
+
+
+#: Bollinger bands: middle = TA_MA(period, matype), population std with TA-Lib 0.8's shifted,
+#: re-centred sums (``_bbands_sma`` for matype 0, else ``_bbands_ma``).
+#: State (matype 0): [count, T, S1, S2, K, re-centre countdown, ring of the last period-1
+#: inputs]; other matypes append the MA block (``T`` unused).
+bbands_run = MatypeKernel("bbands_run", _bbands_variant, (5,))
+
+
 # ------------------------------------------------------- MA family (blocks in kernels/ma.py)
-@njit(cache=True)
-def _ma_kernel(x, offsets, matype, period, unstable, vfactor, state_in, state, out):  # type: ignore[no-untyped-def]
+@njit(cache=True, inline="always")
+def _ma_copy(x, offsets, width, state_in, state, out):  # type: ignore[no-untyped-def]
+    """TA_MA's period-1 copy of the input (``ma.copy_step`` with unstable 0 on a block of
+    ``width`` columns: its count, the rest unused)."""
+    bad = _check(offsets, x.size, state_in, state, width)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        i = start
+        if state[k, 0] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        state[k, 0] += end - i
+        while i < end:
+            out[i] = x[i]
+            i += 1
+    return 0
+
+
+@njit(cache=True, inline="always")
+def _ma_blocks(x, offsets, matype, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """One ``ma.ma_step`` block per symbol at state column 0 (its count is the row's count)."""
     bad = _check(offsets, x.size, state_in, state, ma_width(matype, period))
     if bad != 0:
@@ -392,24 +444,58 @@ def _ma_kernel(x, offsets, matype, period, unstable, vfactor, state_in, state, o
             i = _skip_leading_nan1(x, i, end, out)
         row = state[k]
         while i < end:
-            out[i] = ma_step(matype, period, unstable, vfactor, row, 0, x[i])
+            out[i] = ma_step(matype, period, 0, 0.7, row, 0, x[i])
             i += 1
     return 0
 
 
-@njit(cache=True)
-def ma_run(x, offsets, period, matype, state_in, state, out):  # type: ignore[no-untyped-def]
-    """TA_MA(period, matype) for matype 0..8 except 7 (MAMA, refused by the definition)."""
-    return _ma_kernel(x, offsets, matype, period, 0, 0.7, state_in, state, out)
+@njit(cache=True, inline="always")
+def _ma_into(matype, x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+    """TA_MA(period, matype) with TA-Lib's default unstable periods (and T3's 0.7) into ``out``;
+    state: one ``kernels/ma.py`` block per row. ``matype`` must be a compile-time constant (a
+    ``MatypeKernel`` variant's): only its branch is compiled. Period >= 2 runs the matype's own
+    kernel (the same block layout and bits, the sums in locals); period 1 is TA_MA's copy;
+    matypes without a kernel here run the ``ma_step`` blocks."""
+    if period == 1:
+        return _ma_copy(x, offsets, ma_width(matype, 1), state_in, state, out)
+    if matype == SMA:
+        return sma_run(x, offsets, period, state_in, state, out)
+    if matype == EMA:
+        return ema_run(x, offsets, period, 0, state_in, state, out)
+    if matype == WMA:
+        return wma_run(x, offsets, period, state_in, state, out)
+    if matype == DEMA:
+        return dema_run(x, offsets, period, state_in, state, out)
+    if matype == TEMA:
+        return tema_run(x, offsets, period, state_in, state, out)
+    if matype == TRIMA:
+        return trima_run(x, offsets, period, state_in, state, out)
+    if matype == KAMA:
+        return kama_run(x, offsets, period, 0, state_in, state, out)
+    if matype == T3:
+        return t3_run(x, offsets, period, 0.7, 0, state_in, state, out)
+    return _ma_blocks(x, offsets, matype, period, state_in, state, out)  # MAMA (7): its ma_step block
+
+
+def _ma_variant(mt: int) -> object:
+    def ma_run(x, offsets, period, matype, state_in, state, out):  # type: ignore[no-untyped-def]
+        return _ma_into(mt, x, offsets, period, state_in, state, out)
+
+    return variant(ma_run, "ma_run", (mt,))
+
+
+#: TA_MA(period, matype): the matype's own kernel (``_ma_into``). State: one ``kernels/ma.py`` block.
+ma_run = MatypeKernel("ma_run", _ma_variant, (3,))
 
 
 # --------------------------------------------------------------------------- APO, PPO, TRIX
-@njit(cache=True)
-def _po_kernel(x, offsets, fast, slow, matype, pct, state_in, state, out):  # type: ignore[no-untyped-def]
+@njit(cache=True, inline="always")
+def _po(matype, pct, x, offsets, fast, slow, state_in, state, out):  # type: ignore[no-untyped-def]
     """TA-Lib's APO/PPO (fast <= slow, swapped by the definition as TA-Lib does): two TA_MA
-    blocks fed from the first valid bar; APO = fast - slow; PPO = (fast - slow) / slow * 100,
-    0.0 where the slow MA is within TA_IS_ZERO (|slow| < 1e-14).
-    State: [count, fast MA block, slow MA block]."""
+    (``_ma_into``, ``matype`` a compile-time constant) fed from the first valid bar, each on its
+    block of the state row; APO = fast - slow; PPO = (fast - slow) / slow * 100, 0.0 where the
+    slow MA is within TA_IS_ZERO (|slow| < 1e-14). State: [count, fast MA block, slow MA block]
+    (every count is the number of bars consumed)."""
     wf = ma_width(matype, fast)
     bad = _check(offsets, x.size, state_in, state, 1 + wf + ma_width(matype, slow))
     if bad != 0:
@@ -417,48 +503,43 @@ def _po_kernel(x, offsets, fast, slow, matype, pct, state_in, state, out):  # ty
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
-        start = offsets[k]
-        end = offsets[k + 1]
-        i = start
-        if state[k, 0] == 0:
-            i = _skip_leading_nan1(x, i, end, out)
-        row = state[k]
-        while i < end:
-            row[0] += 1.0
-            f = ma_step(matype, fast, 0, 0.7, row, 1, x[i])
-            s = ma_step(matype, slow, 0, 0.7, row, 1 + wf, x[i])
-            if not pct:
-                out[i] = f - s
-            elif -1e-14 < s and s < 1e-14:
+    fast_block = state[:, 1 : 1 + wf]
+    slow_block = state[:, 1 + wf :]
+    _ma_into(matype, x, offsets, fast, fast_block, fast_block, out)
+    s = np.empty(x.size)
+    _ma_into(matype, x, offsets, slow, slow_block, slow_block, s)
+    for k in range(offsets.size - 1):
+        state[k, 0] = state[k, 1]
+    if pct:
+        for i in range(x.size):
+            if -1e-14 < s[i] and s[i] < 1e-14:
                 out[i] = 0.0
             else:
-                out[i] = (f - s) / s * 100.0
-            i += 1
+                out[i] = (out[i] - s[i]) / s[i] * 100.0
+    else:
+        for i in range(x.size):
+            out[i] = out[i] - s[i]
     return 0
 
 
-@njit(cache=True)
-def apo_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
-    """Absolute price oscillator: MA(fast) - MA(slow), one TA-Lib matype for both."""
-    return _po_kernel(x, offsets, fast, slow, matype, False, state_in, state, out)
+def _apo_variant(mt: int) -> object:
+    def apo_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
+        return _po(mt, False, x, offsets, fast, slow, state_in, state, out)
+
+    return variant(apo_run, "apo_run", (mt,))
 
 
-@njit(cache=True)
-def ppo_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
-    """Percentage price oscillator: (MA(fast) - MA(slow)) / MA(slow) * 100."""
-    return _po_kernel(x, offsets, fast, slow, matype, True, state_in, state, out)
+def _ppo_variant(mt: int) -> object:
+    def ppo_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
+        return _po(mt, True, x, offsets, fast, slow, state_in, state, out)
+
+    return variant(ppo_run, "ppo_run", (mt,))
 
 
-# re-exported: the family's kernels are all reached as averages.<kind>_run
-from featurestore.indicators.kernels.averages_single import (  # noqa: E402
-    dema_run,
-    kama_run,
-    t3_run,
-    tema_run,
-    trima_run,
-    trix_run,
-    wma_run,
-)
+#: Absolute price oscillator: MA(fast) - MA(slow), one TA-Lib matype for both.
+apo_run = MatypeKernel("apo_run", _apo_variant, (4,))
+#: Percentage price oscillator: (MA(fast) - MA(slow)) / MA(slow) * 100.
+ppo_run = MatypeKernel("ppo_run", _ppo_variant, (4,))
 
 __all__ = ["apo_run", "bbands_run", "dema_run", "ema_run", "kama_run", "ma_run", "ppo_run", "sma_run", "t3_run",
            "tema_run", "trima_run", "trix_run", "wma_run"]

@@ -260,6 +260,42 @@ def _check_disk_cache(kernel: Any) -> None:
         pass
 
 
+def load_cached(kernel: Any, sig: tuple[Any, ...]) -> bool:
+    """Load ``kernel``'s machine code for ``sig`` from numba's disk cache; False on a miss.
+
+    What ``Dispatcher.compile`` does on a cache hit, minus its ``target_context.refresh()``:
+    that refresh imports and installs every typing and lowering registry of numba (needed to
+    compile, not to load machine code) and is most of a process's first kernel load. Loading
+    needs only the NRT (kernels allocate). A later compile in the process refreshes as usual.
+    Not a numba dispatcher (``NUMBA_DISABLE_JIT``, a wrapper), a cache miss or any failure of
+    these numba internals returns False, and the caller compiles as numba would.
+    """
+    try:
+        from numba.core.compiler_lock import global_compiler_lock
+        from numba.core.dispatcher import Dispatcher
+        from numba.core.runtime import rtsys
+
+        if not isinstance(kernel, Dispatcher):
+            return False
+        disp: Any = kernel  # numba's private attributes below
+        if disp._cache is None:
+            return False
+        with global_compiler_lock:
+            if tuple(sig) in disp.overloads:
+                return True
+            ctx = disp.targetctx
+            rtsys.initialize(ctx)
+            cres = disp._cache._load_overload(sig, ctx)
+            if cres is None or cres.objectmode:
+                return False
+            ctx.insert_user_function(cres.entry_point, cres.fndesc, [cres.library])
+            disp.add_overload(cres)
+            disp._cache_hits[sig] += 1
+        return True
+    except Exception:  # numba's internals moved: take numba's own path
+        return False
+
+
 def specialize(name: str, n_inputs: int, param_types: tuple[type, ...], n_outputs: int) -> object:
     """The kernel ``name`` (``"<family>.<function>"``), compiled (or loaded from numba's disk cache) for the one signature
     the api calls it with, and barred from compiling any other.
@@ -284,7 +320,8 @@ def specialize(name: str, n_inputs: int, param_types: tuple[type, ...], n_output
                 + (_RO_STATE, types.float64[:, ::1])
                 + (types.float64[::1],) * n_outputs
             )
-            kernel.compile(sig)
+            if not load_cached(kernel, sig):
+                kernel.compile(sig)
             kernel.disable_compile()
             _specialized.add(name)  # only after disable_compile: readers see a finished kernel
     return kernel

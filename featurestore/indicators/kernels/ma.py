@@ -11,6 +11,11 @@ API (all ``@njit``; ``s`` is ONE state row, a 1-D float64 array such as ``state[
     ma_lookback(matype, period, unstable) -> int   # TA-Lib's TA_MA lookback (+ unstable)
     ma_step(matype, period, unstable, vfactor, s, o, x) -> float
     ma_step_raw(...)   # the same without TA_MA's period-1 copy (TA_TRIMA(1) is not a copy)
+    MatypeKernel(name, build, at)   # a kernel compiled per matype value (see its docstring)
+
+``ma_step`` is inlined into its caller: call it with ``matype`` a compile-time constant (a
+closure constant of a ``MatypeKernel`` variant), so only that matype's block is compiled and
+the per-bar loop has no matype branch.
 
 - ``matype``: 0 SMA, 1 EMA, 2 WMA, 3 DEMA, 4 TEMA, 5 TRIMA, 6 KAMA, 7 MAMA, 8 T3 (TA-Lib's
   ``TA_MAType``). MAMA (7) is NOT implemented: ``ma_step`` returns NaN for it and callers
@@ -43,6 +48,11 @@ numba) are ``defs.averages.ma_width``/``ma_lookback``; a test checks they agree.
 from __future__ import annotations
 
 import math
+import operator
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -360,17 +370,6 @@ def _t3(p, u, vf, s, o, x):  # type: ignore[no-untyped-def]
     return fma(c4, s[o + 3], fma(c3, s[o + 4], fma(c1, s[o + 6], c2 * s[o + 5])))
 
 
-# Inlined copies of the blocks for the single-MA kernels (wma_run, ...): each such kernel
-# compiles and optimizes only its own block, while ``ma_step`` keeps the out-of-line ones
-# (inlining all eight into it makes its compile far slower).
-ema_block = _ema
-dema_block = njit(inline="always")(_dema.py_func)
-tema_block = njit(inline="always")(_tema.py_func)
-trima_block = njit(inline="always")(_trima.py_func)
-kama_block = njit(inline="always")(_kama.py_func)
-t3_block = njit(inline="always")(_t3.py_func)
-
-
 @njit(cache=True, inline="always")
 def copy_step(unstable, s, o, x):  # type: ignore[no-untyped-def]
     """TA_MA's period-1 copy of ``x`` (NaN while the block's count is below ``unstable``)."""
@@ -381,15 +380,19 @@ def copy_step(unstable, s, o, x):  # type: ignore[no-untyped-def]
     return x
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ma_step(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-untyped-def]
-    """Advance the ``matype`` block at ``s[o:]`` by one value ``x``; the MA or NaN (see module doc)."""
+    """Advance the ``matype`` block at ``s[o:]`` by one value ``x``; the MA or NaN (see module doc).
+
+    Inlined: with ``matype`` a compile-time constant in the caller (a ``MatypeKernel`` variant)
+    numba drops the other matypes' branches, so only that block is compiled and the per-bar
+    loop has no matype branch."""
     if period == 1:  # TA_MA copies its input at period 1, whatever the matype
         return copy_step(unstable, s, o, x)
     return ma_step_raw(matype, period, unstable, vfactor, s, o, x)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ma_step_raw(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-untyped-def]
     """``ma_step`` without TA_MA's period-1 copy: the matype's own TA-Lib function at period 1
     (only TRIMA differs: TA_TRIMA(1) runs its sums, so a NaN input stays in them)."""
@@ -409,4 +412,119 @@ def ma_step_raw(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-
         return _kama(period, unstable, s, o, x)
     if matype == T3:
         return _t3(period, unstable, vfactor, s, o, x)
+    # MAMA (7) hooks in here (its block: kernels/mama.py), and in ma_width / ma_lookback.
     return math.nan  # MAMA: not implemented (callers refuse matype 7)
+
+
+# ------------------------------------------------------------------- per-matype compilation
+#: The matype keys a ``MatypeKernel`` compiles a variant for; any other value shares ``OTHER``.
+MATYPES = (SMA, EMA, WMA, DEMA, TEMA, TRIMA, KAMA, MAMA, T3)
+OTHER = -1
+
+
+class CompileStats(NamedTuple):
+    """``MatypeKernel.stats``: as a numba dispatcher's ``stats`` (cache hits and misses)."""
+
+    cache_hits: Counter[Any]
+    cache_misses: Counter[Any]
+
+
+def variant(py_func: Callable[..., Any], name: str, key: tuple[int, ...]) -> Any:
+    """``@njit(cache=True)`` of a kernel body built for one key of matypes (closure constants):
+    named ``<name>__<key>`` so each variant has its own entry in numba's disk cache."""
+    tag = "_".join("x" if k == OTHER else str(k) for k in key)
+    py_func.__name__ = f"{name}__{tag}"
+    py_func.__qualname__ = f"{name}__{tag}"
+    return njit(cache=True)(py_func)
+
+
+class MatypeKernel:
+    """A kernel whose matype parameter(s) pick one of several loops, each specialised for its
+    matype(s) and compiled (or loaded from numba's disk cache) on the first call with them.
+
+    ``build(*key)`` returns the ``@njit(cache=True)`` kernel (see ``variant``) for one key: the
+    kernel call's arguments at positions ``at`` (its matype parameters) as ints, values outside
+    ``MATYPES`` as ``OTHER``. Inside, the matypes are closure constants, so numba keeps only their
+    blocks: the per-bar loop has no matype branch and a first use compiles only what it runs.
+
+    Stands in for the numba dispatcher where ``kernels.common.specialize`` uses one:
+    ``compile(sig)`` records the api's one signature, and each variant is compiled for exactly
+    that signature and then barred from compiling others (so, as with a dispatcher, arguments
+    of other types raise TypeError); ``disable_compile`` and ``_cache`` (numba's disk cache of
+    this module, shared by the variants) as on a dispatcher. Calls are thread-safe.
+    """
+
+    def __init__(self, name: str, build: Callable[..., Any], at: tuple[int, ...]) -> None:
+        self.__name__ = name
+        self._build = build
+        self._at = at
+        self._key = operator.itemgetter(*at)
+        self._sig: Any = None
+        self._ready: dict[Any, Any] = {}
+        self._built: dict[tuple[int, ...], Any] = {}
+        self._compiled: set[tuple[int, ...]] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<MatypeKernel {self.__name__}>"
+
+    def compile(self, sig: Any) -> None:
+        """Record the one signature every variant is compiled for (nothing compiles yet)."""
+        self._sig = sig
+
+    def disable_compile(self, val: bool = True) -> None:
+        """No-op: each variant is barred from compiling once compiled for ``sig``."""
+
+    @property
+    def _cache(self) -> Any:
+        return self._variant((SMA,) * len(self._at))._cache
+
+    @property
+    def stats(self) -> CompileStats:
+        """numba's disk-cache hits and misses, summed over the variants built so far."""
+        hits: Counter[Any] = Counter()
+        misses: Counter[Any] = Counter()
+        for fn in list(self._built.values()):
+            hits.update(fn.stats.cache_hits)
+            misses.update(fn.stats.cache_misses)
+        return CompileStats(hits, misses)
+
+    def _variant(self, key: tuple[int, ...]) -> Any:
+        fn = self._built.get(key)
+        if fn is None:
+            fn = self._built[key] = self._build(*key)
+        return fn
+
+    def _prepare(self, raw: Any) -> Any:
+        """The compiled variant for the matype value(s) ``raw`` (first call with them)."""
+        vals = raw if len(self._at) > 1 else (raw,)
+        key = tuple(v if v in MATYPES else OTHER for v in map(operator.index, vals))
+        with self._lock:
+            fn = self._variant(key)
+            if self._sig is not None and key not in self._compiled:
+                if self._sig not in fn.signatures:
+                    fn.compile(self._sig)
+                fn.disable_compile()
+                self._compiled.add(key)
+            self._ready[raw] = fn
+        return fn
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            raw = self._key(args)
+        except IndexError:
+            raise TypeError(f"{self.__name__}: too few arguments") from None
+        fn = self._ready.get(raw)
+        if fn is None:
+            fn = self._prepare(raw)
+        return fn(*args)
+
+
+# The blocks of the single-MA kernels (wma_run, ...): each such kernel inlines and optimizes
+# only its own block.
+ema_block = _ema
+dema_block = njit(inline="always")(_dema.py_func)
+tema_block = njit(inline="always")(_tema.py_func)
+trima_block = njit(inline="always")(_trima.py_func)
+kama_block = njit(inline="always")(_kama.py_func)
+t3_block = njit(inline="always")(_t3.py_func)
