@@ -235,3 +235,40 @@ def test_user_kernel_in_an_updater_and_a_refused_call_changes_no_state() -> None
         assert all(np.array_equal(a, b) for a, b in zip(up.states, keep))  # the built-in did not advance either
     finally:
         unregister("uk_prep_spiky")
+
+
+_FRESH = """
+import json, sys
+import numpy as np
+from featurestore.indicators import prepare_update
+if sys.argv[1] == "fill":
+    from featurestore.indicators import warmup
+    warmup(["sma_5", "rsi_3", "atr_3"])
+    raise SystemExit(0)
+up = prepare_update(["sma_5", "rsi_3", "atr_3"], n_symbols=1)
+x = [100.0, 101.5, 100.25, 102.0, 103.5, 101.0, 104.0]
+outs = [up.update({"close": np.array([v]), "high": np.array([v + 1.0]), "low": np.array([v - 1.0])}) for v in x]
+from featurestore.indicators.kernels import averages, momentum, volatility
+hits = [len(k.stats.cache_hits) for k in (averages.sma_run, momentum.rsi_run, volatility.atr_run)]
+misses = [len(k.stats.cache_misses) for k in (averages.sma_run, momentum.rsi_run, volatility.atr_run)]
+print(json.dumps({"registries": "numba.np.polynomial.polynomial_core" in sys.modules, "hits": hits, "misses": misses,
+                  "cols": {c: [float(o[c][0]) for o in outs] for c in outs[0]}}))
+"""
+
+
+def test_a_fresh_process_loads_cached_kernels_without_numbas_compile_setup() -> None:
+    """Loading machine code from the disk cache skips numba's registry set-up (what makes a
+    process's first kernel load slow), and the loaded kernels compute TA-Lib's values."""
+    import json
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", _FRESH, "fill"], check=True, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", _FRESH, "load"], check=True, capture_output=True, text=True)
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["hits"] == [1, 1, 1] and got["misses"] == [0, 0, 0], got
+    assert got["registries"] is False  # numba's typing/lowering registries were never imported
+    x = np.array([100.0, 101.5, 100.25, 102.0, 103.5, 101.0, 104.0])
+    assert np.array_equal(got["cols"]["sma_5"], talib.SMA(x, 5), equal_nan=True)
+    assert np.array_equal(got["cols"]["rsi_3"], talib.RSI(x, 3), equal_nan=True)
+    assert np.array_equal(got["cols"]["atr_3"], talib.ATR(x + 1.0, x - 1.0, x, 3), equal_nan=True)
