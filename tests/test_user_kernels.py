@@ -665,3 +665,25 @@ def test_a_kernel_reading_an_unkeyable_object_is_not_cached_on_disk(tmp_path: Pa
         assert not list((tmp_path / "featurestore_user_kernels").glob("uk_obj_*"))
     finally:
         unregister("uk_obj")
+
+
+def test_a_valid_function_is_compiled_once_inside_its_kernel_and_arity_is_still_checked() -> None:
+    @njit
+    def last(close, period):  # type: ignore[no-untyped-def]
+        return close[-1] - close[0]
+
+    try:
+        register("uk_once", params={"period": 3}, window="period")(last)
+        assert last.signatures == []  # not compiled on its own: only inlined into the kernel
+        assert compute("uk_once_3", np.array([1.0, 2.0, 4.0]))["uk_once_3"][2] == 3.0
+    finally:
+        unregister("uk_once")
+
+    def flag(close, period):  # type: ignore[no-untyped-def]
+        return close[-1] > close[0]
+
+    def three(close, period):  # type: ignore[no-untyped-def]
+        return close[-1], close[0], close[1]
+
+    _fails("one float", kind="uk_bad", params={"period": 3}, window="period")(flag)
+    _fails("tuple of 2 floats", kind="uk_bad", params={"period": 3}, window="period", outputs=("a", "b"))(three)

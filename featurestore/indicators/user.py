@@ -85,9 +85,10 @@ digest covers the generated text, the code hash, the contents of arrays the func
 the engine's kernel sources and the numba, numpy and Python versions, so changed code never
 meets an old entry. A function that reads something the digest cannot cover (a function or
 constant of another module of the user's) is compiled in memory, uncached. Files are created
-atomically and never rewritten, so concurrent registrations share them safely. A kernel that
-passed every registration check once (a ``.ok`` file beside it) skips the Python-level probe
-the next time; the incremental == full self-test always runs.
+atomically and never rewritten, so concurrent registrations share them safely. The function
+is compiled once, inside its kernel; only when that fails (or the kernel raises during the
+self-test) is it also called on its own, to name the fault. The incremental == full self-test
+runs at every registration, cached or not.
 """
 
 from __future__ import annotations
@@ -523,7 +524,11 @@ def _kernel_source(
         return s.nb_src or f"_{name.upper()}({', '.join(pars)})"
 
     nan_out = "\n".join(f"{o}[i] = np.nan" for o in outs)
-    store = "O0[i] = r" if n_out == 1 else "\n".join(f"{o}[i] = r[{j}]" for j, o in enumerate(outs))
+    # _out accepts an int or float only and unpacking checks the tuple's length, so a function of
+    # the wrong arity fails to compile here (registration then asks the function for the reason).
+    store = "O0[i] = _out(r)" if n_out == 1 else "\n".join(
+        [", ".join(f"r{j}" for j in range(n_out)) + " = r", *(f"{o}[i] = _out(r{j})" for j, o in enumerate(outs))]
+    )
     if form == "windowed":
         sizes_src = f"W = {size('window')}\nm = W - 1\nwidth = 1 + {n_in} * m"
         pre = "\n".join(f"T{j} = np.empty(W)" for j in range(n_in))
@@ -706,27 +711,6 @@ class _Build:
     path: Path | None
     inline: bool
 
-    @property
-    def marker(self) -> Path | None:
-        """Exists once a registration of this exact kernel passed every check."""
-        return self.path.with_suffix(".ok") if self.path is not None else None
-
-    def checked_before(self) -> bool:
-        """A registration of this exact kernel (same file) passed the probe and self-test."""
-        if self.path is None or self.marker is None:
-            return False
-        try:
-            return self.marker.exists() and self.path.read_text(encoding="utf-8") == self.text
-        except OSError:
-            return False
-
-    def mark_checked(self) -> None:
-        if self.marker is not None:
-            try:
-                _write_once(self.marker, "passed\n")
-            except OSError:
-                pass
-
 
 def _inlinable(fn: Any) -> bool:
     """Inline the user's function into the kernel unless it asked for options that inlining
@@ -780,14 +764,18 @@ def _load(build: _Build, ns: dict[str, Any]) -> Any:
     return glb["_run"]
 
 
-_view_memo: list[Any] = []
+_nb_memo: dict[str, Any] = {}
 
 
-def _window_view() -> Any:
-    """A numba intrinsic ``_view(a, start, length)``: the C-contiguous view ``a[start:start + length]``
-    (same dtype and read-only flag) for indices the caller keeps in bounds."""
-    if _view_memo:
-        return _view_memo[0]
+def _nb_helpers() -> dict[str, Any]:
+    """The generated kernels' numba intrinsics (built once per process, numba imported lazily).
+
+    ``_view(a, start, length)``: the C-contiguous view ``a[start:start + length]`` (same dtype
+    and read-only flag) for indices the caller keeps in bounds. ``_out(r)``: ``r`` as float64
+    when it is an int or a float, a typing error otherwise (a bool, an array, a tuple).
+    """
+    if _nb_memo:
+        return _nb_memo
     from numba.core import cgutils, types
     from numba.core.imputils import impl_ret_borrowed
     from numba.extending import intrinsic
@@ -813,8 +801,18 @@ def _window_view() -> Any:
 
         return rty(arr, types.intp, types.intp), codegen
 
-    _view_memo.append(_view)
-    return _view
+    @intrinsic  # type: ignore[misc]
+    def _out(typingctx: Any, r: Any) -> Any:
+        if not isinstance(r, (types.Float, types.Integer)):
+            return None
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            return context.cast(builder, args[0], sig.args[0], types.float64)
+
+        return types.float64(r), codegen
+
+    _nb_memo.update(_view=_view, _out=_out)
+    return _nb_memo
 
 
 def _compile_kernel(
@@ -830,7 +828,7 @@ def _compile_kernel(
         return njit(inline="always")(_py_func(f)) if build.inline else f
 
     ns: dict[str, Any] = {
-        "_FN": inlined(fn), "_INIT": inlined(init) if init is not None else None, "_view": _window_view(),
+        "_FN": inlined(fn), "_INIT": inlined(init) if init is not None else None, **_nb_helpers(),
     }
     for name, s in sizes.items():
         if s.fn is not None:
@@ -906,9 +904,10 @@ def _probe(kind: str, form: str, fn: Any, init: Any, data: Arrays, inputs: Seque
 
 
 def _self_test(kind: str, kernel: Any, data: Arrays, inputs: Sequence[str], values: tuple[Number, ...],
-               width: int, lookback: int, n_out: int, outputs: Sequence[str]) -> None:
+               width: int, lookback: int, n_out: int, outputs: Sequence[str], diagnose: Callable[[], None]) -> None:
     """Full run == every two-chunk split == bar by bar, bit for bit, with guard cells after the
-    state row (a step writing past its declared width is caught); NaN contract on finite data."""
+    state row (a step writing past its declared width is caught); NaN contract on finite data.
+    ``diagnose`` names the user's function when the kernel raises."""
     n = data[inputs[0]].size
     arrays = [data[k] for k in inputs]
 
@@ -920,6 +919,7 @@ def _self_test(kind: str, kernel: Any, data: Arrays, inputs: Sequence[str], valu
         try:
             bad = kernel(*(a[lo:hi] for a in arrays), off, *values, st_in, st, *outs)
         except Exception as exc:
+            diagnose()
             raise UserKernelError(
                 f"{kind}: the kernel raised {type(exc).__name__}: {exc} on a synthetic series (parameters "
                 f"{values!r}); numba raises on a float division by zero: guard it"
@@ -1019,13 +1019,17 @@ def _register(
     lb, width = shape(defaults)
     data = _synthetic(lb + 30, inputs)
     build = _build(kind, h, form, fn, init, n_in, len(pdefs), n_out, sizes, allow_nan)
-    warm = build.checked_before()
-    if not warm:  # this exact kernel never passed here: clear messages for compile and arity errors
+
+    def diagnose() -> None:
+        """Call the function alone (compiling it on its own): a clear message when it is at fault."""
         _probe(kind, form, nfn, ninit, data, inputs, values, lb + 1, width - 2, n_out)
-    kernel = _compile_kernel(kind, build, nfn, ninit, pdefs, n_in, n_out, sizes)
-    _self_test(kind, kernel, data, inputs, values, width, lb, n_out, outputs)
-    if not warm:
-        build.mark_checked()
+
+    try:
+        kernel = _compile_kernel(kind, build, nfn, ninit, pdefs, n_in, n_out, sizes)
+    except UserKernelError:
+        diagnose()  # only on failure: a valid function is compiled once, inside its kernel
+        raise
+    _self_test(kind, kernel, data, inputs, values, width, lb, n_out, outputs, diagnose)
     layout = (
         ("count", *(f"{k}_ring[window-1]" for k in inputs)) if form == "windowed"
         else ("count", "nonfinite_seen", "user_state[state]")
