@@ -479,6 +479,7 @@ def idempotent_prototypes(store: FeatureStore, data: Bars) -> dict[str, float]:
                 conn.execute("SET LOCAL work_mem = '256MB'")
             t0 = time.perf_counter()
             conn.execute(f"CREATE TEMP TABLE stg (LIKE bars {like}) ON COMMIT DROP")
+            conn.execute("ALTER TABLE stg ALTER COLUMN load_id SET DEFAULT 0")
             with conn.cursor() as cur, cur.copy(f"COPY stg ({', '.join(BAR_COLS)}) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.write(HEADER)
                 for lo in range(0, n, CHUNK):

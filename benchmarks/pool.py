@@ -67,8 +67,8 @@ LATEST = (
 )
 
 LOAD = """
-INSERT INTO bars (entity_id, ts, open, high, low, close, volume)
-SELECT e, timestamptz '2020-01-01 00:00+00' + b * interval '1 day',
+INSERT INTO bars (entity_id, load_id, ts, open, high, low, close, volume)
+SELECT e, 0, timestamptz '2020-01-01 00:00+00' + b * interval '1 day',
        100 + e + b * 0.01, 101 + e + b * 0.01, 99 + e + b * 0.01, 100.5 + e + b * 0.01,
        1000 + (e * 7 + b * 13) %% 500
 FROM generate_series(1, %s::int) AS e, generate_series(0, %s::int - 1) AS b

@@ -23,6 +23,7 @@ from featurestore.errors import (
 
 if TYPE_CHECKING:
     from featurestore.client import FeatureStore
+    from featurestore.history import BarHistory, CompactResult
 
 __version__ = "0.1.0"
 
@@ -34,11 +35,17 @@ def __getattr__(name: str) -> Any:
         from featurestore.client import FeatureStore
 
         return FeatureStore
+    if name in ("BarHistory", "CompactResult"):  # result types of store.history / compact_history
+        from featurestore import history
+
+        return getattr(history, name)
     raise AttributeError(f"module 'featurestore' has no attribute {name!r}")
 
 
 __all__ = [
     "FeatureStore",
+    "BarHistory",
+    "CompactResult",
     "ConfigError",
     "ConnectionError",
     "DatabaseError",

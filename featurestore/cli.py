@@ -469,6 +469,7 @@ def views_drop(ctx: click.Context, name: str, version: int | None, yes: bool) ->
 @click.option("--compression", help="parquet: zstd|snappy|gzip|none; feather: lz4|zstd|none.")
 @click.option("--chunk-symbols", type=int, default=200, show_default=True, help="Symbols per streamed batch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.option("--as-known-at", help="Export the store as it stood at this moment (knowledge time), with a zone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def export(
@@ -484,6 +485,7 @@ def export(
     compression: str | None,
     chunk_symbols: int,
     overwrite: bool,
+    as_known_at: str | None,
     as_json: bool,
 ) -> None:
     """Export bars (and optionally a view's features) to PATH: Parquet, Feather or CSV.
@@ -492,6 +494,7 @@ def export(
     Example:
       featurestore export bars.parquet
       featurestore export tech.feather --view tech --start 2024-01-01T00:00Z
+      featurestore export asof.parquet --as-known-at 2024-06-30T22:00Z
     """
     with _open(ctx) as store:
         result = store.export(
@@ -506,9 +509,42 @@ def export(
             compression=compression,
             chunk_symbols=chunk_symbols,
             overwrite=overwrite,
+            as_known_at=as_known_at,
         )
     facts = result.as_dict()
     _print_json(facts) if as_json else _print_info(facts)
+
+
+@cli.command()
+@click.argument("symbol")
+@click.argument("ts")
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
+@click.pass_context
+def history(ctx: click.Context, symbol: str, ts: str, as_json: bool) -> None:
+    """Every stored version of SYMBOL's bar at TS (with a zone) and of its feature rows.
+
+    \b
+    Example:
+      featurestore history AAPL 2024-03-01T00:00Z
+    """
+    with _open(ctx) as store:
+        h = store.history(symbol, ts)
+    tables = {"bars": h.bars, **h.features}
+    if as_json:
+        _print_json({
+            "symbol": h.symbol, "ts": h.ts.isoformat(), "history_since": h.history_since.isoformat(),
+            **{name: json.loads(df.to_json(orient="records", date_format="iso")) for name, df in tables.items()},
+        })
+        return
+    click.echo(f"{h.symbol} at {h.ts.isoformat()} (history kept since {h.history_since.isoformat()})")
+    for name, df in tables.items():
+        click.echo(f"\n{name}: {len(df)} version(s)")
+        if len(df):
+            shown = df.assign(
+                known_from=df["known_from"].dt.strftime("%Y-%m-%d %H:%M:%S.%f%z"),
+                known_until=df["known_until"].dt.strftime("%Y-%m-%d %H:%M:%S.%f%z").fillna("current"),
+            ).drop(columns=["superseded_by"])
+            click.echo(shown.to_string(index=False))
 
 
 @cli.command()

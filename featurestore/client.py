@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.consistency import CachedReads
+    from featurestore.history import BarHistory, CompactResult
     from featurestore.indicators import IndicatorSpec
     from featurestore.load import BarChunk
     from featurestore.read import Reader
@@ -287,6 +288,40 @@ class FeatureStore:
             return int(conn.execute("SELECT generation FROM store_state WHERE id = 1", prepare=True).fetchone()[0])
 
         return self.db.run(q, idempotent=True)
+
+    # -- knowledge time ---------------------------------------------------------------------------
+
+    def history(self, symbol: str, ts: Any) -> BarHistory:
+        """Every stored version of ``symbol``'s bar at ``ts`` and of its feature rows (each view
+        version), with when each became known, until when, and by which load (featurestore.history)."""
+        from featurestore.history import bar_history
+        from featurestore.read.args import _bound
+        from featurestore.views import list_views
+
+        when = _bound(ts, "ts", ceil=False)
+
+        def run(conn: Any) -> BarHistory:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                views = [v for v in list_views(conn) if not v.problem]
+                return bar_history(conn, symbol, when, views)
+
+        return self.db.run(run, idempotent=True)
+
+    def compact_history(self, before: Any) -> CompactResult:
+        """Drop versions superseded at or before ``before`` (a tz-aware time in the past), bounding
+        the history's size; ``as_known_at`` earlier than ``before`` then raises HistoryError."""
+        from featurestore.history import compact_history
+        from featurestore.read.args import _bound
+        from featurestore.views import list_views
+        from featurestore.write import bump_generation
+
+        cut = _bound(before, "before", ceil=False)
+        with self.db.connection() as conn, conn.transaction():
+            result = compact_history(conn, cut, [v for v in list_views(conn) if not v.problem])
+            bump_generation(conn, None)  # cached answers for knowledge times before the cut must go
+        self._invalidate_committed(None, "compacting history")
+        return result
 
     def export(self, path: str | os.PathLike[str], **options: Any) -> Any:
         """Write bars (and, with ``view=``, features) to Parquet, Feather or CSV, streamed by symbol batches.

@@ -34,8 +34,8 @@ def _tables(url: URL) -> set[str]:
 
 def test_one_head_and_linear_history() -> None:
     script = migrate._script()
-    assert script.get_heads() == ["0003"]
-    assert [s.revision for s in script.walk_revisions()] == ["0003", "0002", "0001"]
+    assert script.get_heads() == ["0004"]
+    assert [s.revision for s in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
 
 
 def test_upgrade_downgrade_upgrade_keeps_data(make_database: Callable[[str], URL]) -> None:
@@ -45,11 +45,11 @@ def test_upgrade_downgrade_upgrade_keeps_data(make_database: Callable[[str], URL
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("INSERT INTO entities (symbol) VALUES ('AAA'), ('BBB')")
         conn.execute(
-            "INSERT INTO bars SELECT 1, t, 1, 2, 0.5, 1.5, 10 "
+            "INSERT INTO bars SELECT 1, 0, t, 1, 2, 0.5, 1.5, 10 "
             "FROM generate_series('2024-01-01'::timestamptz, '2024-01-10', '1 day') t"
         )
         conn.execute("INSERT INTO feature_views (name, version, spec, table_name) VALUES ('v', 1, '{}', 'fv_v_v1')")
-        conn.execute("CREATE TABLE fv_v_v1 (entity_id int4, ts timestamptz, PRIMARY KEY (entity_id, ts))")
+        conn.execute("CREATE TABLE fv_v_v1 (entity_id int4, load_id int4, ts timestamptz, PRIMARY KEY (entity_id, ts))")
     # down to 0001: the registry (and its view tables) go, bars and entities survive
     migrate.downgrade(engine, "0001")
     assert _tables(url) == {"alembic_version", "entities", "bars"}
@@ -117,12 +117,12 @@ def test_store_on_older_schema_says_migrate(make_database: Callable[[str], URL])
     with pytest.raises(SchemaError, match="older than this featurestore"):
         FeatureStore(url)
     with FeatureStore(url, check_schema=False) as fs:
-        assert fs.migrate() == "0003"
+        assert fs.migrate() == "0004"
 
 
 def test_unknown_revision_is_a_clear_error(make_database: Callable[[str], URL]) -> None:
     url = make_database("unknown")
-    with FeatureStore(url, auto_migrate=True) as fs, pytest.raises(NotFoundError, match="known: 0003"):
+    with FeatureStore(url, auto_migrate=True) as fs, pytest.raises(NotFoundError, match="known: 0004"):
         fs.migrate("abc")
 
 
@@ -136,7 +136,7 @@ def test_concurrent_migrations_serialize(make_database: Callable[[str], URL]) ->
     procs = [subprocess.Popen([sys.executable, "-c", code, target]) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     with psycopg.connect(libpq_url(url)) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
 
 
 def test_alembic_cli_from_repo_root(make_database: Callable[[str], URL]) -> None:
@@ -174,6 +174,7 @@ def test_wheel_ships_the_migrations_and_every_module(tmp_path: Path) -> None:
         "featurestore/migrations/script.py.mako",
         "featurestore/migrations/versions/0001_entities_bars.py",
         "featurestore/migrations/versions/0003_loads_generation.py",
+        "featurestore/migrations/versions/0004_knowledge_time.py",
     ):
         assert expected in names
     # every module of the package tree (subpackages such as cache/, read/, load/ included)

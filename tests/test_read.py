@@ -364,8 +364,8 @@ def plan_data(store: Any, data: Any, raw_conn_module: Any) -> dict[str, Any]:
         (N_PLAN_SYMBOLS,),
     )
     conn.execute(
-        "INSERT INTO bars (entity_id, ts, open, high, low, close, volume) "
-        "SELECT e.entity_id, timestamptz '2020-01-01 00:00+00' + b * interval '1 day', "
+        "INSERT INTO bars (entity_id, load_id, ts, open, high, low, close, volume) "
+        "SELECT e.entity_id, 0, timestamptz '2020-01-01 00:00+00' + b * interval '1 day', "
         "100 + b * 0.01, 101 + b * 0.01, 99 + b * 0.01, 100.5 + b * 0.01, 1000 "
         "FROM entities e, generate_series(0, %s - 1) b WHERE e.symbol LIKE 'P%%'",
         (N_PLAN_BARS,),

@@ -42,7 +42,7 @@ def big_bars(store: Any) -> Any:
             "INSERT INTO entities (symbol) SELECT 'S' || g FROM generate_series(1, 1000) g"
         )
         conn.execute(
-            "INSERT INTO bars SELECT e, '2020-01-01'::timestamptz + d * interval '1 day', "
+            "INSERT INTO bars SELECT e, 0, '2020-01-01'::timestamptz + d * interval '1 day', "
             "100, 101, 99, 100.5, 1000 FROM generate_series(1, 1000) e, generate_series(0, 249) d"
         )
         conn.execute("ANALYZE bars")

@@ -233,26 +233,28 @@ def _bb_std(row, cs, m, inv, reset, v, win):  # type: ignore[no-untyped-def]
     return sd
 
 
-@njit(cache=True, inline="always")
-def _bbands_ma(matype, x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
-    """BBANDS with a non-SMA middle band (``matype`` a compile-time constant): TA-Lib runs
-    TA_STDDEV over the MA's output range, so the std's sums start at bar (MA lookback) -
-    (period - 1) of the first valid bar. The middle band is ``_ma_into``'s (on the MA block at
-    column period + 5), then the std and the bands per bar."""
+@njit(cache=True)
+def _begin(x, offsets, width, state_in, state):  # type: ignore[no-untyped-def]
+    """``_check`` the call, then start every symbol's row from ``state_in`` (for the kernels that
+    run a whole pass per MA block before their own)."""
+    bad = _check(offsets, x.size, state_in, state, width)
+    if bad == 0:
+        copy = state_in.ctypes.data != state.ctypes.data
+        for k in range(offsets.size - 1):
+            _copy_row(state_in, state, k, copy)
+    return bad
+
+
+@njit(cache=True)
+def _bbands_std(x, offsets, period, nbdevup, nbdevdn, lb, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
+    """BBANDS with a non-SMA middle band, after the MA (lookback ``lb``) wrote ``out_middle``:
+    TA-Lib runs TA_STDDEV over the MA's output range, so the std's sums start at bar lb -
+    (period - 1) of the first valid bar."""
     m = period - 1
     inv = 1.0 / period
     reset = 32 * period
     win = np.empty(period)
-    lb = ma_lookback(matype, period, 0)
     b0 = lb - m
-    bad = _check(offsets, x.size, state_in, state, period + 5 + ma_width(matype, period))
-    if bad != 0:
-        return bad
-    copy = state_in.ctypes.data != state.ctypes.data
-    for k in range(offsets.size - 1):
-        _copy_row(state_in, state, k, copy)
-    block = state[:, period + 5 :]
-    _ma_into(matype, x, offsets, period, block, block, out_middle)
     for k in range(offsets.size - 1):
         start = offsets[k]
         end = offsets[k + 1]
@@ -393,20 +395,26 @@ def _bbands_variant(mt: int) -> object:
     def bbands_run(x, offsets, period, nbdevup, nbdevdn, matype, state_in, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
         if mt == SMA:
             return _bbands_sma(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower)
-        return _bbands_ma(mt, x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper, out_middle, out_lower)
+        bad = _begin(x, offsets, period + 5 + ma_width(mt, period), state_in, state)
+        if bad != 0:
+            return bad
+        block = state[:, period + 5 :]
+        _ma_into(mt, x, offsets, period, block, block, out_middle)
+        lb = ma_lookback(mt, period, 0)
+        return _bbands_std(x, offsets, period, nbdevup, nbdevdn, lb, state, out_upper, out_middle, out_lower)
 
     return variant(bbands_run, "bbands_run", (mt,))
 
 
 #: Bollinger bands: middle = TA_MA(period, matype), population std with TA-Lib 0.8's shifted,
-#: re-centred sums (``_bbands_sma`` for matype 0, else ``_bbands_ma``).
+#: re-centred sums (``_bbands_sma`` for matype 0; else ``_ma_into`` then ``_bbands_std``).
 #: State (matype 0): [count, T, S1, S2, K, re-centre countdown, ring of the last period-1
 #: inputs]; other matypes append the MA block (``T`` unused).
 bbands_run = MatypeKernel("bbands_run", _bbands_variant, (5,))
 
 
 # ------------------------------------------------------- MA family (blocks in kernels/ma.py)
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ma_copy(x, offsets, width, state_in, state, out):  # type: ignore[no-untyped-def]
     """TA_MA's period-1 copy of the input (``ma.copy_step`` with unstable 0 on a block of
     ``width`` columns: its count, the rest unused)."""
@@ -428,9 +436,10 @@ def _ma_copy(x, offsets, width, state_in, state, out):  # type: ignore[no-untype
     return 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ma_blocks(x, offsets, matype, period, state_in, state, out):  # type: ignore[no-untyped-def]
-    """One ``ma.ma_step`` block per symbol at state column 0 (its count is the row's count)."""
+    """One ``ma.ma_step`` block per symbol at state column 0 (its count is the row's count);
+    ``matype`` at run time (every block compiled): the matypes without a kernel of their own."""
     bad = _check(offsets, x.size, state_in, state, ma_width(matype, period))
     if bad != 0:
         return bad
@@ -449,13 +458,14 @@ def _ma_blocks(x, offsets, matype, period, state_in, state, out):  # type: ignor
     return 0
 
 
-@njit(cache=True, inline="always")
+# Kept small (calls only): numba's inlining copies the callee's IR once per block, so a large
+# inlined body makes the compile slow.
+@njit(inline="always")
 def _ma_into(matype, x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
     """TA_MA(period, matype) with TA-Lib's default unstable periods (and T3's 0.7) into ``out``;
     state: one ``kernels/ma.py`` block per row. ``matype`` must be a compile-time constant (a
     ``MatypeKernel`` variant's): only its branch is compiled. Period >= 2 runs the matype's own
-    kernel (the same block layout and bits, the sums in locals); period 1 is TA_MA's copy;
-    matypes without a kernel here run the ``ma_step`` blocks."""
+    kernel (the same block layout and bits, the sums in locals); period 1 is TA_MA's copy."""
     if period == 1:
         return _ma_copy(x, offsets, ma_width(matype, 1), state_in, state, out)
     if matype == SMA:
@@ -474,7 +484,8 @@ def _ma_into(matype, x, offsets, period, state_in, state, out):  # type: ignore[
         return kama_run(x, offsets, period, 0, state_in, state, out)
     if matype == T3:
         return t3_run(x, offsets, period, 0.7, 0, state_in, state, out)
-    return _ma_blocks(x, offsets, matype, period, state_in, state, out)  # MAMA (7): its ma_step block
+    # MAMA (7) hooks in here: a kernel of its own (kernels/mama.py) on the block's layout.
+    return _ma_blocks(x, offsets, matype, period, state_in, state, out)
 
 
 def _ma_variant(mt: int) -> object:
@@ -489,57 +500,49 @@ ma_run = MatypeKernel("ma_run", _ma_variant, (3,))
 
 
 # --------------------------------------------------------------------------- APO, PPO, TRIX
-@njit(cache=True, inline="always")
-def _po(matype, pct, x, offsets, fast, slow, state_in, state, out):  # type: ignore[no-untyped-def]
-    """TA-Lib's APO/PPO (fast <= slow, swapped by the definition as TA-Lib does): two TA_MA
-    (``_ma_into``, ``matype`` a compile-time constant) fed from the first valid bar, each on its
-    block of the state row; APO = fast - slow; PPO = (fast - slow) / slow * 100, 0.0 where the
-    slow MA is within TA_IS_ZERO (|slow| < 1e-14). State: [count, fast MA block, slow MA block]
-    (every count is the number of bars consumed)."""
-    wf = ma_width(matype, fast)
-    bad = _check(offsets, x.size, state_in, state, 1 + wf + ma_width(matype, slow))
-    if bad != 0:
-        return bad
-    copy = state_in.ctypes.data != state.ctypes.data
-    for k in range(offsets.size - 1):
-        _copy_row(state_in, state, k, copy)
-    fast_block = state[:, 1 : 1 + wf]
-    slow_block = state[:, 1 + wf :]
-    _ma_into(matype, x, offsets, fast, fast_block, fast_block, out)
-    s = np.empty(x.size)
-    _ma_into(matype, x, offsets, slow, slow_block, slow_block, s)
+@njit(cache=True)
+def _po_finish(offsets, state, out, slow, pct):  # type: ignore[no-untyped-def]
+    """APO = fast - slow (``out`` holds the fast MA); PPO = (fast - slow) / slow * 100, 0.0 where
+    the slow MA is within TA_IS_ZERO (|slow| < 1e-14). The row's count is its blocks'."""
     for k in range(offsets.size - 1):
         state[k, 0] = state[k, 1]
     if pct:
-        for i in range(x.size):
-            if -1e-14 < s[i] and s[i] < 1e-14:
+        for i in range(out.size):
+            s = slow[i]
+            if -1e-14 < s and s < 1e-14:
                 out[i] = 0.0
             else:
-                out[i] = (out[i] - s[i]) / s[i] * 100.0
+                out[i] = (out[i] - s) / s * 100.0
     else:
-        for i in range(x.size):
-            out[i] = out[i] - s[i]
+        for i in range(out.size):
+            out[i] = out[i] - slow[i]
     return 0
 
 
-def _apo_variant(mt: int) -> object:
-    def apo_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
-        return _po(mt, False, x, offsets, fast, slow, state_in, state, out)
+def _po_variant(name: str, mt: int, pct: bool) -> object:
+    """TA-Lib's APO/PPO (fast <= slow, swapped by the definition as TA-Lib does): two TA_MA
+    (``_ma_into``) fed from the first valid bar, each on its block of the state row, then
+    ``_po_finish``. State: [count, fast MA block, slow MA block] (every count is the number
+    of bars consumed)."""
+    def po_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
+        wf = ma_width(mt, fast)
+        bad = _begin(x, offsets, 1 + wf + ma_width(mt, slow), state_in, state)
+        if bad != 0:
+            return bad
+        fast_block = state[:, 1 : 1 + wf]
+        slow_block = state[:, 1 + wf :]
+        _ma_into(mt, x, offsets, fast, fast_block, fast_block, out)
+        s = np.empty(x.size)
+        _ma_into(mt, x, offsets, slow, slow_block, slow_block, s)
+        return _po_finish(offsets, state, out, s, pct)
 
-    return variant(apo_run, "apo_run", (mt,))
-
-
-def _ppo_variant(mt: int) -> object:
-    def ppo_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
-        return _po(mt, True, x, offsets, fast, slow, state_in, state, out)
-
-    return variant(ppo_run, "ppo_run", (mt,))
+    return variant(po_run, name, (mt,))
 
 
 #: Absolute price oscillator: MA(fast) - MA(slow), one TA-Lib matype for both.
-apo_run = MatypeKernel("apo_run", _apo_variant, (4,))
+apo_run = MatypeKernel("apo_run", lambda mt: _po_variant("apo_run", mt, False), (4,))
 #: Percentage price oscillator: (MA(fast) - MA(slow)) / MA(slow) * 100.
-ppo_run = MatypeKernel("ppo_run", _ppo_variant, (4,))
+ppo_run = MatypeKernel("ppo_run", lambda mt: _po_variant("ppo_run", mt, True), (4,))
 
 __all__ = ["apo_run", "bbands_run", "dema_run", "ema_run", "kama_run", "ma_run", "ppo_run", "sma_run", "t3_run",
            "tema_run", "trima_run", "trix_run", "wma_run"]
