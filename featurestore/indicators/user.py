@@ -841,8 +841,11 @@ def _compile_kernel(
         + (common._RO_STATE, types.float64[:, ::1])
         + (types.float64[::1],) * n_out
     )
+    # A cache hit loads without numba's compile set-up (common.load_cached), like the built-ins.
+    load_cached = getattr(common, "load_cached", None)
     try:
-        disp.compile(sig)
+        if load_cached is None or not load_cached(disp, sig):
+            disp.compile(sig)
     except Exception as exc:
         raise _compile_error(kind, "the kernel", exc) from exc
     disp.disable_compile()
