@@ -345,6 +345,7 @@ class FeatureStore:
         n_jobs: int = 1,
         batch_entities: int | None = None,
         progress: bool | None = None,
+        available_after: Any = None,
     ) -> FeatureView:
         """Register a feature view and backfill it from the stored bars; return the view.
 
@@ -354,13 +355,17 @@ class FeatureStore:
         a new version and table, and the old version stays readable until :meth:`drop_view`.
         The backfill runs in batches of entities, each its own transaction, in parallel with
         joblib when ``n_jobs != 1`` (any joblib backend, e.g. Ray, via ``joblib.parallel_config``).
+        ``available_after`` (a ``timedelta`` or a string such as ``"15min"``): a feature row at bar
+        time ts counts as known only from ts + this, for sources published with a delay
+        (knowledge-time reads, training frames); part of the spec, so changing it makes a version.
         """
         from featurestore import views as _views
         from featurestore import write as _write
 
         specs, cols = _views.normalize_spec(indicators, columns)
+        lag = _views.availability_lag(available_after)
         with self.db.connection() as conn, conn.transaction():
-            view, _created = _views.register_view(conn, name, specs, cols)
+            view, _created = _views.register_view(conn, name, specs, cols, lag)
         if view.status == "ready":
             return view
         batch = batch_entities or _write.FEATURE_BATCH_ENTITIES
@@ -819,28 +824,36 @@ class FeatureStore:
         symbol_col: str = "symbol",
         include_bars: bool = False,
         downcast: bool = False,
+        as_known_at: Any = None,
+        known_at_col: str | None = None,
     ) -> pd.DataFrame:
         """Point-in-time join: each event gets the feature row with the greatest ``ts <= event time``.
 
         The result has exactly the events' rows, in their order, with their other columns (labels),
         plus the features (NaN where nothing qualifies); never a row from after the event.
+        ``as_known_at``: the frame as the store knew it then; ``known_at_col``: per event, as known
+        at its own decision time (see :meth:`featurestore.read.Reader.get_training_frame`).
         """
         import pandas as pd
 
         if not isinstance(events, pd.DataFrame):
             raise ConfigError(f"events must be a pandas DataFrame, not {type(events).__name__}")
         digest = _frame_digest(events)
-        key = ("training", digest, view, version, _ckey(columns), str(tolerance), event_time_col, symbol_col, include_bars, downcast)
+        key = ("training", digest, view, version, _ckey(columns), str(tolerance), event_time_col, symbol_col, include_bars,
+               downcast, _tkey(as_known_at), known_at_col)
         syms: Iterable[str] = ()
         if symbol_col in events.columns:
             syms = [s for s in pd.unique(events[symbol_col]) if isinstance(s, str)]
+        # known_at_col: decision times may lie ahead of the newest load, so it invalidates as "now"
         return self._read(
             key,
             syms,
             _maybe_downcast(downcast, lambda: self.reader.get_training_frame(
                 events, view=view, version=version, columns=columns, tolerance=tolerance,
                 event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars,
+                as_known_at=as_known_at, known_at_col=known_at_col,
             )),
+            as_known_at,
         )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -64,6 +64,8 @@ class FeatureView:
     # a user kernel it needs is not registered, or is registered with other code
     stored: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     problem: str = ""
+    # availability lag: a row at bar time ts counts as known (as_known_at) only from ts + this
+    available_after: timedelta = timedelta(0)
 
     @property
     def indicators(self) -> tuple[IndicatorSpec, ...]:
@@ -102,7 +104,7 @@ class FeatureView:
         """The spec in its stored form (re-normalized when every kind is available here)."""
         if self.problem and self.stored is not None:
             return self.stored
-        return _spec_json(self.indicators, self.columns)
+        return _spec_json(self.indicators, self.columns, self.available_after)
 
     def indicator_names(self) -> list[str]:
         """Spec strings of the indicators (also for a version with a ``problem``)."""
@@ -133,6 +135,7 @@ class FeatureView:
             "user_columns": list(self.columns),
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "ready_at": self.ready_at.isoformat() if self.ready_at else None,
+            "available_after": str(self.available_after),
             **({"problem": self.problem} if self.problem else {}),
         }
 
@@ -149,8 +152,13 @@ def _stored_name(d: Any) -> str:
         return "_".join(x for x in (str(d.get("kind")), vals) if x)
 
 
-def _spec_json(indicators: Sequence[IndicatorSpec], columns: Sequence[str]) -> dict[str, Any]:
-    return {"indicators": [s.to_dict() for s in indicators], "columns": list(columns)}
+def _spec_json(
+    indicators: Sequence[IndicatorSpec], columns: Sequence[str], available_after: timedelta = timedelta(0)
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"indicators": [s.to_dict() for s in indicators], "columns": list(columns)}
+    if available_after:  # only when set: specs written before it existed stay equal
+        spec["available_after_us"] = available_after // timedelta(microseconds=1)
+    return spec
 
 
 def normalize_spec(
@@ -189,6 +197,21 @@ def normalize_spec(
     return tuple(specs), tuple(cols)
 
 
+def availability_lag(value: Any) -> timedelta:
+    """``create_view(available_after=...)`` -> a non-negative timedelta (None: zero)."""
+    if value is None:
+        return timedelta(0)
+    import pandas as pd
+
+    try:
+        lag = pd.Timedelta(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"available_after={value!r} is not a duration (e.g. '15min', timedelta(hours=1)): {exc}") from None
+    if pd.isna(lag) or lag < pd.Timedelta(0):
+        raise ConfigError(f"available_after={value!r} must be a duration >= 0")
+    return timedelta(microseconds=int(lag // pd.Timedelta(microseconds=1)))
+
+
 def _from_row(row: Sequence[Any]) -> FeatureView:
     view_id, name, version, spec, table_name, status, created_at, ready_at = row
     if isinstance(spec, str):
@@ -209,6 +232,7 @@ def _from_row(row: Sequence[Any]) -> FeatureView:
         version=version,
         specs=specs,
         columns=tuple(spec.get("columns", [])),
+        available_after=timedelta(microseconds=int(spec.get("available_after_us", 0))),
         table_name=table_name,
         status=status,
         created_at=created_at,
@@ -313,6 +337,7 @@ def register_view(
     name: str,
     indicators: Sequence[IndicatorSpec],
     columns: Sequence[str],
+    available_after: timedelta = timedelta(0),
 ) -> tuple[FeatureView, bool]:
     """Register (name, spec) inside the caller's transaction; return (view, created).
 
@@ -320,7 +345,7 @@ def register_view(
     the next version and its empty table.
     """
     validate_identifier(name, what="view name")
-    spec = _spec_json(indicators, columns)
+    spec = _spec_json(indicators, columns, available_after)
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK_KEY,))
     row = conn.execute(
         _SELECT + " WHERE name = %s ORDER BY version DESC LIMIT 1", (name,)

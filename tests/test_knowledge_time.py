@@ -366,3 +366,25 @@ def test_knowledge_time_plans_use_the_primary_keys(make_database: Callable[[str]
                     if n["Node Type"] in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
                 }
                 assert set(tables) <= scanned, f"{tables} not all index-scanned ({scanned})"
+
+
+def test_availability_lag_hides_rows_until_ts_plus_the_lag(make_database: Callable[[str], URL]) -> None:
+    today = pd.Timestamp.now(tz="UTC").floor("D")
+    bars = make_bars(["LAG"], 20, start=str((today - pd.Timedelta(days=19)).date()))
+    with FeatureStore(make_database("kt_lag"), auto_migrate=True, cache=None) as fs:
+        view = fs.create_view("lag", ["sma_3"], available_after="2D")
+        assert view.available_after == dt.timedelta(days=2)
+        assert fs.create_view("lag", ["sma_3"], available_after="2D").version == 1  # same spec
+        fs.ingest(bars)
+        t = _now()
+        got = fs.get_features("LAG", view="lag", as_known_at=t)
+        known = bars[bars["ts"] + pd.Timedelta(days=2) <= t]
+        assert list(got.index.get_level_values("ts")) == list(known["ts"])
+        assert len(known) < len(bars)
+        latest = fs.get_latest("LAG", view="lag", as_known_at=t)
+        assert latest.index[0][1] == known["ts"].iloc[-1]
+        assert len(fs.get_features("LAG", view="lag")) == len(bars)  # current reads: no lag
+        empty = fs.get_features("LAG", view="lag", start=bars["ts"].iloc[-1], as_known_at=t)
+        assert len(empty) == 0 and list(empty.columns) == ["sma_3"]
+        with pytest.raises(ConfigError):
+            fs.create_view("lag2", ["sma_3"], available_after="-1h")

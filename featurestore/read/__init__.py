@@ -196,6 +196,13 @@ class Reader:
         fv = self._view(view, version, known)
         feats = _columns(columns, fv.feature_columns, f"view {fv.name!r} v{fv.version}") or list(fv.feature_columns)
         bars = list(BAR_COLUMNS) if include_bars else []
+        if known is not None and fv.available_after:
+            # rows count as known only from ts + the view's availability lag
+            last = known - fv.available_after
+            end = last if end is None or _bound(end, "end", ceil=False) > last else end
+            if start is not None and _bound(start, "start", ceil=True) > last:
+                _symbols(symbols)  # still validated
+                return _empty([*bars, *feats], as_arrow=as_arrow)  # nothing in the range is known yet
         return self._range(fv.table_name, bars, feats, symbols, start, end, as_arrow=as_arrow, known_at=known)
 
     def get_latest(
@@ -228,6 +235,8 @@ class Reader:
             fv = None
         else:
             fv = self._view(view, version, known)
+            if known is not None and fv.available_after:
+                cut = min(cut, known - fv.available_after)  # rows known only from ts + the lag
             table, available = fv.table_name, [*BAR_COLUMNS, *fv.feature_columns]
         cols = _columns(columns, available, "bars" if fv is None else f"bars and view {fv.name!r} v{fv.version}")
         cols = cols if cols is not None else available
@@ -269,6 +278,8 @@ class Reader:
         symbol_col: str = "symbol",
         include_bars: bool = False,
         strategy: str = "auto",
+        as_known_at: Any = None,
+        known_at_col: str | None = None,
     ) -> pd.DataFrame:
         """Attach to each event the feature row with the greatest ``ts <= event time``: point in time.
 
@@ -286,6 +297,20 @@ class Reader:
         ``"per_event"`` runs one LATERAL Index Scan Backward per distinct (symbol, event time) in
         SQL; ``"auto"`` (default) estimates both from the view's row counts and picks the cheaper
         (:data:`PER_EVENT_COST`). Both give the same result.
+
+        Knowledge time (default: neither, the rows as stored now):
+
+        * ``as_known_at`` (tz-aware): the whole frame as the store stood at that moment
+          (HistoryError before the store's history or before the view version was ready).
+        * ``known_at_col``: a tz-aware column of ``events`` holding each event's decision time;
+          each event gets the row versions known at its own decision time (bars and features as
+          stored and computed then). NaT there -> nothing was known: NaN / NaT. A decision time
+          before the store's history or the view's ``ready_at`` raises HistoryError naming the
+          first such event. ``known_at_col=event_time_col`` means "known by the event time".
+          Resolved in numba over every row version (``strategy`` does not apply).
+
+        With either, a view's availability lag (``available_after``) applies: a row at ``ts`` counts
+        as known only from ``ts + lag``.
         """
         return training_frame(
             self,
@@ -298,6 +323,8 @@ class Reader:
             symbol_col=symbol_col,
             include_bars=include_bars,
             strategy=strategy,
+            as_known_at=as_known_at,
+            known_at_col=known_at_col,
         )
 
     # -- internals --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ distinct (symbol, event time) in SQL (few events over long histories); ``"auto"`
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from featurestore.errors import ConfigError, NotFoundError
-from featurestore.read.args import _columns, _event_times, _tolerance
+from featurestore.errors import ConfigError, HistoryError, NotFoundError
+from featurestore.read.args import _columns, _event_times, _tolerance, knowledge_time
 from featurestore.read.frames import _column
 from featurestore.read.sql import _MIN_US, _NAT, _UTC, estimate_sql, point_sql, training_sql
+from featurestore.read.versions import attach_known_per_event
 from featurestore.schema import BAR_COLUMNS
 
 if TYPE_CHECKING:
@@ -47,17 +49,25 @@ def training_frame(
     symbol_col: str = "symbol",
     include_bars: bool = False,
     strategy: str = "auto",
+    as_known_at: Any = None,
+    known_at_col: str | None = None,
 ) -> pd.DataFrame:
     """The training frame of :meth:`featurestore.read.Reader.get_training_frame` (its docstring has the contract)."""
+    if as_known_at is not None and known_at_col is not None:
+        raise ConfigError("pass as_known_at (one knowledge time for the whole frame) or known_at_col (one per event), not both")
+    if known_at_col is not None and not isinstance(known_at_col, str):
+        raise ConfigError(f"known_at_col must be a column name (str), got {type(known_at_col).__name__}")
     if strategy not in ("auto", "range", "per_event"):
         raise ConfigError(f"strategy={strategy!r}; use 'auto', 'range' or 'per_event'")
     if not isinstance(events, pd.DataFrame):
         raise ConfigError(f"events must be a pandas DataFrame, got {type(events).__name__}")
-    for col in (symbol_col, event_time_col):
+    for col in (symbol_col, event_time_col, *([known_at_col] if known_at_col is not None else [])):
         if col not in events.columns:
             raise NotFoundError(f"events have no column {col!r}; columns: {list(events.columns)}")
     tol_us = _tolerance(tolerance)
-    fv = reader._view(view, version)
+    known = knowledge_time(as_known_at)
+    fv = reader._view(view, version, known)
+    lag_us = _lag_us(fv)
     feats = _columns(columns, fv.feature_columns, f"view {fv.name!r} v{fv.version}") or list(fv.feature_columns)
     bar_cols = list(BAR_COLUMNS) if include_bars else []
     out_cols = [*bar_cols, *feats, TRAINING_TS_COLUMN]
@@ -68,26 +78,46 @@ def training_frame(
             "or choose other columns="
         )
     ev_ts = _event_times(events[event_time_col], event_time_col)
+    ev_d = _event_times(events[known_at_col], known_at_col) if known_at_col is not None else None
+    if ev_d is not None:
+        _check_history(reader, fv, events, ev_d, known_at_col)  # type: ignore[arg-type]
     ev_pos, ent_ids = _event_entities(reader, events[symbol_col])
     ev_pos[ev_ts == _NAT] = -1
+    if ev_d is not None:
+        ev_pos[ev_d == _NAT] = -1  # no decision time: nothing was known
     n = len(ev_ts)
-    # one key per distinct (entity, event time): duplicated events cost nothing extra
-    known = np.flatnonzero(ev_pos >= 0)
-    order = known[np.lexsort((ev_ts[known], ev_pos[known]))]
+    # one key per distinct (entity, event time[, decision time]): duplicated events cost nothing extra
+    valid = np.flatnonzero(ev_pos >= 0)
+    sort_keys = (ev_ts[valid], ev_pos[valid]) if ev_d is None else (ev_d[valid], ev_ts[valid], ev_pos[valid])
+    order = valid[np.lexsort(sort_keys)]
     k_pos, k_ts = ev_pos[order], ev_ts[order]
-    new_key = np.r_[True, (k_pos[1:] != k_pos[:-1]) | (k_ts[1:] != k_ts[:-1])] if order.size else np.empty(0, bool)
+    if order.size:
+        new_key = np.r_[True, (k_pos[1:] != k_pos[:-1]) | (k_ts[1:] != k_ts[:-1])]
+        if ev_d is not None:
+            k_d = ev_d[order]
+            new_key |= np.r_[True, k_d[1:] != k_d[:-1]]
+    else:
+        new_key = np.empty(0, bool)
     key_of_event = np.full(n, -1, dtype=np.int64)
     key_of_event[order] = np.cumsum(new_key) - 1
     key_pos, key_ts = k_pos[new_key], k_ts[new_key]
     lo_us = np.full(key_ts.size, _MIN_US, dtype=np.int64) if tol_us is None else np.maximum(key_ts - tol_us, _MIN_US)
     cols = [*bar_cols, *feats]
-    per_event = strategy == "per_event" or (
-        strategy == "auto" and key_ts.size > 0 and _per_event_is_cheaper(reader, fv, ent_ids, key_pos, key_ts)
-    )
-    if per_event:
-        key_row, key_vals = _attach_per_key(reader, fv, bar_cols, feats, ent_ids, key_pos, key_ts, lo_us)
+    if ev_d is not None:
+        key_d = ev_d[order][new_key]
+        # a row at ts is usable only once known: ts + lag <= decision time
+        key_up = np.minimum(key_ts, key_d - lag_us)
+        key_row, key_vals = attach_known_per_event(
+            reader, fv.table_name, bar_cols, feats, ent_ids, key_pos, key_up, lo_us, key_d
+        )
     else:
-        key_row, key_vals = _attach_by_range(reader, fv, bar_cols, feats, ent_ids, key_pos, key_ts, lo_us)
+        # with as_known_at, rows later than T - lag were not published yet: probe no further
+        probe_ts = key_ts if known is None else np.minimum(key_ts, _to_us(known) - lag_us)
+        per_event = strategy == "per_event" or (
+            strategy == "auto" and key_ts.size > 0 and _per_event_is_cheaper(reader, fv, ent_ids, key_pos, key_ts)
+        )
+        attach = _attach_per_key if per_event else _attach_by_range
+        key_row, key_vals = attach(reader, fv, bar_cols, feats, ent_ids, key_pos, probe_ts, lo_us, known)
     hit = key_of_event >= 0
     kidx = np.maximum(key_of_event, 0)
     new: dict[str, Any] = {}
@@ -102,6 +132,46 @@ def training_frame(
         out[c] = new[c]
     out[TRAINING_TS_COLUMN] = pd.DatetimeIndex(fts.view("datetime64[us]")).tz_localize(_UTC).array
     return out
+
+
+def _to_us(t: dt.datetime) -> int:
+    """A tz-aware datetime -> µs since the epoch (floored)."""
+    return int(pd.Timestamp(t).value // 1000)
+
+
+def _lag_us(fv: FeatureView) -> int:
+    """The view's availability lag in µs (``FeatureView.available_after``; 0 when absent)."""
+    lag = getattr(fv, "available_after", None)
+    if lag is None:
+        return 0
+    td = pd.Timedelta(lag)
+    if td is pd.NaT or td < pd.Timedelta(0):
+        raise ConfigError(f"view {fv.name!r} v{fv.version} has an invalid available_after={lag!r}")
+    return int(td.value // 1000)
+
+
+_HISTORY_SINCE_SQL = "SELECT history_since FROM store_state WHERE id = 1"
+
+
+def _check_history(reader: Reader, fv: FeatureView, events: pd.DataFrame, ev_d: np.ndarray, col: str) -> None:
+    """HistoryError naming the first event decided before the store's history or the view's
+    ``ready_at``: what the store knew then cannot be answered (its features were not computed)."""
+    since = reader._run(lambda conn: conn.execute(_HISTORY_SINCE_SQL, prepare=True).fetchone()[0])  # type: ignore[index]
+    since_us = _to_us(since)
+    ready_us = _to_us(fv.ready_at) if fv.ready_at is not None else np.iinfo(np.int64).max
+    bound = max(since_us, ready_us)
+    early = np.flatnonzero((ev_d != _NAT) & (ev_d < bound))
+    if early.size:
+        i = int(early[0])
+        when = pd.Timestamp(int(ev_d[i]), unit="us", tz=_UTC).isoformat()
+        if ready_us > since_us:
+            what = f"view {fv.name!r} v{fv.version} was ready only at {fv.ready_at.isoformat() if fv.ready_at else '(never)'}"
+        else:
+            what = f"the store's history starts at {since.isoformat()}"
+        raise HistoryError(
+            f"event at position {i} (index {events.index[i]!r}) has {col}={when}, before what the store can answer "
+            f"for: {what} ({early.size} event(s) decided that early); drop or move those events"
+        )
 
 
 def _event_entities(reader: Reader, symbols: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -150,16 +220,17 @@ def _attach_per_key(
     key_pos: np.ndarray,
     key_ts: np.ndarray,
     lo_us: np.ndarray,
+    known: dt.datetime | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One LATERAL probe per key in SQL (few events over long histories)."""
     cols = [*bar_cols, *feats]
     m = key_ts.size
     row_ts = np.full(m, _NAT, dtype=np.int64)
     vals = {c: np.full(m, np.nan) for c in cols}
-    table = reader._fetch(
-        point_sql(fv.table_name, bar_cols, feats),
-        {"ids": ent_ids[key_pos], "ts": key_ts, "lo": lo_us},
-    )
+    params: dict[str, Any] = {"ids": ent_ids[key_pos], "ts": key_ts, "lo": lo_us}
+    if known is not None:
+        params["known_at"] = known
+    table = reader._fetch(point_sql(fv.table_name, bar_cols, feats, known=known is not None), params)
     k = _column(table, "k").astype(np.int64) - 1  # WITH ORDINALITY counts from 1
     row_ts[k] = table.column("ts").cast(pa.int64()).to_numpy()
     for c in cols:
@@ -176,6 +247,7 @@ def _attach_by_range(
     key_pos: np.ndarray,
     key_ts: np.ndarray,
     lo_us: np.ndarray,
+    known: dt.datetime | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Read each entity's rows over its events' span, then a binary search per entity in numpy."""
     cols = [*bar_cols, *feats]
@@ -185,10 +257,10 @@ def _attach_by_range(
         starts = np.flatnonzero(np.r_[True, key_pos[1:] != key_pos[:-1]])
         ends = np.r_[starts[1:], m]
         first, last = key_ts[starts], key_ts[ends - 1]  # keys are sorted by (entity, ts)
-        table = reader._fetch(
-            training_sql(fv.table_name, bar_cols, feats),
-            {"ids": ent_ids[key_pos[starts]], "first": first, "last": last},
-        )
+        params: dict[str, Any] = {"ids": ent_ids[key_pos[starts]], "first": first, "last": last}
+        if known is not None:
+            params["known_at"] = known
+        table = reader._fetch(training_sql(fv.table_name, bar_cols, feats, known=known is not None), params)
         row_eid = _column(table, "entity_id").astype(np.int32, copy=False)
         row_ts = table.column("ts").cast(pa.int64()).to_numpy()
         # rows come grouped by entity (ascending, as requested) with ts ascending; sort if not
