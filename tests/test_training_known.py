@@ -43,6 +43,7 @@ class Replay:
         self.clocks: list[pd.Timestamp] = [clock0]
         self.before: list[pd.Timestamp] = [clock0]  # clock taken before each load (index k: load k)
         self.lag = pd.Timedelta(0)  # the availability lag of view 'kl'
+        self.load_ids: list[int | None] = [None]
 
     def load(self, bars: pd.DataFrame) -> None:
         state = {s: df.copy() for s, df in self.states[-1].items()}
@@ -52,7 +53,7 @@ class Replay:
             merged = new if old is None else pd.concat([old[~old.index.isin(new.index)], new])
             state[str(sym)] = merged.sort_index()
         self.before.append(now())
-        self.store.ingest(bars)
+        self.load_ids.append(self.store.ingest(bars).load_id)
         self.clocks.append(now())
         self.states.append(state)
 
@@ -211,7 +212,8 @@ def test_corrections_are_seen_only_after_they_committed(reader: Reader, replay: 
 
 def test_identical_reload_wrote_no_history(replay: Replay, raw_conn: Any) -> None:
     # load 5 rewrote AAA days 8..14 with the values already stored: no version was superseded by it
-    load5 = raw_conn.execute("SELECT max(load_id) - 1 FROM loads").fetchone()[0]
+    load5 = replay.load_ids[5]
+    assert load5 is not None
     assert raw_conn.execute("SELECT count(*) FROM bars_history WHERE superseded_by = %s", (load5,)).fetchone()[0] == 0
     assert raw_conn.execute("SELECT count(*) FROM fv_k_v1_h WHERE superseded_by = %s", (load5,)).fetchone()[0] == 0
 
@@ -253,6 +255,24 @@ def test_decisions_before_the_history_raise_naming_the_event(reader: Reader, rep
     nat = pd.Series([pd.NaT], index=["a"], dtype="datetime64[us, UTC]")
     ok = reader.get_training_frame(ev.iloc[[0]].assign(decided_at=nat), view="k", known_at_col="decided_at")
     assert ok["sma_3"].isna().all() and ok[TRAINING_TS_COLUMN].isna().all()
+
+
+def test_a_view_backfilled_after_the_loads(reader: Reader, store: Any, replay: Replay) -> None:
+    """A view created after the loads holds backfilled rows (load 0, known from its ready_at);
+    a later correction supersedes some: each decision time gets the features as computed then."""
+    store.create_view("kb", FEATS)
+    ready = now()
+    aaa = make_bars(["AAA"], 20, start="2024-01-01", seed=1)
+    replay.load(correct(aaa, "AAA", 16, 1.04))
+    ds = [ready, ready + (replay.before[-1] - ready) / 2, replay.clocks[-1]]
+    events = make_events(replay, seed=9, n=200).drop(columns="decided_at")
+    rng = np.random.default_rng(1)
+    events["decided_at"] = pd.DatetimeIndex([pd.Timestamp(ds[i]).floor("us") for i in rng.integers(0, 3, len(events))])
+    got = reader.get_training_frame(events, view="kb", known_at_col="decided_at", include_bars=True)
+    want = oracle(replay, events, known_col="decided_at", tol=None, include_bars=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    with pytest.raises(HistoryError, match="view 'kb' v1 was ready only at"):
+        reader.get_training_frame(events.assign(decided_at=replay.clocks[1]), view="kb", known_at_col="decided_at")
 
 
 def test_bad_arguments(reader: Reader, replay: Replay) -> None:
@@ -376,13 +396,24 @@ def test_plan_versions_query(store: Any, replay: Replay, raw_conn: Any) -> None:
         "INSERT INTO fv_k_v1 (entity_id, load_id, ts, sma_3, ema_5) SELECT entity_id, 0, ts, close, close FROM bars "
         "WHERE entity_id IN (SELECT entity_id FROM entities WHERE symbol LIKE 'P%')"
     )
+    # a log of 5,000 loads (rows-free, stamped in order) that the corrected rows and versions name
     lid = conn.execute("SELECT max(load_id) FROM loads").fetchone()[0]
+    conn.execute(
+        "INSERT INTO loads (source, started_at, committed_at, rows_in, rows_inserted, rows_updated, rows_unchanged, "
+        "symbols, features_written) SELECT 'plan', now(), now(), 0, 0, 0, 0, 0, 0 FROM generate_series(1, 5000)"
+    )
     for h, t, cols in (("fv_k_v1_h", "fv_k_v1", "sma_3, ema_5"), ("bars_history", "bars", "open, high, low, close, volume")):
         conn.execute(
-            f"INSERT INTO {h} (entity_id, load_id, ts, superseded_by, {cols}) SELECT entity_id, 0, ts, %s, {cols} "
-            f"FROM {t} WHERE entity_id IN (SELECT entity_id FROM entities WHERE symbol LIKE 'P%%') "
+            f"INSERT INTO {h} (entity_id, load_id, ts, superseded_by, {cols}) SELECT entity_id, 0, ts, "
+            f"%s + 1 + (entity_id %% 5000), {cols} FROM {t} "
+            "WHERE entity_id IN (SELECT entity_id FROM entities WHERE symbol LIKE 'P%%') "
             "AND extract(day FROM ts)::int %% 10 = 0 AND entity_id %% 10 = 0",
             (lid,),
+        )
+        conn.execute(
+            f"UPDATE {t} SET load_id = %s + 1 + (entity_id %% 5000) WHERE (entity_id, ts) IN "
+            f"(SELECT entity_id, ts FROM {h} WHERE superseded_by > %s)",
+            (lid, lid),
         )
     conn.execute("ANALYZE")
     ids = np.array([r[0] for r in conn.execute("SELECT entity_id FROM entities WHERE symbol LIKE 'P%' ORDER BY 1")],
