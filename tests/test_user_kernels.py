@@ -687,3 +687,31 @@ def test_a_valid_function_is_compiled_once_inside_its_kernel_and_arity_is_still_
 
     _fails("one float", kind="uk_bad", params={"period": 3}, window="period")(flag)
     _fails("tuple of 2 floats", kind="uk_bad", params={"period": 3}, window="period", outputs=("a", "b"))(three)
+
+
+def test_init_runs_before_the_first_bar_and_the_kernel_compiles_in_memory_without_a_cache_dir(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from numba.core import config
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setattr(config, "CACHE_DIR", str(blocker / "cache"))  # cannot be created
+
+    def start(state, period):  # type: ignore[no-untyped-def]
+        state[0] = 100.0 * period
+
+    @register("uk_init", params={"period": 2}, state=1, init=start)
+    def running(state, n, close, period):  # type: ignore[no-untyped-def]
+        state[0] += close
+        return state[0]
+
+    try:
+        x = np.array([1.0, 2.0, 4.0, 8.0])
+        assert_bits(compute("uk_init_2", x)["uk_init_2"], 200.0 + np.cumsum(x), "init then running sum")
+        _, st = compute_batch("uk_init_2", {"close": x[:1]}, np.array([0, 1], dtype=np.int64))
+        o2, _ = update_batch("uk_init_2", st, {"close": x[1:]}, np.array([0, 3], dtype=np.int64))
+        assert_bits(o2["uk_init_2"], 200.0 + np.cumsum(x)[1:], "continued: init not run again")
+        assert not (blocker.parent / "cache").exists()
+    finally:
+        unregister("uk_init")
