@@ -207,6 +207,8 @@ def test_one_updater_shared_by_threads_advances_each_call_once() -> None:
     for t in ts:
         t.join()
     assert not errors
+    snap = shared.snapshot()
+    assert all(a is not b and np.array_equal(a, b, equal_nan=True) for a, b in zip(snap, shared.states))
     total = per_thread * threads
     rep = {k: np.repeat(v, total) for k, v in bar.items()}
     off = np.arange(0, n_sym * total + 1, total, dtype=np.int64)

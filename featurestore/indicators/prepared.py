@@ -28,6 +28,7 @@ from featurestore.indicators.api import (
     _plan,
     _result,
 )
+from featurestore.indicators.registry import IndicatorSpec
 
 __all__ = ["BatchUpdater", "prepare_update"]
 
@@ -71,12 +72,12 @@ class BatchUpdater:
     """Advance several indicator specs over the same symbols, one call per batch of new bars.
 
     Build it with ``prepare_update``. It owns one state array per spec (``states``, in spec
-    order, each ``[n_symbols, spec.state_len]``, advanced in place by ``update``); read them to
-    persist (``state_to_bytes``). Calls are serialized by a lock, so one updater may be shared
-    by threads; different updaters run independently.
+    order, each ``[n_symbols, spec.state_len]``, advanced in place by ``update``); to persist
+    them (``state_to_bytes``) take ``snapshot()``, a consistent copy. Calls are serialized by a
+    lock, so one updater may be shared by threads; different updaters run independently.
     """
 
-    __slots__ = ("_calls", "_inputs", "_lock", "_names", "_one", "_plans", "_user", "n_symbols", "states")
+    __slots__ = ("_calls", "_inputs", "_lock", "_names", "_one", "_plans", "_states", "_user", "n_symbols")
 
     def __init__(self, specs: Sequence[SpecLike], states: Sequence[npt.ArrayLike] | None, n_symbols: int) -> None:
         if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence):
@@ -100,7 +101,7 @@ class BatchUpdater:
                 raise IndicatorError(f"got {len(states)} states for {len(plans)} specs (one per spec, in order)")
             owned = [_own_state(p, s, n) for p, s in zip(plans, states)]
         self.n_symbols = n
-        self.states: tuple[np.ndarray, ...] = tuple(owned)
+        self._states: tuple[np.ndarray, ...] = tuple(owned)
         self._plans = tuple(plans)
         self._names = tuple(col for p in plans for col in p.outputs)
         # every input any spec reads, in first-use order
@@ -124,9 +125,19 @@ class BatchUpdater:
             _result(p, bad, outs, (empty,) * len(p.inputs), zero, st0)
 
     @property
-    def specs(self) -> tuple[Any, ...]:
+    def specs(self) -> tuple[IndicatorSpec, ...]:
         """The resolved specs, in the order given."""
         return tuple(p.spec for p in self._plans)
+
+    @property
+    def states(self) -> tuple[np.ndarray, ...]:
+        """The live state arrays, one per spec (advanced in place by ``update``)."""
+        return self._states
+
+    def snapshot(self) -> tuple[np.ndarray, ...]:
+        """Copies of the states taken between two updates (what to persist)."""
+        with self._lock:
+            return tuple(st.copy() for st in self._states)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -194,7 +205,7 @@ class BatchUpdater:
     def _fail(self, bad: int, arrays: list[np.ndarray], off: np.ndarray) -> None:
         """Raise the error of the first kernel's return code ``bad`` (nothing was written)."""
         p = self._plans[0]
-        st = self.states[0]
+        st = self._states[0]
         ins = tuple(arrays[i] for i in self._calls[0][1])
         _result(p, bad, tuple(np.empty((p.n_out, ins[0].size))), ins, off, st)
         raise IndicatorError(f"{p.name}: kernel refused the call (code {bad})")  # not reached
@@ -222,7 +233,7 @@ class BatchUpdater:
             bad = kernel(*ins, off, *params, st, st, *outs)
             _result(p, bad, outs, ins, off, st)
         for i, new in new_user.items():
-            self.states[i][...] = new
+            self._states[i][...] = new
         return dict(zip(self._names, block))
 
     @staticmethod
