@@ -844,7 +844,13 @@ class FeatureStore:
         syms: Iterable[str] = ()
         if symbol_col in events.columns:
             syms = [s for s in pd.unique(events[symbol_col]) if isinstance(s, str)]
-        # known_at_col: decision times may lie ahead of the newest load, so it invalidates as "now"
+        # known_at_col: the answer is settled once its latest decision time is (older ones are
+        # then too); until then it invalidates as "now"
+        settles_at = as_known_at
+        if known_at_col is not None and as_known_at is None and known_at_col in events.columns:
+            decided = events[known_at_col]
+            if isinstance(decided.dtype, pd.DatetimeTZDtype) and decided.notna().any():
+                settles_at = decided.max()
         return self._read(
             key,
             syms,
@@ -853,7 +859,7 @@ class FeatureStore:
                 event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars,
                 as_known_at=as_known_at, known_at_col=known_at_col,
             )),
-            as_known_at,
+            settles_at,
         )
 
 

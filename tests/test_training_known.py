@@ -316,6 +316,19 @@ def test_client_passes_knowledge_time_through_its_cache(store: Any, replay: Repl
     pd.testing.assert_frame_equal(b, cur.assign(decided_at=events["decided_at"]), check_exact=True)
     at2 = oracle(replay, events.assign(d=replay.clocks[2]), known_col="d", tol=None, include_bars=False).drop(columns="d")
     pd.testing.assert_frame_equal(c, at2.drop(columns="decided_at"), check_exact=True)
+    # decisions ahead of the newest load: a later load changes the answer, the cache must not keep it
+    ahead = events.assign(decided_at=now() + pd.Timedelta(days=1))
+    first = store.get_training_frame(ahead, view="k", known_at_col="decided_at")
+    aaa = make_bars(["AAA"], 20, start="2024-01-01", seed=1)
+    replay.load(correct(aaa, "AAA", 18, 1.06))
+    second = store.get_training_frame(ahead, view="k", known_at_col="decided_at")
+    assert not first.equals(second)
+    pd.testing.assert_frame_equal(
+        second, oracle(replay, ahead, known_col="decided_at", tol=None, include_bars=False), check_exact=True
+    )
+    # settled decision times (all before the newest load) give the same answer after it
+    again = store.get_training_frame(events, view="k", known_at_col="decided_at")
+    pd.testing.assert_frame_equal(again, a, check_exact=True)
 
 
 # -- random load sequences (hypothesis) ---------------------------------------------------------
