@@ -715,3 +715,27 @@ def test_init_runs_before_the_first_bar_and_the_kernel_compiles_in_memory_withou
         assert not (blocker.parent / "cache").exists()
     finally:
         unregister("uk_init")
+
+
+def test_constants_the_code_hash_misses_still_key_the_disk_cache(tmp_path: Path, monkeypatch: Any) -> None:
+    """numba freezes a closure's numpy scalar into the machine code: another value must not
+    load the first one's cached kernel."""
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+
+    def shifted(shift: Any) -> None:
+        @register("uk_shift", params={"period": 2}, window="period")
+        def f(close, period):  # type: ignore[no-untyped-def]
+            return close[-1] + shift
+
+        del f
+
+    try:
+        for value in (np.int64(2), np.int64(5), np.complex128(7.0).real, np.float32(0.5)):
+            shifted(value)
+            got = compute("uk_shift_2", np.array([1.0, 2.0, 3.0]))["uk_shift_2"]
+            assert_bits(got, np.array([np.nan, 2.0, 3.0]) + float(value), f"shift {value!r}")
+    finally:
+        unregister("uk_shift")
+    assert len(list((tmp_path / "featurestore_user_kernels").glob("uk_shift_*.py"))) == 4

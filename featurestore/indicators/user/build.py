@@ -75,9 +75,9 @@ def _value_key(fn: Any, seen: set[int]) -> str | None:
     parts: list[str] = []
     scalar = (bool, int, float, complex, str, bytes, type(None))
     for obj in refs:
-        if isinstance(obj, scalar) or (isinstance(obj, tuple) and all(isinstance(v, scalar) for v in obj)):
-            continue  # in code_hash by value
-        if isinstance(obj, np.ndarray):
+        if isinstance(obj, (*scalar, np.generic)) or (isinstance(obj, tuple) and all(isinstance(v, scalar) for v in obj)):
+            parts.append(f"{type(obj).__name__}:{obj!r}")  # numba freezes these into the code
+        elif isinstance(obj, np.ndarray):
             digest = hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()
             parts.append(f"{obj.dtype.str}{obj.shape}{digest}")
         elif isinstance(obj, pytypes.ModuleType):
@@ -90,7 +90,11 @@ def _value_key(fn: Any, seen: set[int]) -> str | None:
             if sub is None:
                 return None
             parts.append(sub)
-        elif not _safe_module(getattr(obj, "__module__", None) or getattr(type(obj), "__module__", None)):
+        elif isinstance(obj, type) and _safe_module(obj.__module__):
+            continue  # a class of numpy or numba (np.float64): fixed by the versions in the key
+        elif _safe_module(type(obj).__module__):
+            parts.append(f"{type(obj).__name__}:{obj!r}")  # an instance of theirs (a dtype, a numba type)
+        else:
             return None
     return ";".join(parts)
 
