@@ -731,11 +731,14 @@ def test_constants_the_code_hash_misses_still_key_the_disk_cache(tmp_path: Path,
 
         del f
 
+    hashes = set()
     try:
         for value in (np.int64(2), np.int64(5), np.complex128(7.0).real, np.float32(0.5)):
             shifted(value)
+            hashes.add(KINDS["uk_shift"].code_hash)  # a view's version changes with the constant too
             got = compute("uk_shift_2", np.array([1.0, 2.0, 3.0]))["uk_shift_2"]
             assert_bits(got, np.array([np.nan, 2.0, 3.0]) + float(value), f"shift {value!r}")
     finally:
         unregister("uk_shift")
     assert len(list((tmp_path / "featurestore_user_kernels").glob("uk_shift_*.py"))) == 4
+    assert len(hashes) == 4

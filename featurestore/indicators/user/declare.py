@@ -167,7 +167,7 @@ def _fn_source(fn: Any, seen: set[int]) -> str:
         except ValueError:  # an empty cell
             continue
     for name, obj in refs:
-        if isinstance(obj, (bool, int, float, str, tuple)):
+        if isinstance(obj, (bool, int, float, complex, str, bytes, tuple, np.generic)):  # frozen into the code by numba
             parts.append(f"{name}={obj!r}")
         elif isinstance(getattr(obj, "py_func", None), pytypes.FunctionType) or isinstance(obj, pytypes.FunctionType):
             parts.append(f"{name}:" + _fn_source(obj, seen))
