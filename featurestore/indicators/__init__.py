@@ -12,7 +12,8 @@ how to add an indicator, ``kernels/common.py`` holds the shared building blocks.
 
 User-defined indicators: ``register`` (``featurestore.indicators.user`` documents the contract,
 windowed or recursive) adds a kind that views, batching and incremental state treat like a
-built-in; its kernel compiles at registration.
+built-in; its kernel compiles at registration, or loads from numba's disk cache when another
+process registered the same code.
 
 Importing this package compiles nothing and does not import numba: kernels compile (or load
 from numba's on-disk cache) on first use, or up front with ``warmup()``. ``prepare_update``
