@@ -394,8 +394,9 @@ def test_random_load_sequences(reader: Reader, store: Any, replay: Replay, seq: 
 
 
 def test_plan_versions_query(store: Any, replay: Replay, raw_conn: Any) -> None:
-    """1,000 symbols x 200 bars with 1% of the view rows superseded: the versions query is index
-    scans on the view table, its history table and bars/bars_history, never a sequential scan."""
+    """1,000 symbols x 200 bars with 1% of the rows superseded (by loads of a 5,000-load log): the
+    versions query is index scans on the view table, its history table and bars/bars_history,
+    never a sequential scan; the probe looks the loads up by key."""
     conn = raw_conn
     conn.execute(
         "INSERT INTO entities (symbol) SELECT 'P' || lpad(i::text, 4, '0') FROM generate_series(1, 1000) i"

@@ -301,7 +301,8 @@ class Reader:
         Knowledge time (default: neither, the rows as stored now):
 
         * ``as_known_at`` (tz-aware): the whole frame as the store stood at that moment
-          (HistoryError before the store's history or before the view version was ready).
+          (HistoryError before the store's history or before the view version was ready);
+          ``"auto"`` then reads ranges.
         * ``known_at_col``: a tz-aware column of ``events`` holding each event's decision time;
           each event gets the row versions known at its own decision time (bars and features as
           stored and computed then). NaT there -> nothing was known: NaN / NaT. A decision time

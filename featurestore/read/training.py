@@ -113,8 +113,13 @@ def training_frame(
     else:
         # with as_known_at, rows later than T - lag were not published yet: probe no further
         probe_ts = key_ts if known is None else np.minimum(key_ts, _to_us(known) - lag_us)
+        # at a knowledge time "auto" reads ranges: point_sql's known form sorts each probe's
+        # candidates (UNION ALL of the table and its history) instead of stopping at the first
         per_event = strategy == "per_event" or (
-            strategy == "auto" and key_ts.size > 0 and _per_event_is_cheaper(reader, fv, ent_ids, key_pos, key_ts)
+            strategy == "auto"
+            and known is None
+            and key_ts.size > 0
+            and _per_event_is_cheaper(reader, fv, ent_ids, key_pos, key_ts)
         )
         attach = _attach_per_key if per_event else _attach_by_range
         key_row, key_vals = attach(reader, fv, bar_cols, feats, ent_ids, key_pos, probe_ts, lo_us, known)

@@ -8,8 +8,9 @@ and the view's ``ready_at``. Rows are never deleted, so a key known once stays k
 version) afterwards; the lower bound of each entity's read relies on it.
 
 One bulk query reads, per entity, every version (current rows and the history table) over the
-span its events can reach, with both stamps as µs; a numba kernel then walks back from each
-event's last reachable ts to the first version visible at its decision time.
+span its events can reach, with the loads that wrote and superseded each; one small query gives
+those loads' stamps; a numba kernel then walks back from each event's last reachable ts to the
+first version visible at its decision time.
 """
 
 from __future__ import annotations
@@ -27,20 +28,21 @@ from featurestore.read.sql import _MIN_US, _NAT, _from_us, _quote, _us, history_
 if TYPE_CHECKING:
     from featurestore.read import Reader
 
-__all__ = ["versions_sql", "resolve_versions", "attach_known_per_event"]
+__all__ = ["versions_sql", "STAMPS_SQL", "resolve_versions", "attach_known_per_event"]
 
 _MAX_US = np.iinfo(np.int64).max  # "never superseded"
 
 
 def versions_sql(table: str, columns: Sequence[str], *, probe: bool = True) -> str:
-    """Every version of ``table``'s rows per entity over a span, with the stamps of the loads
-    that wrote and superseded it (µs; load 0 -> the int8 minimum, current rows -> the maximum).
+    """Every version of ``table``'s rows per entity over a span, with the loads that wrote
+    (``load_id``) and superseded it (``sb``; -1 for a current row).
 
     Parameters ``ids`` (int4[]), ``first``, ``floor``, ``last``, ``dmin`` (int8[] µs), one element
     per entity. The span is ``greatest(lo, floor) <= ts <= last``, where (with ``probe``) ``lo`` is
     the last ts <= ``first`` whose current row was known by ``dmin`` (a backward index probe with
     LIMIT 1; no such row leaves ``floor``). Without ``probe`` the span starts at ``floor``. Two
-    index range scans per entity (the table and its history table), the loads joined by key.
+    index range scans per entity (the table and its history table); the loads' stamps are looked
+    up apart (:data:`STAMPS_SQL`), once per distinct load.
     """
     t = _quote(table) if table != "bars" else "bars"
     h = _quote(history_table(table)) if table != "bars" else "bars_history"
@@ -58,17 +60,35 @@ def versions_sql(table: str, columns: Sequence[str], *, probe: bool = True) -> s
         probe_join = ""
     hi = _from_us("r.last_us")
     return (
-        f"SELECT x.entity_id, x.ts, CASE WHEN x.load_id = 0 THEN {_MIN_US} ELSE {_us('lf.committed_at')} END AS vf, "
-        f"CASE WHEN x.sb < 0 THEN {_MAX_US} ELSE {_us('lt.committed_at')} END AS vt{outer} "
+        f"SELECT x.entity_id, x.ts, x.load_id, x.sb{outer} "
         "FROM unnest(%(ids)s::int4[], %(first)s::int8[], %(floor)s::int8[], %(last)s::int8[], %(dmin)s::int8[]) "
         "AS r(e, first_us, floor_us, last_us, dmin_us) "
         f"{probe_join}"
         f"CROSS JOIN LATERAL (SELECT t.entity_id, t.ts, t.load_id, -1 AS sb{vals} FROM {t} t "
         f"WHERE t.entity_id = r.e AND t.ts >= {lo} AND t.ts <= {hi} "
         f"UNION ALL SELECT h.entity_id, h.ts, h.load_id, h.superseded_by{vals} FROM {h} h "
-        f"WHERE h.entity_id = r.e AND h.ts >= {lo} AND h.ts <= {hi}) x "
-        "LEFT JOIN loads lf ON lf.load_id = x.load_id LEFT JOIN loads lt ON lt.load_id = x.sb"
+        f"WHERE h.entity_id = r.e AND h.ts >= {lo} AND h.ts <= {hi}) x"
     )
+
+
+STAMPS_SQL = f"SELECT load_id, {_us('committed_at')} FROM loads WHERE load_id = ANY(%(ids)s::int8[])"
+
+
+def _stamps(reader: Reader, load_ids: np.ndarray, *, current: int) -> np.ndarray:
+    """``loads.committed_at`` (µs) of each of ``load_ids``: load 0 -> the int8 minimum (known from
+    the start), ``current`` (the marker of a current row's ``superseded_by``) -> the maximum."""
+    uniq, inverse = np.unique(load_ids, return_inverse=True)
+    ask = uniq[(uniq != 0) & (uniq != current)]
+    rows: list[tuple[int, int]] = []
+    if ask.size:
+        rows = reader._run(lambda conn: conn.execute(STAMPS_SQL, {"ids": ask.tolist()}, prepare=True).fetchall())
+    # a load no longer in the log (cut by retention) is older than the history: known from the start
+    stamp = np.full(uniq.size, _MIN_US, dtype=np.int64)
+    if rows:
+        got = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        stamp[np.searchsorted(uniq, got[:, 0])] = got[:, 1]
+    stamp[uniq == current] = _MAX_US
+    return stamp[inverse.reshape(-1)]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -131,8 +151,10 @@ def _fetch_versions(
     )
     eid = _column(tab, "entity_id").astype(np.int32, copy=False)
     ts = tab.column("ts").cast(pa.int64()).to_numpy()
-    vf = _column(tab, "vf").astype(np.int64, copy=False)
-    vt = _column(tab, "vt").astype(np.int64, copy=False)
+    lf = _column(tab, "load_id").astype(np.int64, copy=False)
+    lt = _column(tab, "sb").astype(np.int64, copy=False)
+    both = _stamps(reader, np.concatenate([lf, lt]), current=-1)
+    vf, vt = both[: lf.size], both[lf.size :]
     perm = np.lexsort((vf, ts, eid))
     return eid[perm], ts[perm], vf[perm], vt[perm], {c: _column(tab, c)[perm] for c in columns}
 
