@@ -12,7 +12,9 @@ Call cost: with a dict of float64 arrays and int64 offsets (what the write path 
 is O(1) Python (a cached per-spec plan, two ``np.empty``) plus one kernel dispatch; the kernel
 validates offsets, state shape and bar counts in the same call, before writing anything. Other
 argument types take a checked path that converts them (the kernels never compile a second
-signature).
+signature). For a view's per-bar updates, ``prepare_update`` (``featurestore.indicators.prepared``)
+loads every kernel and checks every state once, when the view opens, and then advances all
+its specs with one check of the new bars and one kernel call per spec.
 
 Results are TA-Lib 0.8's, bit for bit, with TA-Lib's defaults, including its handling of NaN:
 leading bars where any input is NaN are skipped (output NaN, the indicator starts at the first
