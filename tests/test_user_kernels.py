@@ -742,3 +742,20 @@ def test_constants_the_code_hash_misses_still_key_the_disk_cache(tmp_path: Path,
         unregister("uk_shift")
     assert len(list((tmp_path / "featurestore_user_kernels").glob("uk_shift_*.py"))) == 4
     assert len(hashes) == 4
+
+
+def test_a_self_recursive_function_works_inlined() -> None:
+    """The inlined copy calls the user's own dispatcher, which recurses as compiled."""
+
+    @njit
+    def first(close, period):  # type: ignore[no-untyped-def]
+        if close.size == 1:
+            return close[0]
+        return first(close[:-1], period)
+
+    try:
+        register("uk_rec", params={"period": 3}, window="period")(first)
+        x = np.array([1.0, 2.0, 4.0, 8.0])
+        assert_bits(compute("uk_rec_3", x)["uk_rec_3"], np.array([np.nan, np.nan, 1.0, 2.0]), "first of the window")
+    finally:
+        unregister("uk_rec")

@@ -214,8 +214,12 @@ def _load(build: _Build, ns: dict[str, Any]) -> Any:
                 raise OSError(f"cannot import {build.path}")
             module = importlib.util.module_from_spec(spec)
             module.__dict__.update(ns)
-            spec.loader.exec_module(module)
             sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
             return module._run
         except OSError:
             pass  # an unwritable or vanished cache directory: compile in memory
