@@ -3,6 +3,11 @@
 Two strategies give the same result: one range read per symbol over its events' span, then a
 binary search per symbol in numpy (many events per symbol), or one LATERAL index probe per
 distinct (symbol, event time) in SQL (few events over long histories); ``"auto"`` estimates both.
+
+Knowledge time: ``as_known_at=T`` runs the same reads on the store as it stood at ``T`` (the
+known forms of the queries, probes clamped to ``T`` minus the view's availability lag);
+``known_at_col`` resolves each event at its own decision time from every row version
+(:mod:`featurestore.read.versions`).
 """
 
 from __future__ import annotations
