@@ -39,6 +39,7 @@ from featurestore.indicators.kernels.ma import (
     ma_lookback,
     ma_step,
     ma_width,
+    twin,
     variant,
 )
 
@@ -398,8 +399,10 @@ def _bbands_variant(mt: int) -> object:
         bad = _begin(x, offsets, period + 5 + ma_width(mt, period), state_in, state)
         if bad != 0:
             return bad
-        block = state[:, period + 5 :]
+        block = np.empty((state.shape[0], state.shape[1] - period - 5))
+        block[:] = state[:, period + 5 :]  # a copy (never a view of ``state``): contiguous
         _ma_into(mt, x, offsets, period, block, block, out_middle)
+        state[:, period + 5 :] = block
         lb = ma_lookback(mt, period, 0)
         return _bbands_std(x, offsets, period, nbdevup, nbdevdn, lb, state, out_upper, out_middle, out_lower)
 
@@ -458,6 +461,17 @@ def _ma_blocks(x, offsets, matype, period, state_in, state, out):  # type: ignor
     return 0
 
 
+# The matypes' own kernels, callable with any state layout (see ``ma.twin``).
+_sma_k = twin(sma_run)
+_ema_k = twin(ema_run)
+_wma_k = twin(wma_run)
+_dema_k = twin(dema_run)
+_tema_k = twin(tema_run)
+_trima_k = twin(trima_run)
+_kama_k = twin(kama_run)
+_t3_k = twin(t3_run)
+
+
 # Kept small (calls only): numba's inlining copies the callee's IR once per block, so a large
 # inlined body makes the compile slow.
 @njit(inline="always")
@@ -469,21 +483,21 @@ def _ma_into(matype, x, offsets, period, state_in, state, out):  # type: ignore[
     if period == 1:
         return _ma_copy(x, offsets, ma_width(matype, 1), state_in, state, out)
     if matype == SMA:
-        return sma_run(x, offsets, period, state_in, state, out)
+        return _sma_k(x, offsets, period, state_in, state, out)
     if matype == EMA:
-        return ema_run(x, offsets, period, 0, state_in, state, out)
+        return _ema_k(x, offsets, period, 0, state_in, state, out)
     if matype == WMA:
-        return wma_run(x, offsets, period, state_in, state, out)
+        return _wma_k(x, offsets, period, state_in, state, out)
     if matype == DEMA:
-        return dema_run(x, offsets, period, state_in, state, out)
+        return _dema_k(x, offsets, period, state_in, state, out)
     if matype == TEMA:
-        return tema_run(x, offsets, period, state_in, state, out)
+        return _tema_k(x, offsets, period, state_in, state, out)
     if matype == TRIMA:
-        return trima_run(x, offsets, period, state_in, state, out)
+        return _trima_k(x, offsets, period, state_in, state, out)
     if matype == KAMA:
-        return kama_run(x, offsets, period, 0, state_in, state, out)
+        return _kama_k(x, offsets, period, 0, state_in, state, out)
     if matype == T3:
-        return t3_run(x, offsets, period, 0.7, 0, state_in, state, out)
+        return _t3_k(x, offsets, period, 0.7, 0, state_in, state, out)
     # MAMA (7) hooks in here: a kernel of its own (kernels/mama.py) on the block's layout.
     return _ma_blocks(x, offsets, matype, period, state_in, state, out)
 
@@ -501,40 +515,52 @@ ma_run = MatypeKernel("ma_run", _ma_variant, (3,))
 
 # --------------------------------------------------------------------------- APO, PPO, TRIX
 @njit(cache=True)
-def _po_finish(offsets, state, out, slow, pct):  # type: ignore[no-untyped-def]
-    """APO = fast - slow (``out`` holds the fast MA); PPO = (fast - slow) / slow * 100, 0.0 where
-    the slow MA is within TA_IS_ZERO (|slow| < 1e-14). The row's count is its blocks'."""
-    for k in range(offsets.size - 1):
-        state[k, 0] = state[k, 1]
+def _po_combine(out, start, slow, n, pct):  # type: ignore[no-untyped-def]
+    """One symbol's ``out[start:start+n]`` (the fast MA) becomes APO = fast - slow, or PPO =
+    (fast - slow) / slow * 100 with 0.0 where the slow MA is within TA_IS_ZERO (|slow| < 1e-14)."""
     if pct:
-        for i in range(out.size):
-            s = slow[i]
+        for j in range(n):
+            s = slow[j]
             if -1e-14 < s and s < 1e-14:
-                out[i] = 0.0
+                out[start + j] = 0.0
             else:
-                out[i] = (out[i] - s) / s * 100.0
+                out[start + j] = (out[start + j] - s) / s * 100.0
     else:
-        for i in range(out.size):
-            out[i] = out[i] - slow[i]
+        for j in range(n):
+            out[start + j] = out[start + j] - slow[j]
     return 0
 
 
 def _po_variant(name: str, mt: int, pct: bool) -> object:
-    """TA-Lib's APO/PPO (fast <= slow, swapped by the definition as TA-Lib does): two TA_MA
-    (``_ma_into``) fed from the first valid bar, each on its block of the state row, then
-    ``_po_finish``. State: [count, fast MA block, slow MA block] (every count is the number
-    of bars consumed)."""
+    """TA-Lib's APO/PPO (fast <= slow, swapped by the definition as TA-Lib does): per symbol,
+    two TA_MA (``_ma_into``) fed from the first valid bar, each on a copy of its block of the
+    state row (the slow one into a buffer that stays in cache), then ``_po_combine``.
+    State: [count, fast MA block, slow MA block] (every count is the number of bars consumed)."""
     def po_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
         wf = ma_width(mt, fast)
         bad = _begin(x, offsets, 1 + wf + ma_width(mt, slow), state_in, state)
         if bad != 0:
             return bad
-        fast_block = state[:, 1 : 1 + wf]
-        slow_block = state[:, 1 + wf :]
-        _ma_into(mt, x, offsets, fast, fast_block, fast_block, out)
-        s = np.empty(x.size)
-        _ma_into(mt, x, offsets, slow, slow_block, slow_block, s)
-        return _po_finish(offsets, state, out, s, pct)
+        longest = 0
+        for k in range(offsets.size - 1):
+            longest = max(longest, offsets[k + 1] - offsets[k])
+        buf = np.empty(longest)
+        fb = np.empty((1, wf))
+        sb = np.empty((1, state.shape[1] - 1 - wf))
+        one = np.zeros(2, np.int64)
+        for k in range(offsets.size - 1):
+            start = offsets[k]
+            end = offsets[k + 1]
+            one[1] = end - start
+            fb[0] = state[k, 1 : 1 + wf]
+            sb[0] = state[k, 1 + wf :]
+            _ma_into(mt, x[start:end], one, fast, fb, fb, out[start:end])
+            _ma_into(mt, x[start:end], one, slow, sb, sb, buf)
+            state[k, 1 : 1 + wf] = fb[0]
+            state[k, 1 + wf :] = sb[0]
+            state[k, 0] = fb[0, 0]
+            _po_combine(out, start, buf, end - start, pct)
+        return 0
 
     return variant(po_run, name, (mt,))
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import types
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -436,6 +437,18 @@ def variant(py_func: Callable[..., Any], name: str, key: tuple[int, ...]) -> Any
     py_func.__name__ = f"{name}__{tag}"
     py_func.__qualname__ = f"{name}__{tag}"
     return njit(cache=True)(py_func)
+
+
+def twin(kernel: Any) -> Any:
+    """A second ``@njit(cache=True)`` dispatcher of ``kernel``'s code (named ``<name>__twin``) for
+    other kernels to call: ``specialize`` bars the kind's own dispatcher from compiling any
+    signature but the api's, and a caller may pass other array types (state column slices)."""
+    f = kernel.py_func
+    g = types.FunctionType(f.__code__, f.__globals__, f"{f.__name__}__twin", f.__defaults__, f.__closure__)
+    g.__qualname__ = f"{f.__qualname__}__twin"
+    g.__module__ = f.__module__
+    g.__doc__ = f.__doc__
+    return njit(cache=True)(g)
 
 
 class MatypeKernel:
