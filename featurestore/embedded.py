@@ -28,6 +28,10 @@ _log = logging.getLogger(__name__)
 CleanupMode = Literal["stop", "keep"]
 
 
+#: seconds ``EmbeddedServer.stop`` waits for the server to shut down
+STOP_TIMEOUT_S = 180
+
+
 @dataclass(frozen=True)
 class ServerStatus:
     """What is true of an embedded server's data directory right now."""
@@ -121,7 +125,9 @@ class EmbeddedServer:
         user = "pgserver" if os.geteuid() == 0 else None
         pgexec(
             "pg_ctl",
-            ("-w", "-D", str(self.data_dir), "-m", "fast", "stop"),
+            # -t: pg_ctl's default 60 s wait is too short for the shutdown checkpoint of a
+            # busy server on a loaded machine (the stop then fails while the server goes down)
+            ("-w", "-t", str(STOP_TIMEOUT_S), "-D", str(self.data_dir), "-m", "fast", "stop"),
             bin_path=ps.POSTGRES_VERSIONS[ps.TARGET_POSTGRES_VERSION],
             user=user,
         )

@@ -222,8 +222,9 @@ def export(
             # A read of no symbols checks start/end/view/columns and gives the schema before any work.
             schema = read([]).schema
             names = snap.run(_all_symbols) if symbols is None else _requested(symbols)
-            meta = {"view": view, "version": version, "start": _text(start), "end": _text(end),
-                    "as_known_at": _text(as_known_at)}
+            meta = {"view": view, "version": version, "start": _text(start), "end": _text(end)}
+            if as_known_at is not None:  # what the file is: the store as it stood then
+                meta["as_known_at"] = _text(as_known_at)
             if view is not None:
                 meta["version"] = snap.run(lambda conn: _view_version(conn, view, version))
             schema = schema.with_metadata({"featurestore": json.dumps(meta)})

@@ -237,7 +237,7 @@ def content(conn: psycopg.Connection[Any], view_table: str | None = "fv_tech_v1"
     if view_table:
         out["features"] = conn.execute(
             sql.SQL(
-                "SELECT count(*), md5(string_agg(e.symbol || (to_jsonb(t) - 'entity_id')::text, '|' "
+                "SELECT count(*), md5(string_agg(e.symbol || (to_jsonb(t) - 'entity_id' - 'load_id')::text, '|' "
                 "ORDER BY e.symbol, t.ts)) FROM {} t JOIN entities e USING (entity_id)"
             ).format(sql.Identifier(view_table))
         ).fetchone()

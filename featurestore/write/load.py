@@ -126,6 +126,12 @@ def _conflict_sql(source: str) -> str:
     )
 
 
+_LOG_STAMPED = (
+    "INSERT INTO loads (load_id, source, started_at, committed_at, rows_in, rows_inserted, rows_updated, "
+    "rows_unchanged, symbols, features_written, checksum) VALUES (%s, %s, %s, "
+    "(SELECT known_at FROM store_state WHERE id = 1), %s, %s, %s, %s, %s, %s, %s) RETURNING load_id"
+)
+_LOG_UNSTAMPED = _LOG_STAMPED.replace("(SELECT known_at FROM store_state WHERE id = 1)", "clock_timestamp()")
 _BAR_COPY_COLUMNS = ["entity_id", "load_id", "ts", *BAR_COLUMNS]
 _BAR_COPY_TYPES = ("int4", "int4", *BAR_TYPES[1:])
 _MAX_LOAD_ID = 2**31 - 1
@@ -412,10 +418,7 @@ class LoadWriter:
         row = self.conn.execute(
             # committed_at: the stamp bump_generation took under the store_state lock (a load
             # that changed nothing took no lock and stamps its own time)
-            "INSERT INTO loads (load_id, source, started_at, committed_at, rows_in, rows_inserted, rows_updated, "
-            "rows_unchanged, symbols, features_written, checksum) VALUES (%s, %s, %s, "
-            + ("(SELECT known_at FROM store_state WHERE id = 1)" if touched else "clock_timestamp()")
-            + ", %s, %s, %s, %s, %s, %s, %s) RETURNING load_id",
+            _LOG_STAMPED if touched else _LOG_UNSTAMPED,
             (
                 self.load_id,
                 res.source[:1000],

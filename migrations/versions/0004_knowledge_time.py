@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from psycopg import sql
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -53,8 +54,15 @@ $fn$
 """
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _execute(template: str, **parts: sql.Composable) -> None:
+    """Run ``template`` with identifiers composed by psycopg (never by string formatting)."""
+    conn = op.get_bind().connection.driver_connection
+    op.execute(sql.SQL(template).format(**parts).as_string(conn))  # type: ignore[arg-type]
+
+
+def _columns(names: list[str], not_null: bool) -> sql.Composable:
+    one = sql.SQL(", {} float8 NOT NULL") if not_null else sql.SQL(", {} float8")
+    return sql.SQL("").join(one.format(sql.Identifier(c)) for c in names)
 
 
 def _view_tables() -> list[str]:
@@ -78,29 +86,33 @@ def _feature_columns(table: str) -> list[str]:
 def _rebuild(table: str, columns: list[str], *, with_load: bool) -> None:
     """Re-create ``table`` with (or without) ``load_id`` after ``entity_id``, keeping its rows."""
     old = table + "_old"
-    q, qo = _quoted(table), _quoted(old)
-    op.execute(f"ALTER TABLE {q} RENAME TO {qo}")
-    op.execute(f"ALTER TABLE {qo} RENAME CONSTRAINT {_quoted(table + '_pkey')} TO {_quoted(old + '_pkey')}")
-    cols = ", ".join(f"{_quoted(c)} float8" + (" NOT NULL" if table == "bars" else "") for c in columns)
-    load = "load_id int4 NOT NULL, " if with_load else ""
-    op.execute(
-        f"CREATE TABLE {q} (entity_id int4 NOT NULL, {load}ts timestamptz NOT NULL"
-        + (f", {cols}" if cols else "")
-        + f", CONSTRAINT {_quoted(table + '_pkey')} PRIMARY KEY (entity_id, ts))"
+    q, qo = sql.Identifier(table), sql.Identifier(old)
+    _execute("ALTER TABLE {q} RENAME TO {qo}", q=q, qo=qo)
+    _execute(
+        "ALTER TABLE {qo} RENAME CONSTRAINT {pk} TO {opk}",
+        qo=qo, pk=sql.Identifier(table + "_pkey"), opk=sql.Identifier(old + "_pkey"),
     )
-    sel = ", ".join(["entity_id", *(["0"] if with_load else []), "ts", *(_quoted(c) for c in columns)])
-    ins = ", ".join(["entity_id", *(["load_id"] if with_load else []), "ts", *(_quoted(c) for c in columns)])
-    op.execute(f"INSERT INTO {q} ({ins}) SELECT {sel} FROM {qo} ORDER BY entity_id, ts")
-    op.execute(f"DROP TABLE {qo}")
+    load = sql.SQL("load_id int4 NOT NULL, " if with_load else "")
+    _execute(
+        "CREATE TABLE {q} (entity_id int4 NOT NULL, {load}ts timestamptz NOT NULL{cols}, "
+        "CONSTRAINT {pk} PRIMARY KEY (entity_id, ts))",
+        q=q, load=load, cols=_columns(columns, table == "bars"),
+        pk=sql.Identifier(table + "_pkey"),
+    )
+    names = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c)) for c in columns)
+    _execute(
+        "INSERT INTO {q} (entity_id, {lc}ts{names}) SELECT entity_id, {lv}ts{names} FROM {qo} ORDER BY entity_id, ts",
+        q=q, qo=qo, names=names,
+        lc=sql.SQL("load_id, " if with_load else ""), lv=sql.SQL("0, " if with_load else ""),
+    )
+    _execute("DROP TABLE {qo}", qo=qo)
 
 
 def _history_table(table: str, columns: list[str]) -> None:
-    cols = "".join(f", {_quoted(c)} float8" for c in columns)
-    h = _quoted(table + "_h")
-    op.execute(
-        f"CREATE TABLE {h} (entity_id int4 NOT NULL, load_id int4 NOT NULL, ts timestamptz NOT NULL, "
-        f"superseded_by int4 NOT NULL{cols}, CONSTRAINT {_quoted(table + '_h_pkey')} "
-        "PRIMARY KEY (entity_id, ts, superseded_by))"
+    _execute(
+        "CREATE TABLE {h} (entity_id int4 NOT NULL, load_id int4 NOT NULL, ts timestamptz NOT NULL, "
+        "superseded_by int4 NOT NULL{cols}, CONSTRAINT {pk} PRIMARY KEY (entity_id, ts, superseded_by))",
+        h=sql.Identifier(table + "_h"), cols=_columns(columns, False), pk=sql.Identifier(table + "_h_pkey"),
     )
 
 
@@ -135,7 +147,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS fs_knowledge(timestamptz)")
     for table in _view_tables():
-        op.execute(f"DROP TABLE IF EXISTS {_quoted(table + '_h')}")
+        _execute("DROP TABLE IF EXISTS {h}", h=sql.Identifier(table + "_h"))
         _rebuild(table, _feature_columns(table), with_load=False)
     op.drop_table("bars_history")
     _rebuild("bars", list(OHLCV), with_load=False)

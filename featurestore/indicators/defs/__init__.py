@@ -55,7 +55,7 @@ at their default]``; numbers as shortest round-trip decimals with ``.`` written 
 parameter ``unstable`` (tag ``"u"``, ``defs.averages.UNSTABLE``); ``base.ta(...,
 unstable="EMA")`` sets ``talib.set_unstable_period`` around the reference call.
 
-User-defined kinds (``featurestore.indicators.register``, contract in ``indicators/user.py``)
+User-defined kinds (``featurestore.indicators.register``, contract in ``indicators/user/__init__.py``)
 are not definitions here: they join ``registry.KINDS`` at registration, never ``ALL_DEFS`` or
 ``STATE_LAYOUTS``, and may not shadow or extend a kind defined here.
 
