@@ -82,6 +82,44 @@ def known_source(table: str, columns: Sequence[str]) -> str:
     )
 
 
+
+def _last_known(
+    table: str, bar_cols: Sequence[str], feat_cols: Sequence[str], key: str, upper: str, lower: str | None = None
+) -> str:
+    """The last row visible at knowledge time with ``entity_id = key`` and ``lower <= ts <= upper``,
+    as a subquery with columns ts and the value columns.
+
+    Two probes, each an Index Scan Backward with LIMIT 1: the current table first, then the
+    history table only above the row found there (a LIMIT over a UNION ALL would sort every
+    candidate, and a history probe without that bound walks every superseded version of the
+    entity that is no longer visible); the history row, when there is one, is the later one.
+    With bars columns on a view, the bar of the winning row is joined after.
+    """
+    own = [*bar_cols, *feat_cols] if table == "bars" else list(feat_cols)
+    cols = "".join(f", t.{_quote(c)}" for c in own)
+    t = _quote(table) if table != "bars" else "bars"
+    h = _quote(history_table(table)) if table != "bars" else "bars_history"
+    where = f"t.entity_id = {key} AND t.ts <= {upper}" + (f" AND t.ts >= {lower}" if lower else "")
+    order = " ORDER BY t.ts DESC LIMIT 1"
+    current = f"(SELECT t.ts{cols} FROM {t} t WHERE {where} AND {_known('t.load_id')}{order})"
+    history = (
+        f"(SELECT t.ts{cols} FROM {h} t WHERE {where} AND t.ts > coalesce(c.ts, '-infinity') "
+        f"AND {_known('t.load_id')} AND NOT {_known('t.superseded_by')}{order})"
+    )
+    pick = "".join(f", CASE WHEN h.ts IS NULL THEN c.{_quote(c)} ELSE h.{_quote(c)} END AS {_quote(c)}" for c in own)
+    found = (
+        f"SELECT {key} AS entity_id, coalesce(h.ts, c.ts) AS ts{pick} FROM (SELECT 1) one "
+        f"LEFT JOIN LATERAL {current} c ON true LEFT JOIN LATERAL {history} h ON true "
+        "WHERE c.ts IS NOT NULL OR h.ts IS NOT NULL"
+    )
+    if table == "bars" or not bar_cols:
+        out = "".join(f", y.{_quote(c)}" for c in own)
+        return f"(SELECT y.ts{out} FROM ({found}) y)"
+    out = "".join(f", b.{_quote(c)}" for c in bar_cols) + "".join(f", y.{_quote(c)}" for c in feat_cols)
+    bars = known_source("bars", bar_cols)
+    return f"(SELECT y.ts{out} FROM ({found}) y JOIN {bars} b ON b.entity_id = y.entity_id AND b.ts = y.ts)"
+
+
 def _select(
     table: str, bar_cols: Sequence[str], feat_cols: Sequence[str], known: bool = False
 ) -> tuple[str, str]:
@@ -134,15 +172,18 @@ def latest_sql(
     an Index Scan Backward with LIMIT 1 per entity. Columns: ordinal, ts as int8 µs (NaT sentinel
     when missing), then the value columns.
     """
-    cols, source = _select(table, bar_cols, feat_cols, known)
-    with_k = KNOWLEDGE_CTE if known else ""
-    return with_k + (
+    cols, source = _select(table, bar_cols, feat_cols)
+    inner = (
+        _last_known(table, bar_cols, feat_cols, "e.entity_id", "%(as_of)s::timestamptz")
+        if known
+        else f"(SELECT t.ts{cols} FROM {source} WHERE t.entity_id = e.entity_id "
+        "AND t.ts <= %(as_of)s::timestamptz ORDER BY t.ts DESC LIMIT 1)"
+    )
+    return (KNOWLEDGE_CTE if known else "") + (
         f"SELECT r.k, {_us('x.ts')}{''.join(', x.' + _quote(c) for c in (*bar_cols, *feat_cols))} "
         "FROM unnest(%(symbols)s::text[]) WITH ORDINALITY AS r(symbol, k) "
         "LEFT JOIN entities e ON e.symbol = r.symbol "
-        f"LEFT JOIN LATERAL (SELECT t.ts{cols} FROM {source} "
-        "WHERE t.entity_id = e.entity_id AND t.ts <= %(as_of)s::timestamptz "
-        "ORDER BY t.ts DESC LIMIT 1) x ON true ORDER BY r.k"
+        f"LEFT JOIN LATERAL {inner} x ON true ORDER BY r.k"
     )
 
 
@@ -155,13 +196,16 @@ def latest_one_sql(
     prepared statement, where the array form is re-planned per call (``benchmarks/read.py``
     measures both against the bare ``ORDER BY ts DESC LIMIT 1`` by entity id).
     """
-    cols, source = _select(table, bar_cols, feat_cols, known)
-    with_k = KNOWLEDGE_CTE if known else ""
-    return with_k + (
-        f"SELECT 1, {_us('x.ts')}{''.join(', x.' + _quote(c) for c in (*bar_cols, *feat_cols))} "
-        f"FROM (SELECT t.ts{cols} FROM {source} "
-        "WHERE t.entity_id = (SELECT entity_id FROM entities WHERE symbol = %(symbol)s) "
-        "AND t.ts <= %(as_of)s::timestamptz ORDER BY t.ts DESC LIMIT 1) x"
+    cols, source = _select(table, bar_cols, feat_cols)
+    entity = "(SELECT entity_id FROM entities WHERE symbol = %(symbol)s)"
+    inner = (
+        _last_known(table, bar_cols, feat_cols, entity, "%(as_of)s::timestamptz")
+        if known
+        else f"(SELECT t.ts{cols} FROM {source} WHERE t.entity_id = {entity} "
+        "AND t.ts <= %(as_of)s::timestamptz ORDER BY t.ts DESC LIMIT 1)"
+    )
+    return (KNOWLEDGE_CTE if known else "") + (
+        f"SELECT 1, {_us('x.ts')}{''.join(', x.' + _quote(c) for c in (*bar_cols, *feat_cols))} FROM {inner} x"
     )
 
 
@@ -178,7 +222,13 @@ def training_sql(
     """
     cols, source = _select(table, bar_cols, feat_cols, known)
     with_k = KNOWLEDGE_CTE if known else ""
-    t = known_source(table, []) if known else (_quote(table) if table != "bars" else "bars")
+    t = _quote(table) if table != "bars" else "bars"
+    probe = (
+        f"(SELECT y.ts AS lo FROM {_last_known(table, [], [], 'r.e', _from_us('r.first_us'))} y)"
+        if known
+        else f"(SELECT p.ts AS lo FROM {t} p WHERE p.entity_id = r.e AND p.ts <= {_from_us('r.first_us')} "
+        "ORDER BY p.ts DESC LIMIT 1)"
+    )
     hi = _from_us("r.last_us")
     lo = f"coalesce(s.lo, {_from_us('r.first_us')})"  # no row before the first event: start there
     where = f"t.entity_id = r.e AND t.ts >= {lo} AND t.ts <= {hi}"
@@ -188,8 +238,7 @@ def training_sql(
     return with_k + (
         f"SELECT x.entity_id, x.ts{outer} "
         "FROM unnest(%(ids)s::int4[], %(first)s::int8[], %(last)s::int8[]) AS r(e, first_us, last_us) "
-        f"LEFT JOIN LATERAL (SELECT p.ts AS lo FROM {t} p WHERE p.entity_id = r.e "
-        f"AND p.ts <= {_from_us('r.first_us')} ORDER BY p.ts DESC LIMIT 1) s ON true "
+        f"LEFT JOIN LATERAL {probe} s ON true "
         f"CROSS JOIN LATERAL (SELECT t.entity_id, t.ts{cols} FROM {source} WHERE {where} ORDER BY t.ts) x"
     )
 
@@ -203,16 +252,20 @@ def point_sql(
     Index Scan Backward with LIMIT 1 per key; keys with no such row return nothing. Column ``k``
     is the key's 1-based position.
     """
-    cols, source = _select(table, bar_cols, feat_cols, known)
-    with_k = KNOWLEDGE_CTE if known else ""
+    cols, source = _select(table, bar_cols, feat_cols)
     outer = "".join(", x." + _quote(c) for c in (*bar_cols, *feat_cols))
     where = f"t.entity_id = r.e AND t.ts <= {_from_us('r.t')} AND t.ts >= {_from_us('r.lo')}"
     if table != "bars" and bar_cols:
         where += f" AND b.entity_id = r.e AND b.ts <= {_from_us('r.t')} AND b.ts >= {_from_us('r.lo')}"
-    return with_k + (
+    inner = (
+        _last_known(table, bar_cols, feat_cols, "r.e", _from_us("r.t"), _from_us("r.lo"))
+        if known
+        else f"(SELECT t.ts{cols} FROM {source} WHERE {where} ORDER BY t.ts DESC LIMIT 1)"
+    )
+    return (KNOWLEDGE_CTE if known else "") + (
         f"SELECT r.k, x.ts{outer} "
         "FROM unnest(%(ids)s::int4[], %(ts)s::int8[], %(lo)s::int8[]) WITH ORDINALITY AS r(e, t, lo, k) "
-        f"CROSS JOIN LATERAL (SELECT t.ts{cols} FROM {source} WHERE {where} ORDER BY t.ts DESC LIMIT 1) x"
+        f"CROSS JOIN LATERAL {inner} x"
     )
 
 

@@ -118,11 +118,8 @@ def training_frame(
     else:
         # with as_known_at, rows later than T - lag were not published yet: probe no further
         probe_ts = key_ts if known is None else np.minimum(key_ts, _to_us(known) - lag_us)
-        # at a knowledge time "auto" reads ranges: point_sql's known form sorts each probe's
-        # candidates (UNION ALL of the table and its history) instead of stopping at the first
         per_event = strategy == "per_event" or (
             strategy == "auto"
-            and known is None
             and key_ts.size > 0
             and _per_event_is_cheaper(reader, fv, ent_ids, key_pos, key_ts)
         )
