@@ -18,15 +18,18 @@ import json, numpy as np
 from featurestore.indicators import compute
 from featurestore.indicators.kernels import ma
 x = 100 + np.cumsum(np.random.default_rng(3).normal(0, 1, 300))
-out = {s: compute(s, x) for s in ("ma_30", "apo_12_26", "bbands_20_2_m1")}
+out = {s: compute(s, x) for s in ("ma_30", "apo_12_26", "bbands_20_2_m1", "stochrsi")}
+for s in ("stoch", "stochf"):
+    compute(s, {"high": x + 1, "low": x - 1, "close": x})
 blocks = {n: len(getattr(ma, n).signatures) for n in ("_wma", "_dema", "_tema", "_trima", "_kama", "_t3")}
 print(json.dumps({"blocks": blocks, "ma_30": list(out["ma_30"].values())[0][-5:].tolist()}))
 """
 
 
 def test_first_use_of_a_matype_compiles_no_other_matypes_block(tmp_path: Path) -> None:
-    """MA/APO/BBANDS with SMA/EMA in a fresh process (empty numba cache): none of the WMA, DEMA,
-    TEMA, TRIMA, KAMA, T3 blocks is compiled (they were, inside a per-bar matype dispatch)."""
+    """MA/APO/BBANDS with SMA/EMA and STOCH/STOCHF/STOCHRSI with SMA in a fresh process (empty
+    numba cache): none of the WMA, DEMA, TEMA, TRIMA, KAMA, T3 blocks is compiled (they were,
+    inside a per-bar matype dispatch)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", _FIRST_USE], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -33,13 +33,13 @@ from featurestore.indicators.kernels.common import (
     _skip_leading_nan1,
     _skip_leading_nan3,
 )
-from featurestore.indicators.kernels.ma import ma_lookback, ma_step, ma_width
+from featurestore.indicators.kernels.ma import MatypeKernel, ma_lookback, ma_step, ma_width, variant
 
 #: T3's volume factor inside TA_MA (%K/%D smoothing with matype 8).
 _T3_VFACTOR = 0.7
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rescan_low(src, i0, j0, ring, n, trailing, today):  # type: ignore[no-untyped-def]
     """Lowest of bars trailing..today (strict <: the first of equal values wins). Bar j is
     ``src[i0 + j - j0]`` from this call's first bar j0 on, else the state ring (slot j % n)."""
@@ -61,7 +61,7 @@ def _rescan_low(src, i0, j0, ring, n, trailing, today):  # type: ignore[no-untyp
     return ext, idx
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rescan_high(src, i0, j0, ring, n, trailing, today):  # type: ignore[no-untyped-def]
     """Highest of bars trailing..today (mirror of ``_rescan_low``)."""
     idx = trailing
@@ -82,7 +82,7 @@ def _rescan_high(src, i0, j0, ring, n, trailing, today):  # type: ignore[no-unty
     return ext, idx
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _save_ring(src, i0, j0, jend, ring, n):  # type: ignore[no-untyped-def]
     """Keep this call's last (up to n) bars j0..jend-1 in the ring (slot j % n)."""
     for j in range(max(j0, jend - n), jend):
@@ -100,27 +100,10 @@ def _stoch_k(cl, lowest, highest):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def _ma(row, o, matype, period, x, generic):  # type: ignore[no-untyped-def]
-    """``ma_step(matype, period, 0, 0.7, row, o, x)``. Callers pass ``generic`` as a constant
-    (False only when every matype of the kernel is 0): then SMA is inlined -- the same
-    operations on the same block layout ([count, total, ring[period-1]]) as ``kernels.ma``'s
-    SMA and period-1 copy -- and the call, dead code, leaves the loop."""
-    if generic:
-        return ma_step(matype, period, 0, _T3_VFACTOR, row, o, x)
-    c = np.int64(row[o])
-    row[o] = c + 1
-    if period == 1:
-        return x
-    m = period - 1
-    total = row[o + 1] + x
-    slot = o + 2 + c % m
-    out = np.nan
-    if c >= m:
-        out = total / period
-        total -= row[slot]
-    row[o + 1] = total
-    row[slot] = x
-    return out
+def _ma(row, o, matype, period, x):  # type: ignore[no-untyped-def]
+    """``ma_step(matype, period, 0, 0.7, row, o, x)``, ``matype`` a compile-time constant (the
+    kernels' ``MatypeKernel`` variants): only that block is compiled, without a per-bar branch."""
+    return ma_step(matype, period, 0, _T3_VFACTOR, row, o, x)
 
 
 # ------------------------------------------------------------------------------------- WILLR
@@ -234,7 +217,7 @@ def willr_run(high, low, close, offsets, period, state_in, state, out):  # type:
 
 # ----------------------------------------------------------------------------- STOCHF, STOCH
 @njit(cache=True, inline="always")
-def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, generic, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
     """%K over n bars from bar n-1, then one MA (STOCHF: %D) or two chained MAs (STOCH: slow
     %K, then slow %D from slow %K's first value). Outputs (%K or slow %K, %D) from the total
     lookback. State: [count, lowest, its bar, highest, its bar, low ring[n], high ring[n],
@@ -297,10 +280,10 @@ def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, generic, st
                 hi = t
                 highest = vh
             kv = _stoch_k(close[i], lowest, highest)
-            m1 = _ma(row, b1, mt1, p1, kv, generic)
+            m1 = _ma(row, b1, mt1, p1, kv)
             if two:
                 a = m1
-                b = _ma(row, b2, mt2, p2, m1, generic) if t >= lb1 else np.nan
+                b = _ma(row, b2, mt2, p2, m1) if t >= lb1 else np.nan
             else:
                 a = kv
                 b = m1
@@ -321,49 +304,48 @@ def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, generic, st
     return 0
 
 
-@njit(cache=True)
-def stochf_run(high, low, close, offsets, fastk, fastd, fastd_matype, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
-    """Fast stochastic (ta_STOCHF.c): %K over fastk bars from bar fastk-1 (``_stoch_k``, the
-    rescan extremes), %D = TA_MA(fastd, fastd_matype) of %K; both output from bar fastk-1 + the
-    MA's lookback. MAMA (7) is not supported (the wrapper refuses it).
+def _stochf_variant(mt: int) -> object:
+    def stochf_run(high, low, close, offsets, fastk, fastd, fastd_matype, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+        return _stoch_core(high, low, close, offsets, fastk, mt, fastd, 0, 1, False, state_in, state, out_k, out_d)
 
-    State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk],
-    %D ``ma_step`` block].
-    """
-    if fastd_matype == 0:  # the default: SMA inlined (see ``_ma``)
-        return _stoch_core(high, low, close, offsets, fastk, 0, fastd, 0, 1, False, False,
-                           state_in, state, out_k, out_d)
-    return _stoch_core(high, low, close, offsets, fastk, fastd_matype, fastd, 0, 1, False, True,
-                       state_in, state, out_k, out_d)
+    return variant(stochf_run, "stochf_run", (mt,))
 
 
-@njit(cache=True)
-def stoch_run(high, low, close, offsets, fastk, slowk, slowk_matype, slowd, slowd_matype, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
-    """Slow stochastic (ta_STOCH.c): %K as in ``stochf_run``, slow %K = TA_MA(slowk,
-    slowk_matype) of %K, slow %D = TA_MA(slowd, slowd_matype) of slow %K from its first value;
-    both output from bar fastk-1 + both MA lookbacks. MAMA (7) is not supported.
+def _stoch_variant(mt1: int, mt2: int) -> object:
+    def stoch_run(high, low, close, offsets, fastk, slowk, slowk_matype, slowd, slowd_matype, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+        return _stoch_core(high, low, close, offsets, fastk, mt1, slowk, mt2, slowd, True, state_in, state, out_k, out_d)
 
-    State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk],
-    slow %K ``ma_step`` block, slow %D ``ma_step`` block].
-    """
-    if slowk_matype == 0 and slowd_matype == 0:  # the default: SMA inlined (see ``_ma``)
-        return _stoch_core(high, low, close, offsets, fastk, 0, slowk, 0, slowd, True, False,
-                           state_in, state, out_k, out_d)
-    return _stoch_core(high, low, close, offsets, fastk, slowk_matype, slowk, slowd_matype, slowd, True, True,
-                       state_in, state, out_k, out_d)
+    return variant(stoch_run, "stoch_run", (mt1, mt2))
+
+
+#: Fast stochastic (ta_STOCHF.c): %K over fastk bars from bar fastk-1 (``_stoch_k``, the
+#: rescan extremes), %D = TA_MA(fastd, fastd_matype) of %K; both output from bar fastk-1 + the
+#: MA's lookback. MAMA (7) is not supported (the definition refuses it). One variant per matype.
+#: State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk], %D
+#: ``ma_step`` block].
+stochf_run = MatypeKernel("stochf_run", _stochf_variant, (6,))
+#: Slow stochastic (ta_STOCH.c): %K as in ``stochf_run``, slow %K = TA_MA(slowk, slowk_matype)
+#: of %K, slow %D = TA_MA(slowd, slowd_matype) of slow %K from its first value; both output
+#: from bar fastk-1 + both MA lookbacks. MAMA (7) is not supported. One variant per matype pair.
+#: State: [count, lowest, its bar, highest, its bar, low ring[fastk], high ring[fastk], slow %K
+#: ``ma_step`` block, slow %D ``ma_step`` block].
+stoch_run = MatypeKernel("stoch_run", _stoch_variant, (6, 8))
 
 
 # ---------------------------------------------------------------------------------- STOCHRSI
-@njit(cache=True)
-def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
-    """Stochastic RSI (ta_STOCHRSI.c); see ``_stochrsi_core``."""
-    if fastd_matype == 0:  # the default: SMA inlined (see ``_ma``)
-        return _stochrsi_core(x, offsets, period, fastk, fastd, 0, unstable, False, state_in, state, out_k, out_d)
-    return _stochrsi_core(x, offsets, period, fastk, fastd, fastd_matype, unstable, True, state_in, state, out_k, out_d)
+def _stochrsi_variant(mt: int) -> object:
+    def stochrsi_run(x, offsets, period, fastk, fastd, fastd_matype, unstable, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+        return _stochrsi_core(x, offsets, period, fastk, fastd, mt, unstable, state_in, state, out_k, out_d)
+
+    return variant(stochrsi_run, "stochrsi_run", (mt,))
+
+
+#: Stochastic RSI (ta_STOCHRSI.c); see ``_stochrsi_core``. One variant per %D matype.
+stochrsi_run = MatypeKernel("stochrsi_run", _stochrsi_variant, (5,))
 
 
 @njit(cache=True, inline="always")
-def _stochrsi_core(x, offsets, period, fastk, fastd, fastd_matype, unstable, generic, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
+def _stochrsi_core(x, offsets, period, fastk, fastd, fastd_matype, unstable, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
     """Stochastic RSI (ta_STOCHRSI.c): RSI(period) exactly as ``momentum.rsi_run``; from bar
     period + unstable (TA-Lib's RSI unstable period, which moves where the stochastic starts)
     the RSI values feed a fast stochastic with high = low = close = RSI (``stochf_run``).
@@ -451,7 +433,7 @@ def _stochrsi_core(x, offsets, period, fastk, fastd, fastd_matype, unstable, gen
                             hi = t
                             highest = rsi
                         kv = _stoch_k(rsi, lowest, highest)
-                        dv = _ma(row, db, fastd_matype, fastd, kv, generic)
+                        dv = _ma(row, db, fastd_matype, fastd, kv)
             if c >= lb:
                 out_k[i] = kv
                 out_d[i] = dv
