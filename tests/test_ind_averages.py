@@ -29,13 +29,16 @@ ROWS = [
                {"period": 3, "vfactor": 0.0}, {"period": 3, "vfactor": 1.0}, {"period": 5, "unstable": 10},
                {"period": 1, "vfactor": 0.77, "unstable": 2}]),
     Row("ma", [{"period": 1, "matype": 8}, {"period": 2, "matype": 2}]
-        + [{"period": 10, "matype": m} for m in (0, 1, 2, 3, 4, 5, 6, 8)]),
+        + [{"period": 10, "matype": m} for m in (0, 1, 2, 3, 4, 5, 6, 8)]
+        # MAMA: TA_MAMA(0.5, 0.05) whatever the period, but period 1 is TA_MA's copy
+        + [{"period": 1, "matype": 7}, {"period": 2, "matype": 7}, {"period": 30, "matype": 7}]),
     # APO/PPO: default, swapped periods, equal periods, period 2, every matype but MAMA
     Row("apo", [{"fast": 12, "slow": 26}, {"fast": 26, "slow": 12, "matype": 1}, {"fast": 2, "slow": 3, "matype": 6},
-                {"fast": 3, "slow": 10, "matype": 8}, {"fast": 5, "slow": 5, "matype": 2}]),
+                {"fast": 3, "slow": 10, "matype": 8}, {"fast": 5, "slow": 5, "matype": 2},
+                {"fast": 3, "slow": 10, "matype": 7}]),
     Row("ppo", [{"fast": 12, "slow": 26}, {"fast": 10, "slow": 3, "matype": 1}, {"fast": 2, "slow": 30, "matype": 6},
                 {"fast": 4, "slow": 6, "matype": 5}, {"fast": 3, "slow": 4, "matype": 3}, {"fast": 2, "slow": 7, "matype": 4},
-                {"fast": 2, "slow": 3, "matype": 8}]),
+                {"fast": 2, "slow": 3, "matype": 8}, {"fast": 12, "slow": 26, "matype": 7}]),
     Row("trix", [{"period": 1}, {"period": 2}, {"period": 5}, {"period": 30}, {"period": 100}]),
     # BBANDS with a non-SMA middle band (matype 0 rows live in test_indicator_engine.py)
     Row("bbands", [{"period": 2, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 1},
@@ -45,7 +48,9 @@ ROWS = [
                    {"period": 6, "nbdevup": 1.5, "nbdevdn": 0.5, "matype": 5},
                    {"period": 10, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 6},
                    {"period": 5, "nbdevup": 0.0, "nbdevdn": 3.0, "matype": 8},
-                   {"period": 20, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 1}]),
+                   {"period": 20, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 1},
+                   {"period": 5, "nbdevup": 2.0, "nbdevdn": 1.0, "matype": 7},
+                   {"period": 40, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 7}]),
     # KAMA as an MA block of its users: slow %K by KAMA over %K series with flat runs
     Row("stoch", [{"fastk": 5, "slowk": 10, "slowk_matype": 6, "slowd": 3, "slowd_matype": 8},
                   {"fastk": 5, "slowk": 3, "slowk_matype": 6, "slowd": 2, "slowd_matype": 6}]),
@@ -59,7 +64,7 @@ def test_long_series_every_matype_equals_talib_ma() -> None:
     x = 100 + np.cumsum(rng.normal(0, 1, 100_000))
     from featurestore.indicators import compute_batch
 
-    for m in (0, 1, 2, 3, 4, 5, 6, 8):
+    for m in (0, 1, 2, 3, 4, 5, 6, 7, 8):
         for p in (2, 5, 30):
             spec = parse_indicator(f"ma_{p}_{m}" if m else f"ma_{p}")
             got = compute_batch(spec, {"close": x})[0][spec.name]
@@ -131,8 +136,7 @@ def test_ma_names_and_matype_rule() -> None:
     assert parse_indicator("ma_30_1").lookback == talib.abstract.Function("MA", timeperiod=30, matype=1).lookback
     with pytest.raises(IndicatorError, match="not canonical"):
         parse_output_name("ma_30_0")
-    with pytest.raises(IndicatorError, match=r"matype 7 \(MAMA\) is not supported yet"):
-        parse_indicator("ma_30_7")
+    assert parse_indicator("ma_30_7").lookback == talib.abstract.Function("MA", timeperiod=30, matype=7).lookback == 32
     with pytest.raises(IndicatorError, match="matype"):
         parse_indicator("ma_30_9")
     assert parse_indicator("kama_30_u5").p == {"period": 30, "unstable": 5}
@@ -141,8 +145,7 @@ def test_ma_names_and_matype_rule() -> None:
     assert parse_indicator("ppo_12_26_1").p == {"fast": 12, "slow": 26, "matype": 1}
     with pytest.raises(IndicatorError, match="not canonical"):
         parse_output_name("ppo_12_26_0")
-    with pytest.raises(IndicatorError, match="MAMA"):
-        parse_indicator("ppo_12_26_7")
+    assert parse_indicator("ppo_12_26_7").p == {"fast": 12, "slow": 26, "matype": 7}
     with pytest.raises(IndicatorError):
         parse_indicator("apo_1_26")
     assert parse_indicator("trix_30").lookback == 88
@@ -151,8 +154,7 @@ def test_ma_names_and_matype_rule() -> None:
     assert parse_indicator("bbands_20_2_m1").p["matype"] == 1
     assert parse_indicator("bbands_20_2_1_m6").name == "bbands_20_2_1_m6"
     assert parse_indicator("bbands_20_2_m8").lookback == 6 * 19
-    with pytest.raises(IndicatorError, match="MAMA"):
-        parse_indicator("bbands_20_2_m7")
+    assert parse_indicator("bbands_20_2_m7").name == "bbands_20_2_m7"
 
 
 def test_ma_block_twins_agree() -> None:
@@ -160,7 +162,7 @@ def test_ma_block_twins_agree() -> None:
     from featurestore.indicators.defs import averages as d
     from featurestore.indicators.kernels import ma
 
-    for m in (0, 1, 2, 3, 4, 5, 6, 8):
+    for m in (0, 1, 2, 3, 4, 5, 6, 7, 8):
         for p in (1, 2, 3, 7, 30):
             for u in (0, 4):
                 assert d.ma_width(m, p) == ma.ma_width(m, p)

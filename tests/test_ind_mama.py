@@ -1,5 +1,6 @@
 """MAMA (MESA adaptive moving average, TA-Lib's MAMA with its unstable period): bit for bit equal
-to TA-Lib 0.8, batched, incremental, in views."""
+to TA-Lib 0.8, batched, incremental, in views (with MA and BBANDS of matype 7, MAMA's block; their
+harness rows are in test_ind_averages.py)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,7 @@ def _talib(bars: pd.DataFrame) -> dict[str, np.ndarray]:
     finally:
         talib.set_unstable_period("MAMA", 0)
     return {
+        "ma_30_7": talib.MA(c, 30, 7), "bbands_upper_5_2_m7": talib.BBANDS(c, 5, 2.0, 2.0, 7)[0],
         "mama_mama_0p5_0p05": m, "mama_fama_0p5_0p05": f,
         "mama_mama_0p99_0p01": m2, "mama_fama_0p99_0p01": f2,
         "mama_mama_0p3_0p1_u6": mu, "mama_fama_0p3_0p1_u6": fu,
@@ -124,7 +126,7 @@ def test_mama_in_a_view(store: FeatureStore) -> None:
     syms = ["MAMA", "MAMB"]
     df = make_bars(syms, 120, seed=33)
     store.ingest(df)
-    view = store.create_view("mama_family", ["mama", "mama_0p99_0p01", "mama_0p3_0p1_u6"])
+    view = store.create_view("mama_family", ["mama", "mama_0p99_0p01", "mama_0p3_0p1_u6", "ma_30_7", "bbands_5_2_m7"])
     _check_view(store, view.table_name, syms)
     more = make_bars(syms, 121, seed=33).groupby("symbol").tail(1)  # one new bar each
     r = store.ingest(more)

@@ -4,10 +4,11 @@ in ``kernels/ma.py``, MAMA in ``kernels/mama.py``).
 
 Accepted parameter ranges (TA-Lib 0.8.1's): every ``period`` 1..100000 (BBANDS 2..100000;
 APO/PPO ``fast``/``slow`` 2..100000, swapped when slow < fast, as TA-Lib does);
-T3 ``vfactor`` 0..1; ``matype`` 0..8 except 7 (MAMA, not supported yet: refused with an
-IndicatorError); ``unstable`` 0..100000 on EMA, KAMA, T3 and MAMA (their TA-Lib
-unstable-period ids); MAMA ``fastlimit`` and ``slowlimit`` 0.01..0.99 each (TA-Lib does not
-require slowlimit <= fastlimit; alpha is fastlimit / delta-phase raised to at least slowlimit).
+T3 ``vfactor`` 0..1; ``matype`` 0..8 (7 is MAMA with TA_MA's fixed limits 0.5 and 0.05: TA-Lib
+ignores the period for it, except that period 1 is a copy as for every matype); ``unstable``
+0..100000 on EMA, KAMA, T3 and MAMA (their TA-Lib unstable-period ids); MAMA ``fastlimit``
+and ``slowlimit`` 0.01..0.99 each (TA-Lib does not require slowlimit <= fastlimit; alpha is
+fastlimit / delta-phase raised to at least slowlimit).
 
 MAMA names: ``mama_<fastlimit>_<slowlimit>[_u<k>]`` (``mama`` = ``mama_0p5_0p05``), outputs
 ``mama_mama_0p5_0p05`` and ``mama_fama_0p5_0p05``.
@@ -23,7 +24,6 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from featurestore.errors import IndicatorError
 from featurestore.indicators.base import (
     MAX_NBDEV,
     MAX_PERIOD,
@@ -51,17 +51,8 @@ MAMA_WIDTH = 60
 
 
 def matype_param(default: int = 0) -> ParamDef:
-    """A ``matype`` parameter (TA-Lib's TA_MAType, 0..8); pair it with ``check_matype``."""
+    """A ``matype`` parameter (TA-Lib's TA_MAType, 0..8, every one supported)."""
     return ParamDef("matype", int, default, 0, 8, ("ma_type",))
-
-
-def check_matype(kind: str, matype: int) -> None:
-    """Refuse the matypes the MA blocks do not implement (7, MAMA), with a clear error."""
-    if int(matype) == MAMA:
-        raise IndicatorError(
-            f"{kind}: matype 7 (MAMA) is not supported yet; use 0 sma, 1 ema, 2 wma, 3 dema, "
-            "4 tema, 5 trima, 6 kama or 8 t3"
-        )
 
 
 def ma_width(matype: int, period: int) -> int:
@@ -78,6 +69,8 @@ def ma_width(matype: int, period: int) -> int:
         return 7
     if matype in (5, 6):
         return period + 4
+    if matype == MAMA:
+        return MAMA_WIDTH
     return 1
 
 
@@ -98,11 +91,6 @@ def ma_lookback(matype: int, period: int, unstable: int = 0) -> int:
     if matype == 8:
         return 6 * (period - 1) + unstable
     return period - 1
-
-
-def _ma_canonical(p: dict[str, Number]) -> dict[str, Number]:
-    check_matype("ma", int(p["matype"]))
-    return p
 
 
 def _ma_name(p: Mapping[str, Number]) -> list[str]:
@@ -150,11 +138,6 @@ def _bb_name(p: Mapping[str, Number]) -> list[str]:
     return out
 
 
-def _bb_canonical(p: dict[str, Number]) -> dict[str, Number]:
-    check_matype("bbands", int(p["matype"]))
-    return p
-
-
 def _bb_complete(p: dict[str, Number], n_positional: int) -> dict[str, Number]:
     if n_positional == 2:  # bbands_<n>_<k>: both multipliers k
         p["nbdevdn"] = p["nbdevup"]
@@ -162,7 +145,6 @@ def _bb_complete(p: dict[str, Number], n_positional: int) -> dict[str, Number]:
 
 
 def _po_canonical(p: dict[str, Number]) -> dict[str, Number]:
-    check_matype("apo/ppo", int(p["matype"]))
     if p["slow"] < p["fast"]:
         # TA-Lib swaps them; storing them swapped makes equal outputs equal specs.
         p["fast"], p["slow"] = p["slow"], p["fast"]
@@ -178,7 +160,7 @@ def _po_name(p: Mapping[str, Number]) -> list[str]:
 
 def _po(kind: str, title: str, talib_name: str) -> IndicatorDef:
     """APO/PPO: fast and slow periods 2..100000 (swapped when slow < fast, as TA-Lib does) and a
-    matype 0..8 but 7 (default 0, SMA); names ``<kind>_<fast>_<slow>[_<matype>]``."""
+    matype 0..8 (default 0, SMA); names ``<kind>_<fast>_<slow>[_<matype>]``."""
     return IndicatorDef(
         kind, title, ("close",),
         (
@@ -218,10 +200,11 @@ DEFS: tuple[IndicatorDef, ...] = (
             ParamDef("matype", int, 0, 0, 8, ("ma_type",), tag="m"),
         ),
         ("upper", "middle", "lower"), "averages.bbands_run", "BBANDS",
-        lookback=lambda p: ma_lookback(int(p["matype"]), int(p["period"])),
+        # TA-Lib waits for both the MA and the std's window (MAMA's 32 can be the shorter).
+        lookback=lambda p: max(ma_lookback(int(p["matype"]), int(p["period"])), int(p["period"]) - 1),
         state_len=lambda p: 5 + int(p["period"]) + (ma_width(int(p["matype"]), int(p["period"])) if p["matype"] else 0),
         talib_ref=ta("BBANDS", "period", "nbdevup", "nbdevdn", "matype"), pandas_ref=_pd_bbands,
-        name_tokens=_bb_name, complete=_bb_complete, canonical=_bb_canonical,
+        name_tokens=_bb_name, complete=_bb_complete,
     ),
     _single("wma", "Weighted moving average", "WMA", 2),
     _single("dema", "Double exponential moving average", "DEMA", 3),
@@ -248,7 +231,7 @@ DEFS: tuple[IndicatorDef, ...] = (
         lookback=lambda p: ma_lookback(int(p["matype"]), int(p["period"])),
         state_len=lambda p: ma_width(int(p["matype"]), int(p["period"])),
         talib_ref=ta("MA", "period", "matype"),
-        canonical=_ma_canonical, name_tokens=_ma_name,
+        name_tokens=_ma_name,
     ),
     _po("apo", "Absolute price oscillator MA(fast) - MA(slow)", "APO"),
     _po("ppo", "Percentage price oscillator (MA(fast) - MA(slow)) / MA(slow) * 100", "PPO"),

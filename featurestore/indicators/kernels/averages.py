@@ -403,7 +403,7 @@ def _bbands_variant(mt: int) -> object:
         block[:] = state[:, period + 5 :]  # a copy (never a view of ``state``): contiguous
         _ma_into(mt, x, offsets, period, block, block, out_middle)
         state[:, period + 5 :] = block
-        lb = ma_lookback(mt, period, 0)
+        lb = max(ma_lookback(mt, period, 0), period - 1)  # MAMA's 32 < period - 1: TA-Lib's max
         return _bbands_std(x, offsets, period, nbdevup, nbdevdn, lb, state, out_upper, out_middle, out_lower)
 
     return variant(bbands_run, "bbands_run", (mt,))
@@ -498,7 +498,7 @@ def _ma_into(matype, x, offsets, period, state_in, state, out):  # type: ignore[
         return _kama_k(x, offsets, period, 0, state_in, state, out)
     if matype == T3:
         return _t3_k(x, offsets, period, 0.7, 0, state_in, state, out)
-    # MAMA (7) hooks in here: a kernel of its own (kernels/mama.py) on the block's layout.
+    # MAMA (7): kernels/mama.py's block, through ma_step.
     return _ma_blocks(x, offsets, matype, period, state_in, state, out)
 
 

@@ -18,8 +18,8 @@ closure constant of a ``MatypeKernel`` variant), so only that matype's block is 
 the per-bar loop has no matype branch.
 
 - ``matype``: 0 SMA, 1 EMA, 2 WMA, 3 DEMA, 4 TEMA, 5 TRIMA, 6 KAMA, 7 MAMA, 8 T3 (TA-Lib's
-  ``TA_MAType``). MAMA (7) is NOT implemented: ``ma_step`` returns NaN for it and callers
-  must refuse matype 7 before calling (``defs.averages.check_matype`` does).
+  ``TA_MAType``). MAMA (7) is ``kernels/mama.py``'s block with TA_MA's fixed limits 0.5 and
+  0.05 (TA_MA ignores ``period`` for it, except that period 1 is the copy below).
 - ``period`` >= 1. ``period == 1`` is TA_MA's copy of the input (lookback ``unstable``, i.e. 0
   for TA_MA itself), for every matype.
 - ``unstable``: TA-Lib's unstable period of the matype's own function id (EMA for 1/3/4 --
@@ -38,7 +38,8 @@ Layouts (offsets relative to ``o``; ``ring[n]`` = the last n inputs at slot ``co
 SMA ``[count, total, ring[p-1]]``; EMA ``[count, ema_or_seed_sum]``; WMA ``[count, sub, sum,
 trailing, ring[p-1]]``; DEMA ``[count, EMA block, EMA block]``; TEMA ``[count, 3 EMA blocks]``;
 TRIMA ``[count, numerator, num_sub, num_add, ring[p]]``; KAMA ``[count, sum_roc1, kama,
-trailing, ring[p]]``; T3 ``[count, e1..e6]`` (each e_j holds its seed sum while seeding).
+trailing, ring[p]]``; T3 ``[count, e1..e6]`` (each e_j holds its seed sum while seeding);
+MAMA the 60 columns of ``kernels/mama.py``'s block.
 Period 1 uses the same widths (unused columns stay 0).
 
 The pure-Python twins of ``ma_width``/``ma_lookback`` for definitions (which must not import
@@ -59,6 +60,8 @@ import numpy as np
 from numba import njit
 
 from featurestore.indicators.kernels.common import fma
+from featurestore.indicators.kernels.mama import WIDTH as MAMA_WIDTH
+from featurestore.indicators.kernels.mama import mama_block
 
 SMA, EMA, WMA, DEMA, TEMA, TRIMA, KAMA, MAMA, T3 = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
@@ -83,6 +86,8 @@ def ma_width(matype, period):  # type: ignore[no-untyped-def]
         return period + 4
     if matype == T3:
         return 7
+    if matype == MAMA:
+        return MAMA_WIDTH
     return 1
 
 
@@ -413,8 +418,9 @@ def ma_step_raw(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-
         return _kama(period, unstable, s, o, x)
     if matype == T3:
         return _t3(period, unstable, vfactor, s, o, x)
-    # MAMA (7) hooks in here (its block: kernels/mama.py), and in ma_width / ma_lookback.
-    return math.nan  # MAMA: not implemented (callers refuse matype 7)
+    if matype == MAMA:  # TA_MA's MAMA: fixed limits, its own unstable period
+        return mama_block(0.5, 0.05, unstable, s, o, x)
+    return math.nan
 
 
 # ------------------------------------------------------------------- per-matype compilation
