@@ -25,6 +25,7 @@ __all__ = [
     "bars_history",
     "feature_views",
     "indicator_state",
+    "indicator_checkpoints",
     "loads",
     "store_state",
     "BAR_COLUMNS",
@@ -105,6 +106,18 @@ indicator_state = sa.Table(
     sa.Column("view_id", sa.Integer, primary_key=True),
     sa.Column("entity_id", sa.Integer, primary_key=True),
     sa.Column("last_ts", TS, nullable=False),
+    sa.Column("n_bars", sa.BigInteger, nullable=False),
+    sa.Column("state", BYTEA, nullable=False),
+)
+
+# The state after every CHECKPOINT_BARS-th bar of an entity (write/features.py): a correction
+# recomputes from the nearest checkpoint before it instead of from the first bar.
+indicator_checkpoints = sa.Table(
+    "indicator_checkpoints",
+    metadata,
+    sa.Column("view_id", sa.Integer, primary_key=True),
+    sa.Column("entity_id", sa.Integer, primary_key=True),
+    sa.Column("ts", TS, primary_key=True),
     sa.Column("n_bars", sa.BigInteger, nullable=False),
     sa.Column("state", BYTEA, nullable=False),
 )

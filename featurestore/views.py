@@ -398,6 +398,7 @@ def drop_view(conn: psycopg.Connection[Any], name: str, version: int | None = No
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(view.table_name)))
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(view.history_table)))
         conn.execute("DELETE FROM indicator_state WHERE view_id = %s", (view.view_id,))
+        conn.execute("DELETE FROM indicator_checkpoints WHERE view_id = %s", (view.view_id,))
         conn.execute("DELETE FROM feature_views WHERE view_id = %s", (view.view_id,))
         dropped.append(view.version)
     return dropped

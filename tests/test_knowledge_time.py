@@ -28,6 +28,7 @@ from featurestore.config import libpq_url
 from featurestore.errors import ConfigError, HistoryError
 from featurestore.read.sql import latest_one_sql, latest_sql, range_sql
 from featurestore.schema import BAR_COLUMNS
+from featurestore.write import features as write_features
 
 UTC = dt.UTC
 VIEW = ["sma_5", "ema_8", "rsi_6", "macd_5_10_4", "atr_5"]
@@ -114,6 +115,15 @@ OPS = st.lists(
 def test_as_known_at_equals_the_replayed_history_after_every_load(
     make_database: Callable[[str], URL], ops: list[tuple[str, Any]], seed: int
 ) -> None:
+    # checkpoints every 7 bars, so corrections resume from them (and late bars shift them)
+    saved, write_features.CHECKPOINT_BARS = write_features.CHECKPOINT_BARS, 7
+    try:
+        _replay_loads(make_database, ops, seed)
+    finally:
+        write_features.CHECKPOINT_BARS = saved
+
+
+def _replay_loads(make_database: Callable[[str], URL], ops: list[tuple[str, Any]], seed: int) -> None:
     pool = make_bars(SYMBOLS, 60, seed=seed)
     held = {s: set(range(8, 60, 9)) for s in SYMBOLS}  # bars kept back, to arrive late
     nxt = dict.fromkeys(SYMBOLS, 0)
@@ -390,3 +400,53 @@ def test_availability_lag_hides_rows_until_ts_plus_the_lag(make_database: Callab
         assert len(empty) == 0 and list(empty.columns) == ["sma_3"]
         with pytest.raises(ConfigError):
             fs.create_view("lag2", ["sma_3"], available_after="-1h")
+
+
+def test_corrections_resume_from_the_nearest_checkpoint(make_database: Callable[[str], URL], monkeypatch: Any) -> None:
+    monkeypatch.setattr(write_features, "CHECKPOINT_BARS", 10)
+    url = make_database("kt_ckpt")
+    bars = make_bars(["CKP"], 95)
+    with FeatureStore(url, auto_migrate=True, cache=None) as fs:
+        fs.create_view("kt", VIEW)
+        fs.ingest(bars.iloc[:33])
+        for k in range(33, 47):  # one bar at a time: a checkpoint when a count reaches 40
+            fs.ingest(bars.iloc[[k]])
+        fs.ingest(bars.iloc[47:90])
+        with psycopg.connect(libpq_url(url)) as conn:
+            marks = conn.execute("SELECT ts, n_bars FROM indicator_checkpoints ORDER BY ts").fetchall()
+        assert [n for _, n in marks] == list(range(10, 91, 10))
+        assert [pd.Timestamp(ts) for ts, _ in marks] == list(bars["ts"].iloc[9:90:10])
+        # a correction at bar 57: resumed from the checkpoint after bar 50 (only the 40 bars after
+        # it are read back); rows before 57 untouched
+        read: list[int] = []
+        real_read = write_features._read_bars
+
+        def counting(*args: Any) -> Any:
+            got = real_read(*args)
+            read.append(len(got[0]))
+            return got
+
+        monkeypatch.setattr(write_features, "_read_bars", counting)
+        fix = _corrected(bars.iloc[[56]], 1.02)
+        res = fs.ingest(fix)
+        assert read == [40]
+        late = bars.iloc[[90]].assign(ts=bars["ts"].iloc[60] + pd.Timedelta(hours=12))  # a late bar
+        res2 = fs.ingest(late)
+        with psycopg.connect(libpq_url(url)) as conn:
+            written = conn.execute(
+                "SELECT min(ts), count(*) FROM fv_kt_v1 WHERE load_id = %s", (res.load_id,)
+            ).fetchone()
+            assert pd.Timestamp(written[0]) == bars["ts"].iloc[56]
+            marks = conn.execute("SELECT ts, n_bars FROM indicator_checkpoints ORDER BY ts").fetchall()
+        # the late bar shifted every later count by one: checkpoints after it were recomputed
+        want = bars.iloc[:90].set_index("ts")
+        want.loc[bars["ts"].iloc[56], ["close", "high", "low"]] = fix[["close", "high", "low"]].to_numpy()[0]
+        want.loc[late["ts"].iloc[0], BAR_COLUMNS] = late[list(BAR_COLUMNS)].to_numpy()[0]
+        want = want.sort_index()
+        assert [n for _, n in marks] == list(range(10, 91, 10))
+        assert [pd.Timestamp(ts) for ts, _ in marks] == list(want.index[9:91:10])
+        got = fs.get_features("CKP", view="kt").xs("CKP", level="symbol")
+        ref = oracle_features(want.reset_index())
+        for name, values in ref.items():
+            assert np.array_equal(got[name].to_numpy(), values, equal_nan=True), name
+        assert res2.entities_recomputed == 1

@@ -9,15 +9,18 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from featurestore.indicators import compute_batch, update_batch
+from featurestore.indicators import update_batch
 from featurestore.schema import ident
 from featurestore.views import FeatureView
-from featurestore.write.copy import BAR_TYPES, _ts_us_sql, _us_sql, copy_in, copy_out
+from featurestore.write.copy import _NO_TS, BAR_TYPES, _ts_us_sql, _us_sql, copy_in, copy_out
 from featurestore.write.state import pack_states, unpack_states
 
 # Entities per feature batch: bounds the bars held in memory while computing features
 # (2,500 daily bars x 256 entities = 640k rows, ~45 MB).
 FEATURE_BATCH_ENTITIES = 256
+# An entity's state is also saved after every CHECKPOINT_BARS-th bar (indicator_checkpoints), so a
+# correction recomputes from the nearest checkpoint before it; one state row per this many bars.
+CHECKPOINT_BARS = 256
 
 
 def _segments(entity_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,11 +80,15 @@ def write_features(
     changed_past: set[int],
     memory: MemoryBars | None = None,
     load_id: int = 0,
+    changed_from: dict[int, int] | None = None,
 ) -> tuple[int, int]:
     """Bring ``view``'s features for ``entity_ids`` up to date with ``bars``; return (rows, recomputed).
 
     Rows written carry ``load_id`` (0 for a backfill: known from the view's ``ready_at``); a
     recompute moves the rows whose values change to the view's history table, superseded by it.
+    ``changed_from[e]`` (µs) is the earliest bar a correction or late bar changed: the entity
+    is recomputed from its nearest checkpoint before that bar (from its first bar when there is
+    none), and only rows from that bar on are compared and rewritten.
 
     ``old_last[e]`` is entity e's last bar before this write (None if it had none) and
     ``changed_past`` the entities whose bars changed at or before it. ``memory`` holds the
@@ -136,17 +143,162 @@ def write_features(
     for lo in range(0, len(in_memory), FEATURE_BATCH_ENTITIES * 8):
         part = in_memory[lo : lo + FEATURE_BATCH_ENTITIES * 8]
         written += _compute_and_store(conn, view, memory.rows(part), part, None, None, replace=False, load_id=load_id)  # type: ignore[union-attr]
-    for group, replace in ((read_back, False), (full_replace, True)):
+    full_replace.sort()
+    resumed, cp_ts, cp_counts, cp_states = _checkpoints_before(conn, view, full_replace, changed_from or {})
+    _drop_checkpoints_after(conn, view, full_replace, resumed, cp_ts)
+    for lo in range(0, len(resumed), FEATURE_BATCH_ENTITIES):
+        part = resumed[lo : lo + FEATURE_BATCH_ENTITIES]
+        bars = _read_bars(conn, _BARS_SINCE, (part, cp_ts[lo : lo + len(part)]))
+        counts = dict(zip(part, cp_counts[lo : lo + len(part)]))
+        written += _compute_and_store(
+            conn, view, bars, part, cp_states[lo : lo + len(part)], counts,
+            replace=True, load_id=load_id, keep_from=changed_from,
+        )
+    from_start = [e for e in full_replace if e not in set(resumed)]
+    for group, replace in ((read_back, False), (from_start, True)):
         for lo in range(0, len(group), FEATURE_BATCH_ENTITIES):
             part = group[lo : lo + FEATURE_BATCH_ENTITIES]
             bars = _read_bars(conn, _BARS_FULL, (part,))
-            written += _compute_and_store(conn, view, bars, part, None, None, replace=replace, load_id=load_id)
+            written += _compute_and_store(
+                conn, view, bars, part, None, None, replace=replace, load_id=load_id,
+                keep_from=changed_from if replace else None,
+            )
     return written, len(full_fresh) + len(full_replace)
+
+
+_CHECKPOINT_BEFORE = (
+    "SELECT u.e, " + _ts_us_sql("c.ts") + ", c.n_bars, c.state "
+    "FROM unnest(%s::int4[], %s::int8[]) AS u(e, f) CROSS JOIN LATERAL ("
+    "SELECT ts, n_bars, state FROM indicator_checkpoints WHERE view_id = %s AND entity_id = u.e "
+    "AND ts < " + _us_sql("u.f") + " ORDER BY ts DESC LIMIT 1) c ORDER BY u.e"
+)
+_YEAR_1_US = -62_135_596_800_000_000  # before any bar: "every checkpoint of the entity"
+
+
+def _checkpoints_before(
+    conn: psycopg.Connection[Any], view: FeatureView, entities: list[int], changed_from: dict[int, int]
+) -> tuple[list[int], list[int], list[int], np.ndarray]:
+    """(entities that resume, checkpoint ts µs, bar counts, states) for the entities of
+    ``entities`` with a valid checkpoint before their earliest change."""
+    ask = [e for e in entities if e in changed_from]
+    if not ask:
+        return [], [], [], np.empty((0, 0))
+    rows = conn.execute(
+        _CHECKPOINT_BEFORE, (ask, [changed_from[e] for e in ask], view.view_id), binary=True
+    ).fetchall()
+    if not rows:
+        return [], [], [], np.empty((0, 0))
+    ok, matrix = unpack_states(view, [r[3] for r in rows])  # another library version: from the start
+    keep = np.flatnonzero(ok)
+    return (
+        [int(rows[i][0]) for i in keep],
+        [int(rows[i][1]) for i in keep],
+        [int(rows[i][2]) for i in keep],
+        matrix[keep],
+    )
+
+
+def _drop_checkpoints_after(
+    conn: psycopg.Connection[Any], view: FeatureView, entities: list[int], resumed: list[int], cp_ts: list[int]
+) -> None:
+    """Checkpoints after the one an entity resumes from (all of them for one recomputed from its
+    first bar) are about to be recomputed: a late bar shifts every later bar's count."""
+    if not entities:
+        return
+    after = dict(zip(resumed, cp_ts))
+    conn.execute(
+        "DELETE FROM indicator_checkpoints c USING unnest(%s::int4[], %s::int8[]) AS u(e, a) "
+        "WHERE c.view_id = %s AND c.entity_id = u.e AND c.ts > " + _us_sql("u.a"),
+        (entities, [after.get(e, _YEAR_1_US) for e in entities], view.view_id),
+    )
 
 
 def _read_bars(conn: psycopg.Connection[Any], query: sql.Composable, params: tuple[Any, ...]) -> list[np.ndarray]:
     eid, ts, open_, high, low, close, volume = copy_out(conn, query, params, BAR_TYPES)
     return [eid, ts, open_, high, low, close, volume]
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Positions starts[k] .. starts[k] + lengths[k] - 1 of every k, concatenated (no Python loop)."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    shift = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    return shift + np.arange(total, dtype=np.int64)
+
+
+def _compute(
+    view: FeatureView,
+    inputs_all: dict[str, np.ndarray],
+    offsets: np.ndarray,
+    state: np.ndarray | None,
+    n0: np.ndarray,
+) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]]:
+    """Every indicator of ``view`` over the segments, continuing ``state`` (None: from scratch).
+
+    Returns (outputs, final state per indicator, checkpoints). A checkpoint is the state after
+    an entity's bar number (``n0`` + position) that is a multiple of CHECKPOINT_BARS: the
+    computation is split there (in rounds over all entities at once; the kernels continue from
+    state bit for bit), so a later correction can recompute from the nearest checkpoint before
+    it instead of from the first bar. Checkpoints are (entity positions, bar positions, counts,
+    state rows per indicator).
+    """
+    specs = view.indicators
+    lengths = np.diff(offsets)
+    n = int(offsets[-1])
+    widths = [s.state_len for s in specs]
+    if state is None:
+        states = [np.zeros((lengths.size, w)) for w in widths]
+    else:
+        bounds = np.r_[0, np.cumsum(widths)]
+        states = [np.ascontiguousarray(state[:, bounds[i] : bounds[i + 1]]) for i in range(len(specs))]
+    outs = {c: np.empty(n) for c in view.indicator_columns}
+    done = np.zeros(lengths.size, dtype=np.int64)
+    marks: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]] = []
+    first = True
+    while first or bool((done < lengths).any()):
+        first = False
+        to_mark = CHECKPOINT_BARS - (n0 + done) % CHECKPOINT_BARS
+        take = np.minimum(lengths - done, to_mark)
+        whole = bool((take == lengths).all())
+        idx = None if whole else _ranges(offsets[:-1] + done, take)
+        sub_offsets = offsets if whole else np.r_[0, np.cumsum(take)].astype(np.int64)
+        for i, spec in enumerate(specs):
+            ins = {k: (inputs_all[k] if idx is None else inputs_all[k][idx]) for k in spec.inputs}
+            got, states[i] = update_batch(spec, states[i], ins, sub_offsets)
+            for c, v in got.items():
+                if idx is None:
+                    outs[c] = v
+                else:
+                    outs[c][idx] = v
+        done += take
+        hit = np.flatnonzero((take > 0) & ((n0 + done) % CHECKPOINT_BARS == 0))
+        if hit.size:
+            marks.append((hit, offsets[:-1][hit] + done[hit] - 1, n0[hit] + done[hit], [s[hit] for s in states]))
+    return outs, states, marks
+
+
+def _store_checkpoints(
+    conn: psycopg.Connection[Any],
+    view: FeatureView,
+    uniq: np.ndarray,
+    ts: np.ndarray,
+    marks: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]],
+) -> None:
+    """Save the checkpoints ``_compute`` marked (replacing any at the same bar)."""
+    if not marks:
+        return
+    ents = np.concatenate([uniq[h] for h, _, _, _ in marks])
+    when = np.concatenate([ts[pos] for _, pos, _, _ in marks])
+    counts = np.concatenate([cnt for _, _, cnt, _ in marks])
+    blobs = [b for _, _, _, rows in marks for b in pack_states(view, rows)]
+    conn.execute(
+        "INSERT INTO indicator_checkpoints (view_id, entity_id, ts, n_bars, state) "
+        "SELECT %b, e, " + _us_sql("t") + ", n, s "
+        "FROM unnest(%b::int4[], %b::int8[], %b::int8[], %b::bytea[]) AS u(e, t, n, s) "
+        "ON CONFLICT (view_id, entity_id, ts) DO UPDATE SET n_bars = excluded.n_bars, state = excluded.state",
+        (view.view_id, ents.tolist(), when.tolist(), counts.tolist(), blobs),
+    )
 
 
 def _compute_and_store(
@@ -159,27 +311,28 @@ def _compute_and_store(
     *,
     replace: bool,
     load_id: int,
+    keep_from: dict[int, int] | None = None,
 ) -> int:
+    """Compute ``view`` over ``bars`` (continuing ``state``, one row per entity of ``entities``,
+    after ``prior_counts`` bars) and store rows, checkpoints and the final state.
+
+    ``replace``: rows may exist (a recompute); only rows whose values change are rewritten, and
+    with ``keep_from`` (entity -> µs) rows before that time are known unchanged and not even
+    compared.
+    """
     eid, ts, open_, high, low, close, volume = bars
     uniq, offsets = _segments(eid)
     if state is not None:
         # state rows follow `entities`; the read holds only entities that have new bars
         row_of = {e: k for k, e in enumerate(entities)}
         state = state[[row_of[int(e)] for e in uniq.tolist()]]
-    cols: dict[str, np.ndarray] = {}
-    new_states: list[np.ndarray] = []
+    n0 = (
+        np.array([prior_counts.get(int(e), 0) for e in uniq.tolist()], dtype=np.int64)
+        if prior_counts is not None
+        else np.zeros(uniq.size, dtype=np.int64)
+    )
     inputs_all = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
-    col0 = 0
-    for spec in view.indicators:
-        inputs = {k: inputs_all[k] for k in spec.inputs}
-        if state is None:
-            outs, st = compute_batch(spec, inputs, offsets)
-        else:
-            prev = state[:, col0 : col0 + spec.state_len]
-            outs, st = update_batch(spec, prev, inputs, offsets)
-        col0 += spec.state_len
-        cols.update(outs)
-        new_states.append(st)
+    cols, new_states, marks = _compute(view, inputs_all, offsets, state, n0)
     table = ident(view.table_name)
     names = ["entity_id", "load_id", "ts", *view.indicator_columns]
     arrays = [eid, np.full(eid.size, load_id, dtype=np.int32), ts, *(cols[c] for c in view.indicator_columns)]
@@ -188,6 +341,10 @@ def _compute_and_store(
         # Recompute: rows whose values change are rewritten in place (user columns, which live
         # only here, are kept) and their previous versions move to the history table; rows
         # that come out the same keep the load that first wrote them.
+        if keep_from:
+            lo = np.array([keep_from.get(int(e), _NO_TS) for e in uniq.tolist()], dtype=np.int64)
+            sel = ts >= np.repeat(lo, np.diff(offsets))
+            arrays = [a[sel] for a in arrays]
         stage = ident(f"_fs_fv_stage_{view.view_id}")
         conn.execute(
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DROP").format(stage, table)
@@ -197,15 +354,11 @@ def _compute_and_store(
         conn.execute(sql.SQL("TRUNCATE {}").format(stage))
     elif eid.size:
         copy_in(conn, table, names, arrays, types)
-    # state after each entity's last bar
     if uniq.size:
+        _store_checkpoints(conn, view, uniq, ts, marks)
+        # state after each entity's last bar
         last_ts = ts[offsets[1:] - 1]
-        n_new = np.diff(offsets)
-        n_bars = n_new + (
-            np.array([prior_counts.get(int(e), 0) for e in uniq.tolist()], dtype=np.int64)
-            if prior_counts is not None
-            else 0
-        )
+        n_bars = np.diff(offsets) + n0
         blobs = pack_states(view, new_states)
         conn.execute(
             "INSERT INTO indicator_state (view_id, entity_id, last_ts, n_bars, state) "

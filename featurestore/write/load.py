@@ -109,11 +109,11 @@ def _upsert_sql(source: str, mode: str) -> str:
         + source
         + _UPSERT_TAIL[mode]
         + " RETURNING b.entity_id, old.ts IS NULL AS ins, b.load_id AS by, old.load_id AS lid, old.ts AS ts, "
-        "old.open AS o, old.high AS h, old.low AS l, old.close AS c, old.volume AS v), "
+        "old.open AS o, old.high AS h, old.low AS l, old.close AS c, old.volume AS v, b.ts AS nts), "
         "h AS (INSERT INTO bars_history (entity_id, load_id, ts, superseded_by, open, high, low, close, volume) "
         "SELECT entity_id, lid, ts, by, o, h, l, c, v FROM w WHERE NOT ins) "
-        "SELECT entity_id, count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) "
-        "FROM w GROUP BY entity_id"
+        "SELECT entity_id, count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins), "
+        + _ts_us_sql("min(nts)") + " FROM w GROUP BY entity_id"
     )
 
 
@@ -174,6 +174,7 @@ class LoadWriter:
         self.old_last: dict[int, int | None] = {}
         self.appended: dict[int, int] = {}  # entity -> rows appended after its old last bar
         self.changed_past: set[int] = set()
+        self.changed_from: dict[int, int] = {}  # entity -> earliest past bar changed (µs)
         self.extra_cols: list[str] = []
         self.staged = False
         self.extra_staged = False
@@ -320,12 +321,16 @@ class LoadWriter:
         rows = self.conn.execute(_upsert_sql(_UNNEST_ROWS, self.on_conflict), params, prepare=True).fetchall()
         self._count(rows, dict(zip(uniq_ids.tolist(), n_app.tolist())))
 
-    def _count(self, rows: Sequence[tuple[int, int, int]], appended_now: dict[int, int]) -> None:
-        for e, ins, upd in rows:
+    def _count(self, rows: Sequence[tuple[int, int, int, int]], appended_now: dict[int, int]) -> None:
+        """Tally (entity, inserted, updated, earliest ts written µs) rows of an upsert; an entity
+        with more rows written than appended had a past bar corrected or a late bar inserted."""
+        for e, ins, upd, first_us in rows:
             self.result.inserted += ins
             self.result.updated += upd
             if ins + upd > appended_now.get(e, 0):
                 self.changed_past.add(e)
+                # appended rows come after every past one: the minimum is the earliest change
+                self.changed_from[e] = min(self.changed_from.get(e, first_us), first_us)
 
     def _raise_conflict(self, e: int, ts_us: int) -> None:
         import pandas as pd
@@ -402,7 +407,8 @@ class LoadWriter:
         t0 = time.perf_counter()
         for view in self.views:
             written, recomputed = write_features(
-                self.conn, view, changed, self.old_last, self.changed_past, memory, load_id=self.load_id
+                self.conn, view, changed, self.old_last, self.changed_past, memory, load_id=self.load_id,
+                changed_from=self.changed_from,
             )
             res.features_written += written
             res.entities_recomputed += recomputed

@@ -10,6 +10,8 @@ move to history tables; loads are stamped when they commit.
   ``store_state.known_at``: the stamp of the newest committed change (taken under the store's
   write lock, so stamps follow commit order).
 - ``feature_views.ready_at``: when a version became readable (its knowledge starts there).
+- ``indicator_checkpoints``: an entity's indicator state after every 256th bar, so a correction
+  recomputes features from the nearest checkpoint before it instead of from the first bar.
 - ``fs_knowledge(t)``: (newest load id known at ``t``, older ids not yet known at ``t``), or
   SQLSTATE FSH01 when ``t`` is before ``history_since``.
 
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 from psycopg import sql
+from sqlalchemy.dialects.postgresql import BYTEA
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -141,11 +144,21 @@ def upgrade() -> None:
         columns = _feature_columns(table)
         _rebuild(table, columns, with_load=True)
         _history_table(table, columns)
+    op.create_table(
+        "indicator_checkpoints",
+        sa.Column("view_id", sa.Integer, nullable=False),
+        sa.Column("entity_id", sa.Integer, nullable=False),
+        sa.Column("ts", TS, nullable=False),
+        sa.Column("n_bars", sa.BigInteger, nullable=False),
+        sa.Column("state", BYTEA, nullable=False),
+        sa.PrimaryKeyConstraint("view_id", "entity_id", "ts", name="indicator_checkpoints_pkey"),
+    )
     op.execute(FS_KNOWLEDGE)
 
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS fs_knowledge(timestamptz)")
+    op.drop_table("indicator_checkpoints")
     for table in _view_tables():
         _execute("DROP TABLE IF EXISTS {h}", h=sql.Identifier(table + "_h"))
         _rebuild(table, _feature_columns(table), with_load=False)
