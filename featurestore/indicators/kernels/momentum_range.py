@@ -216,12 +216,56 @@ def willr_run(high, low, close, offsets, period, state_in, state, out):  # type:
 
 
 # ----------------------------------------------------------------------------- STOCHF, STOCH
+@njit(cache=True)
+def _stoch_fastk(high, low, close, i0, end, j0, n, row, ks):  # type: ignore[no-untyped-def]
+    """One symbol's %K for bars ``i0..end-1`` (``j0`` the count at ``i0``) into ``ks[:end-i0]``
+    (NaN before bar n-1), advancing the extremes ``row[1..4]`` and saving the rings."""
+    rl = 5
+    rh = 5 + n
+    ring_l = row[rl : rl + n]
+    ring_h = row[rh : rh + n]
+    lowest = row[1]
+    li = np.int64(row[2])
+    highest = row[3]
+    hi = np.int64(row[4])
+    warm = min(end, i0 + max(n - 1 - j0, 0))  # bars before the first %K
+    for j in range(i0, warm):
+        ks[j - i0] = np.nan
+    for i in range(warm, end):
+        t = j0 + (i - i0)
+        tr = t - n + 1
+        vl = low[i]
+        vh = high[i]
+        if t == n - 1:  # the first window: TA-Lib starts from index -1, i.e. a rescan
+            li = np.int64(-1)
+            hi = np.int64(-1)
+        if li < tr:
+            lowest, li = _rescan_low(low, i0, j0, ring_l, n, tr, t)
+        elif vl <= lowest:
+            li = t
+            lowest = vl
+        if hi < tr:
+            highest, hi = _rescan_high(high, i0, j0, ring_h, n, tr, t)
+        elif vh >= highest:
+            hi = t
+            highest = vh
+        ks[i - i0] = _stoch_k(close[i], lowest, highest)
+    c = j0 + (end - i0)
+    _save_ring(low, i0, j0, c, ring_l, n)
+    _save_ring(high, i0, j0, c, ring_h, n)
+    row[1] = lowest
+    row[2] = li
+    row[3] = highest
+    row[4] = hi
+
+
 @njit(cache=True, inline="always")
 def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, state_in, state, out_k, out_d):  # type: ignore[no-untyped-def]
-    """%K over n bars from bar n-1, then one MA (STOCHF: %D) or two chained MAs (STOCH: slow
-    %K, then slow %D from slow %K's first value). Outputs (%K or slow %K, %D) from the total
-    lookback. State: [count, lowest, its bar, highest, its bar, low ring[n], high ring[n],
-    MA block 1, MA block 2 (STOCH)]."""
+    """%K over n bars from bar n-1 (``_stoch_fastk``), then one MA (STOCHF: %D) or two chained
+    MAs (STOCH: slow %K, then slow %D from slow %K's first value). Outputs (%K or slow %K, %D)
+    from the total lookback. State: [count, lowest, its bar, highest, its bar, low ring[n],
+    high ring[n], MA block 1, MA block 2 (STOCH)]. Inlined into per-matype variants: kept to
+    the MA part (numba copies an inlined body per block, so a large one compiles slowly)."""
     if low.size != high.size or close.size != high.size:
         return BAD_INPUT_LENGTHS
     w1 = ma_width(mt1, p1)
@@ -229,12 +273,14 @@ def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, state_in, s
     bad = _check(offsets, high.size, state_in, state, width)
     if bad != 0:
         return bad
-    rl = 5
-    rh = 5 + n
     b1 = 5 + 2 * n
     b2 = b1 + w1
     lb1 = n - 1 + ma_lookback(mt1, p1, 0)
     lb = lb1 + (ma_lookback(mt2, p2, 0) if two else 0)
+    longest = 0
+    for k in range(offsets.size - 1):
+        longest = max(longest, offsets[k + 1] - offsets[k])
+    ks = np.empty(longest)
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -249,37 +295,16 @@ def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, state_in, s
         if i >= end:
             continue
         row = state[k]
-        ring_l = row[rl : rl + n]
-        ring_h = row[rh : rh + n]
-        lowest = row[1]
-        li = np.int64(row[2])
-        highest = row[3]
-        hi = np.int64(row[4])
         i0 = i
         j0 = c
-        warm = min(end, i0 + max(n - 1 - j0, 0))  # bars before the first %K
+        _stoch_fastk(high, low, close, i0, end, j0, n, row, ks)
+        warm = min(end, i0 + max(n - 1 - j0, 0))
         for j in range(i0, warm):
             out_k[j] = np.nan
             out_d[j] = np.nan
         for i in range(warm, end):
             t = j0 + (i - i0)
-            tr = t - n + 1
-            vl = low[i]
-            vh = high[i]
-            if t == n - 1:  # the first window: TA-Lib starts from index -1, i.e. a rescan
-                li = np.int64(-1)
-                hi = np.int64(-1)
-            if li < tr:
-                lowest, li = _rescan_low(low, i0, j0, ring_l, n, tr, t)
-            elif vl <= lowest:
-                li = t
-                lowest = vl
-            if hi < tr:
-                highest, hi = _rescan_high(high, i0, j0, ring_h, n, tr, t)
-            elif vh >= highest:
-                hi = t
-                highest = vh
-            kv = _stoch_k(close[i], lowest, highest)
+            kv = ks[i - i0]
             m1 = _ma(row, b1, mt1, p1, kv)
             if two:
                 a = m1
@@ -293,14 +318,7 @@ def _stoch_core(high, low, close, offsets, n, mt1, p1, mt2, p2, two, state_in, s
             else:
                 out_k[i] = np.nan
                 out_d[i] = np.nan
-        c = j0 + (end - i0)
-        _save_ring(low, i0, j0, c, ring_l, n)
-        _save_ring(high, i0, j0, c, ring_h, n)
-        state[k, 0] = c
-        state[k, 1] = lowest
-        state[k, 2] = li
-        state[k, 3] = highest
-        state[k, 4] = hi
+        state[k, 0] = j0 + (end - i0)
     return 0
 
 
