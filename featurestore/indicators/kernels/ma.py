@@ -61,7 +61,7 @@ from numba import njit
 
 from featurestore.indicators.kernels.common import fma
 from featurestore.indicators.kernels.mama import WIDTH as MAMA_WIDTH
-from featurestore.indicators.kernels.mama import mama_block
+from featurestore.indicators.kernels.mama import mama_step
 
 SMA, EMA, WMA, DEMA, TEMA, TRIMA, KAMA, MAMA, T3 = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
@@ -419,7 +419,7 @@ def ma_step_raw(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-
     if matype == T3:
         return _t3(period, unstable, vfactor, s, o, x)
     if matype == MAMA:  # TA_MA's MAMA: fixed limits, its own unstable period
-        return mama_block(0.5, 0.05, unstable, s, o, x)
+        return mama_step(0.5, 0.05, unstable, s, o, x)
     return math.nan
 
 

@@ -22,7 +22,6 @@ API (``@njit``; ``s`` is ONE state row, ``s[o : o + WIDTH]`` the block, all zero
 
     mama_step(fast, slow, unstable, s, o, x) -> float   # MAMA, NaN while count < 32 + unstable
     s[o + FAMA]                                          # FAMA after the step (unmasked)
-    mama_block(...)                                      # mama_step, not inlined (for dispatchers)
 
 Feed it from the first bar TA-Lib would give TA_MAMA (the begidx bar); the block's parity
 (TA-Lib's odd/even buffers) is its own count, so it is a pure function of the values fed.
@@ -171,11 +170,6 @@ def mama_step(fast, slow, unstable, s, o, x):  # type: ignore[no-untyped-def]
     if c < LOOKBACK + unstable:
         return np.nan
     return mama
-
-
-#: ``mama_step`` compiled as its own function, for callers that dispatch over every matype
-#: (``kernels/ma.py``'s ``ma_step``), so that they do not inline the whole block.
-mama_block = njit(mama_step.py_func)
 
 
 @njit(cache=True)
