@@ -419,7 +419,7 @@ def ma_step_raw(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-
     if matype == T3:
         return _t3(period, unstable, vfactor, s, o, x)
     if matype == MAMA:  # TA_MA's MAMA: fixed limits, its own unstable period
-        return mama_step(0.5, 0.05, unstable, s, o, x)
+        return _mama(0.5, 0.05, unstable, s, o, x)
     return math.nan
 
 
@@ -455,6 +455,12 @@ def twin(kernel: Any) -> Any:
     g.__module__ = f.__module__
     g.__doc__ = f.__doc__
     return njit(cache=True)(g)
+
+
+#: MAMA's block out of line: ``ma_step_raw`` is inlined into every MA kernel, and numba copies an
+#: inlined body (with everything inlined into it, before the constant matype prunes it) into each
+#: caller, so inlining MAMA's large block there slows the first compile of every matype.
+_mama = twin(mama_step)
 
 
 class MatypeKernel:
