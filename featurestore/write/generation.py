@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,32 +12,53 @@ NOTIFY_CHANNEL = "featurestore"
 NOTIFY_MAX_BYTES = 7900
 
 
-def bump_generation(conn: psycopg.Connection[Any], entity_ids: Sequence[int] | None) -> tuple[int, list[str]]:
+# One statement: bump the entities' and the store's generation, stamp the knowledge time under the
+# store_state row lock (held to commit: stamps follow commit order), NOTIFY with the touched
+# symbols (or "everything" when there are too many for a payload), and optionally log the load
+# with that stamp. One round trip at the end of every write.
+_BUMP = (
+    "WITH e AS (UPDATE entities SET generation = generation + 1 WHERE entity_id = ANY(%(ids)s::int4[]) "
+    "RETURNING symbol), "
+    "s AS (UPDATE store_state SET generation = generation + 1, known_at = greatest(known_at, clock_timestamp()) "
+    "WHERE id = 1 RETURNING generation, known_at), "
+    "syms AS (SELECT coalesce(array_agg(symbol ORDER BY symbol), '{{}}') AS a FROM e), "
+    "msg AS (SELECT CASE WHEN %(everything)s OR octet_length(json_build_object('g', s.generation, 's', syms.a)::text) "
+    "> %(max_bytes)s THEN json_build_object('g', s.generation, 's', NULL)::text "
+    "ELSE json_build_object('g', s.generation, 's', syms.a)::text END AS m FROM s, syms), "
+    "n AS (SELECT pg_notify(%(channel)s, msg.m) AS sent FROM msg){log} "
+    "SELECT s.generation, syms.a{log_id} FROM s, syms, n{log_from}"
+)
+_BUMP_ONLY = _BUMP.format(log="", log_id="", log_from="")
+_BUMP_AND_LOG = _BUMP.format(
+    log=", l AS (INSERT INTO loads (load_id, source, started_at, committed_at, rows_in, rows_inserted, "
+    "rows_updated, rows_unchanged, symbols, features_written, checksum) SELECT %(load_id)s, %(source)s, "
+    "%(started_at)s, s.known_at, %(rows_in)s, %(inserted)s, %(updated)s, %(unchanged)s, %(symbols)s, "
+    "%(features)s, %(checksum)s FROM s RETURNING load_id)",
+    log_id=", l.load_id",
+    log_from=", l",
+)
+
+
+def bump_generation(
+    conn: psycopg.Connection[Any], entity_ids: Sequence[int] | None, load: dict[str, Any] | None = None
+) -> tuple[int, list[str]]:
     """Bump the touched entities' and the store's write generation; NOTIFY listeners.
 
     Returns (store generation, symbols touched). ``entity_ids=None`` means "anything may have
     changed" (a view dropped): listeners drop everything. Runs last in the write transaction, so
     the one-row ``store_state`` lock is held only until commit; the notification is delivered
     at commit, never for a rolled-back write. It also stamps the write's knowledge time
-    (``store_state.known_at``), which the caller records on its load and view rows.
+    (``store_state.known_at``); ``load`` (the ``loads`` row's values but ``committed_at``) logs
+    the load with that stamp in the same statement.
     """
-    symbols: list[str] = []
-    if entity_ids is not None:
-        ids = sorted(set(int(e) for e in entity_ids))
-        rows = conn.execute(
-            "UPDATE entities SET generation = generation + 1 WHERE entity_id = ANY(%s) RETURNING symbol", (ids,)
-        ).fetchall()
-        symbols = sorted(r[0] for r in rows)
-    # known_at: the knowledge stamp of this write, taken under the store_state row lock, which
-    # is held to commit: stamps follow commit order (see docs/ARCHITECTURE.md, knowledge time)
-    row = conn.execute(
-        "UPDATE store_state SET generation = generation + 1, known_at = greatest(known_at, clock_timestamp()) "
-        "WHERE id = 1 RETURNING generation"
-    ).fetchone()
+    ids = sorted(set(int(e) for e in entity_ids)) if entity_ids is not None else []
+    params: dict[str, Any] = {
+        "ids": ids,
+        "everything": entity_ids is None,
+        "max_bytes": NOTIFY_MAX_BYTES,
+        "channel": NOTIFY_CHANNEL,
+        **(load or {}),
+    }
+    row = conn.execute(_BUMP_AND_LOG if load else _BUMP_ONLY, params, prepare=True).fetchone()
     assert row is not None
-    generation = int(row[0])
-    payload = json.dumps({"g": generation, "s": symbols if entity_ids is not None else None})
-    if len(payload) > NOTIFY_MAX_BYTES:
-        payload = json.dumps({"g": generation, "s": None})
-    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, payload))
-    return generation, symbols
+    return int(row[0]), list(row[1])

@@ -126,12 +126,12 @@ def _conflict_sql(source: str) -> str:
     )
 
 
-_LOG_STAMPED = (
+_LOG_UNSTAMPED = (
     "INSERT INTO loads (load_id, source, started_at, committed_at, rows_in, rows_inserted, rows_updated, "
-    "rows_unchanged, symbols, features_written, checksum) VALUES (%s, %s, %s, "
-    "(SELECT known_at FROM store_state WHERE id = 1), %s, %s, %s, %s, %s, %s, %s) RETURNING load_id"
+    "rows_unchanged, symbols, features_written, checksum) VALUES (%(load_id)s, %(source)s, %(started_at)s, "
+    "clock_timestamp(), %(rows_in)s, %(inserted)s, %(updated)s, %(unchanged)s, %(symbols)s, %(features)s, "
+    "%(checksum)s) RETURNING load_id"
 )
-_LOG_UNSTAMPED = _LOG_STAMPED.replace("(SELECT known_at FROM store_state WHERE id = 1)", "clock_timestamp()")
 _BAR_COPY_COLUMNS = ["entity_id", "load_id", "ts", *BAR_COLUMNS]
 _BAR_COPY_TYPES = ("int4", "int4", *BAR_TYPES[1:])
 _MAX_LOAD_ID = 2**31 - 1
@@ -193,20 +193,19 @@ class LoadWriter:
         new = sorted(s for s in symbols.tolist() if s not in self.ids)
         if not new:
             return
-        known = {r[0] for r in self.conn.execute("SELECT symbol FROM entities WHERE symbol = ANY(%s)", (new,)).fetchall()}
-        if self.create_symbols and len(known) < len(new):
-            # sorted inserts: concurrent loads creating the same symbols queue in one order
+        # lock the existing entities (id order); create the missing ones (sorted inserts: concurrent
+        # loads creating the same symbols queue in one order) and lock them too
+        lock = "SELECT entity_id, symbol FROM entities WHERE symbol = ANY(%s) ORDER BY entity_id FOR UPDATE"
+        found = {s: e for e, s in self.conn.execute(lock, (new,)).fetchall()}
+        if self.create_symbols and len(found) < len(new):
+            absent = [x for x in new if x not in found]
             cur = self.conn.execute(
                 "INSERT INTO entities (symbol) SELECT s FROM unnest(%s::text[]) AS u(s) ORDER BY s "
                 "ON CONFLICT (symbol) DO NOTHING",
-                ([x for x in new if x not in known],),
+                (absent,),
             )
             self.result.symbols_created += max(cur.rowcount, 0)
-        rows = self.conn.execute(
-            "SELECT entity_id, symbol FROM entities WHERE symbol = ANY(%s) ORDER BY entity_id FOR UPDATE",
-            (new,),
-        ).fetchall()
-        found = {s: e for e, s in rows}
+            found.update({s: e for e, s in self.conn.execute(lock, (absent,)).fetchall()})
         missing = [s for s in new if s not in found]
         if missing:
             first = int(np.flatnonzero(chunk.symbol == missing[0])[0])
@@ -418,26 +417,25 @@ class LoadWriter:
         touched = sorted(set(changed) | user_changed)
         res.symbols = len(self.ids)
         res.changed_entities = tuple(touched)
+        log = {
+            "load_id": self.load_id,
+            "source": res.source[:1000],
+            "started_at": self.started_at,
+            "rows_in": res.rows_in,
+            "inserted": res.inserted,
+            "updated": res.updated,
+            "unchanged": res.unchanged,
+            "symbols": res.symbols,
+            "features": res.features_written,
+            "checksum": self.checksum.hexdigest(),
+        }
         if touched:
-            res.generation, symbols = bump_generation(self.conn, touched)
+            # the load is logged with the stamp bump_generation takes under the store_state lock
+            res.generation, symbols = bump_generation(self.conn, touched, log)
             res.changed_symbols = tuple(symbols)
-        row = self.conn.execute(
-            # committed_at: the stamp bump_generation took under the store_state lock (a load
-            # that changed nothing took no lock and stamps its own time)
-            _LOG_STAMPED if touched else _LOG_UNSTAMPED,
-            (
-                self.load_id,
-                res.source[:1000],
-                self.started_at,
-                res.rows_in,
-                res.inserted,
-                res.updated,
-                res.unchanged,
-                res.symbols,
-                res.features_written,
-                self.checksum.hexdigest(),
-            ),
-        ).fetchone()
+            row: Any = (self.load_id,)
+        else:  # a load that changed nothing takes no lock and stamps its own time
+            row = self.conn.execute(_LOG_UNSTAMPED, log).fetchone()
         res.load_id = int(row[0]) if row else None
         self._sample_memory()
         res.peak_rss_bytes = self._peak
