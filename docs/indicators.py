@@ -25,8 +25,6 @@ def _param(p: object) -> str:
     tag = getattr(p, "tag", "")
     shown = f"{name} (written `_{tag}<k>` when set)" if tag else name
     allowed = f"{format_number(lo)}..{format_number(hi)}"
-    if name.endswith("matype"):
-        allowed += " except 7 (MAMA)"
     return f"{shown} {allowed} (default {format_number(default)})"
 
 

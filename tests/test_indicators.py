@@ -559,7 +559,7 @@ def test_spec_objects() -> None:
         (lambda: parse_indicator("macd_12\n_26_9"), "fast"),
         (lambda: indicator("sma", window=3), "unknown parameter"),
         (lambda: indicator("sma", period=True), "number"),
-        (lambda: indicator("bbands", matype=7), "matype"),  # MAMA is not supported
+        (lambda: indicator("bbands", matype=9), "matype"),  # TA-Lib's MA types are 0..8
         (lambda: indicator("bbands", nbdevup=float("nan")), "finite"),
         (lambda: indicator("bbands", nbdevup=-1), "nbdevup"),
         (lambda: indicator("rsi", matype=0), "unknown parameter"),

@@ -4,8 +4,7 @@ STOCHF, STOCH, STOCHRSI (kernels in ``kernels/momentum.py``).
 Accepted parameter ranges are TA-Lib 0.8's (TA_BAD_PARAM outside them), measured with talib:
 MOM/ROC/ROCP/ROCR period 1..100000; CMO, WILLR, CCI, MFI period 2..100000; ULTOSC each
 period 1..100000; STOCHF/STOCH fastk, fastd, slowk, slowd 1..100000; STOCHRSI period 2..100000,
-fastk and fastd 1..100000; every matype 0..8 but 7 (MAMA, which TA-Lib accepts but the MA
-building blocks do not implement: refused with an IndicatorError); CMO's unstable period (``u`` tag) 0..100000. TA-Lib 0.8 retired MFI's
+fastk and fastd 1..100000; every matype 0..8 (7 is MAMA with TA_MA's limits 0.5/0.05); CMO's unstable period (``u`` tag) 0..100000. TA-Lib 0.8 retired MFI's
 unstable period (``set_unstable_period("MFI", u)`` warns and has no effect), so MFI has none.
 
 Naming: ``mom_10``, ``roc_10``, ``rocp_10``, ``rocr_10``, ``cmo_14`` (``cmo_14_u20`` with
@@ -28,11 +27,10 @@ and does nothing in TA-Lib 0.8, RSI's setting delays where the stochastic starts
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-from featurestore.errors import IndicatorError
 from featurestore.indicators.base import (
     HLC,
     MAX_PERIOD,
@@ -100,7 +98,6 @@ def _lag(kind: str, title: str, name: str) -> IndicatorDef:
 
 #: TA-Lib's MA types (``matype``), by number.
 MA_TYPES = ("SMA", "EMA", "WMA", "DEMA", "TEMA", "TRIMA", "KAMA", "MAMA", "T3")
-_MAMA = 7
 
 
 def _matype(name: str, tag: str) -> ParamDef:
@@ -118,19 +115,7 @@ def ma_lookback(matype: int, period: int) -> int:
 def ma_width(matype: int, period: int) -> int:
     """State columns of one ``kernels.ma`` block; twin of ``kernels.ma.ma_width``."""
     return {0: period + 1, 1: 2, 2: period + 3, 3: 5, 4: 7, 5: period + 4, 6: period + 4,
-            8: 7}.get(matype, 1)
-
-
-def _no_mama(*names: str) -> Callable[[dict[str, Number]], dict[str, Number]]:
-    """Refuse MAMA (matype 7), which the MA building blocks do not implement."""
-
-    def canonical(p: dict[str, Number]) -> dict[str, Number]:
-        for name in names:
-            if int(p[name]) == _MAMA:
-                raise IndicatorError(f"{name}=7 (MAMA) is not supported (matypes 0..6 and 8 are)")
-        return p
-
-    return canonical
+            7: 60, 8: 7}.get(matype, 1)
 
 
 def _ultosc_canonical(p: dict[str, Number]) -> dict[str, Number]:
@@ -220,7 +205,6 @@ DEFS: tuple[IndicatorDef, ...] = (
         lookback=lambda p: int(p["fastk"]) - 1 + ma_lookback(int(p["fastd_matype"]), int(p["fastd"])),
         state_len=lambda p: 5 + 2 * int(p["fastk"]) + ma_width(int(p["fastd_matype"]), int(p["fastd"])),
         talib_ref=ta("STOCHF", "fastk", "fastd", "fastd_matype", inputs=HLC),
-        canonical=_no_mama("fastd_matype"),
     ),
     IndicatorDef(
         "stoch", "Slow stochastic", HLC,
@@ -241,7 +225,6 @@ DEFS: tuple[IndicatorDef, ...] = (
             + ma_width(int(p["slowd_matype"]), int(p["slowd"]))
         ),
         talib_ref=ta("STOCH", "fastk", "slowk", "slowk_matype", "slowd", "slowd_matype", inputs=HLC),
-        canonical=_no_mama("slowk_matype", "slowd_matype"),
     ),
     IndicatorDef(
         "stochrsi", "Stochastic RSI", ("close",),
@@ -259,7 +242,6 @@ DEFS: tuple[IndicatorDef, ...] = (
         ),
         state_len=lambda p: 8 + int(p["fastk"]) + ma_width(int(p["fastd_matype"]), int(p["fastd"])),
         talib_ref=ta("STOCHRSI", "period", "fastk", "fastd", "fastd_matype", unstable="RSI"),
-        canonical=_no_mama("fastd_matype"),
     ),
 )
 
