@@ -50,3 +50,43 @@ def test_matype_kernel_converts_other_argument_types() -> None:
             spec = parse_indicator(name)
             out, _ = compute_batch(spec, {"close": arg}, offsets)
             assert np.array_equal(out[spec.outputs[0]], ref, equal_nan=True), (name, arg.dtype)
+
+
+_FRESH_MATYPE = """
+import json, sys
+import numpy as np
+from featurestore.indicators import compute
+specs = ["ma_30_3", "stoch_5_3_3", "stochrsi_14_5_3_dm1"]
+x = 100 + np.cumsum(np.random.default_rng(5).normal(0, 1, 200))
+hlc = {"high": x + 1.0, "low": x - 1.0, "close": x}
+outs = {s: compute(s, hlc if s.startswith("stoch_") else x) for s in specs}
+if sys.argv[1] == "fill":
+    raise SystemExit(0)
+from featurestore.indicators.kernels import averages, momentum_range
+kernels = (averages.ma_run, momentum_range.stoch_run, momentum_range.stochrsi_run)
+print(json.dumps({"registries": "numba.np.polynomial.polynomial_core" in sys.modules,
+                  "hits": [sum(k.stats.cache_hits.values()) for k in kernels],
+                  "misses": [sum(k.stats.cache_misses.values()) for k in kernels],
+                  "cols": {s + ":" + c: list(v) for s, o in outs.items() for c, v in o.items()}}))
+"""
+
+
+def test_a_fresh_process_loads_cached_matype_variants_without_numbas_compile_setup(tmp_path: Path) -> None:
+    """A MatypeKernel variant (MA/STOCH/STOCHRSI) in numba's disk cache loads in a fresh process
+    without numba's registry set-up (as the single-signature kernels do), and computes TA-Lib's
+    values."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", _FRESH_MATYPE, "fill"], env=env, check=True, capture_output=True,
+                   text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-c", _FRESH_MATYPE, "load"], env=env, check=True, capture_output=True,
+                       text=True, timeout=600)
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["hits"] == [1, 1, 1] and got["misses"] == [0, 0, 0], got
+    assert got["registries"] is False, got  # numba's typing/lowering registries were never imported
+    x = 100 + np.cumsum(np.random.default_rng(5).normal(0, 1, 200))
+    want = {"ma_30_3": (talib.MA(x, 30, 3),),
+            "stoch_5_3_3": talib.STOCH(x + 1.0, x - 1.0, x, 5, 3, 0, 3, 0),
+            "stochrsi_14_5_3_dm1": talib.STOCHRSI(x, 14, 5, 3, 1)}
+    for spec, ref in want.items():
+        cols = [np.array(v, dtype=float) for k, v in got["cols"].items() if k.split(":")[0] == spec]
+        assert len(cols) == len(ref) and all(np.array_equal(a, b, equal_nan=True) for a, b in zip(cols, ref)), spec

@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-from featurestore.indicators.kernels.common import fma
+from featurestore.indicators.kernels.common import fma, load_cached
 from featurestore.indicators.kernels.mama import WIDTH as MAMA_WIDTH
 from featurestore.indicators.kernels.mama import mama_step
 
@@ -521,13 +521,14 @@ class MatypeKernel:
         return fn
 
     def _prepare(self, raw: Any) -> Any:
-        """The compiled variant for the matype value(s) ``raw`` (first call with them)."""
+        """The compiled variant for the matype value(s) ``raw`` (first call with them): loaded
+        from numba's disk cache without its compile set-up when cached (``load_cached``)."""
         vals = raw if len(self._at) > 1 else (raw,)
         key = tuple(v if v in MATYPES else OTHER for v in map(operator.index, vals))
         with self._lock:
             fn = self._variant(key)
             if self._sig is not None and key not in self._compiled:
-                if self._sig not in fn.signatures:
+                if self._sig not in fn.signatures and not load_cached(fn, self._sig):
                     fn.compile(self._sig)
                 fn.disable_compile()
                 self._compiled.add(key)
