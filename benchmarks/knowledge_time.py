@@ -547,10 +547,10 @@ def drive(args: Any, Results: Any) -> None:
     n_one, latest_calls, reps = 7, (200 if args.quick else 500), args.repeats
     now_sha, before_sha = git("rev-parse", args.now_commit), git("rev-parse", args.before_commit)
     out = Results("knowledge_time", "Knowledge time: reads now vs before, as_known_at, history storage, corrections, ArcticDB as_of",
-                  quick=args.quick, results_dir=args.results_dir, extra_packages=("arcticdb",))
+                  quick=args.quick, results_dir=args.results_dir)
     out.setting("data", f"{n_symbols:,} symbols x {n_bars:,} daily bars, view of the seven seed indicators "
                 f"({', '.join(SEED_VIEW)}); 1% of bars corrected in {N_LOADS} loads of 0.1%; {n_events:,} training "
-                f"events; medians of {reps} interleaved repeats")
+                f"events; medians of {reps} interleaved repeats (of 3 for a read slower than {SLOW_S:.0f} s)")
     out.setting("commits", f"now {now_sha[:10]}, before {before_sha[:10]} (git worktrees, one worker process each)")
     tmp = Path(tempfile.mkdtemp(prefix="fs-bench-kt-"))
     data = tmp / "data"
