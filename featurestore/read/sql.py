@@ -76,11 +76,29 @@ def known_source(table: str, columns: Sequence[str]) -> str:
     cols = ", ".join(["entity_id", "ts", *(_quote(c) for c in columns)])
     t = _quote(table) if table != "bars" else "bars"
     h = _quote(history_table(table)) if table != "bars" else "bars_history"
+    # "not known" split in two, so the first is an index condition on the history table's key
+    # (entity_id, ts, superseded_by) and superseded versions no longer visible are not fetched
     return (
         f"(SELECT {cols} FROM {t} WHERE {_known('load_id')} UNION ALL "
-        f"SELECT {cols} FROM {h} WHERE {_known('load_id')} AND NOT {_known('superseded_by')})"
+        f"SELECT {cols} FROM {h} WHERE {_known('load_id')} AND superseded_by > (SELECT kmax FROM k) UNION ALL "
+        f"SELECT {cols} FROM {h} WHERE {_known('load_id')} AND superseded_by = ANY(CAST((SELECT holes FROM k) AS int4[])))"
     )
 
+
+
+def _version_at(alias: str, history: str, cols: Sequence[str], hv: str) -> tuple[str, str, list[str]]:
+    """For a current row ``alias``: (a LATERAL probe of ``history`` for its version visible at the
+    knowledge time, run only when the current row's load is not known then; the condition that a
+    version is visible; the select list picking it)."""
+    vals = "".join(f", x.{_quote(c)}" for c in cols)
+    probe = (
+        f"LEFT JOIN LATERAL (SELECT x.ts{vals} FROM {history} x WHERE x.entity_id = {alias}.entity_id "
+        f"AND x.ts = {alias}.ts AND {_known('x.load_id')} AND NOT {_known('x.superseded_by')} LIMIT 1) {hv} "
+        f"ON NOT {_known(alias + '.load_id')}"
+    )
+    visible = f"({_known(alias + '.load_id')} OR {hv}.ts IS NOT NULL)"
+    pick = [f"CASE WHEN {hv}.ts IS NULL THEN {alias}.{_quote(c)} ELSE {hv}.{_quote(c)} END AS {_quote(c)}" for c in cols]
+    return probe, visible, pick
 
 
 def _last_known(
@@ -89,35 +107,26 @@ def _last_known(
     """The last row visible at knowledge time with ``entity_id = key`` and ``lower <= ts <= upper``,
     as a subquery with columns ts and the value columns.
 
-    Two probes, each an Index Scan Backward with LIMIT 1: the current table first, then the
-    history table only above the row found there (a LIMIT over a UNION ALL would sort every
-    candidate, and a history probe without that bound walks every superseded version of the
-    entity that is no longer visible); the history row, when there is one, is the later one.
-    With bars columns on a view, the bar of the winning row is joined after.
+    Walks the current table's keys backward on its primary key (no load filter): a key's version
+    at the knowledge time is its current row when that row's load was known then, else the one
+    visible version in the history table (a primary-key probe on (entity_id, ts)); a key with
+    neither was written after that time and is skipped. Rows are never deleted from the current
+    tables, so every key that existed then is walked. The first visible key ends the walk, so the
+    cost is the keys written after the knowledge time, not the entity's superseded versions.
     """
     own = [*bar_cols, *feat_cols] if table == "bars" else list(feat_cols)
-    cols = "".join(f", t.{_quote(c)}" for c in own)
     t = _quote(table) if table != "bars" else "bars"
-    h = _quote(history_table(table)) if table != "bars" else "bars_history"
-    where = f"t.entity_id = {key} AND t.ts <= {upper}" + (f" AND t.ts >= {lower}" if lower else "")
-    order = " ORDER BY t.ts DESC LIMIT 1"
-    current = f"(SELECT t.ts{cols} FROM {t} t WHERE {where} AND {_known('t.load_id')}{order})"
-    history = (
-        f"(SELECT t.ts{cols} FROM {h} t WHERE {where} AND t.ts > coalesce(c.ts, '-infinity') "
-        f"AND {_known('t.load_id')} AND NOT {_known('t.superseded_by')}{order})"
-    )
-    pick = "".join(f", CASE WHEN h.ts IS NULL THEN c.{_quote(c)} ELSE h.{_quote(c)} END AS {_quote(c)}" for c in own)
-    found = (
-        f"SELECT {key} AS entity_id, coalesce(h.ts, c.ts) AS ts{pick} FROM (SELECT 1) one "
-        f"LEFT JOIN LATERAL {current} c ON true LEFT JOIN LATERAL {history} h ON true "
-        "WHERE c.ts IS NOT NULL OR h.ts IS NOT NULL"
-    )
-    if table == "bars" or not bar_cols:
-        out = "".join(f", y.{_quote(c)}" for c in own)
-        return f"(SELECT y.ts{out} FROM ({found}) y)"
-    out = "".join(f", b.{_quote(c)}" for c in bar_cols) + "".join(f", y.{_quote(c)}" for c in feat_cols)
-    bars = known_source("bars", bar_cols)
-    return f"(SELECT y.ts{out} FROM ({found}) y JOIN {bars} b ON b.entity_id = y.entity_id AND b.ts = y.ts)"
+    h = "bars_history" if table == "bars" else _quote(history_table(table))
+    probe, visible, pick = _version_at("c", h, own, "hv")
+    source, conds = f"{t} c {probe}", [visible]
+    if table != "bars" and bar_cols:
+        bprobe, bvisible, bpick = _version_at("b", "bars_history", list(bar_cols), "hb")
+        source += f" JOIN bars b ON b.entity_id = c.entity_id AND b.ts = c.ts {bprobe}"
+        conds.append(bvisible)
+        pick = bpick + pick
+    where = f"c.entity_id = {key} AND c.ts <= {upper}" + (f" AND c.ts >= {lower}" if lower else "")
+    select = ", ".join(["c.ts", *pick])
+    return f"(SELECT {select} FROM {source} WHERE {where} AND {' AND '.join(conds)} ORDER BY c.ts DESC LIMIT 1)"
 
 
 def _select(
