@@ -26,7 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
-ORDER = ["indicators", "load", "read", "cache", "cache-store", "pool", "serialization", "concurrency", "demo", "soak"]
+ORDER = ["indicators", "load", "read", "knowledge_time", "cache", "cache-store", "pool", "serialization", "concurrency",
+         "demo", "soak"]
 
 
 def _measured(check: dict[str, object]) -> str:
@@ -107,6 +108,16 @@ def _indicator_ratios(f: _Files, what: str, missed_if_fail: bool = True) -> str:
     return ", ".join(parts) or "n/a"
 
 
+def _kt(f: _Files, prefix: str) -> str:
+    """Knowledge-time checks starting with ``prefix``: their reads and ratios (bold: missed)."""
+    parts = []
+    for c in f.checks("knowledge_time", prefix):
+        label = str(c["what"]).split(": ", 1)[-1].split(" (")[0]
+        v = _measured(c)
+        parts.append(f"{label} {v}" if c["status"] == "PASS" else f"**{label} {v}**")
+    return (", ".join(parts) + " (bold: missed)") if parts else "n/a"
+
+
 def readme_rows(results_dir: Path = HERE / "results") -> str:
     """The README's benchmark table, every figure read from the results files (paste it there)."""
     f = _Files(results_dir)
@@ -182,6 +193,16 @@ def readme_rows(results_dir: Path = HERE / "results") -> str:
          f"`get_training_frame` {f.cell('read', 'like with like', 'featurestore get_training_frame', 'value')} µs/event",
          f"Feast-style N x M SQL join {f.cell('read', 'like with like', 'Feast-style N x M', 'value')} µs/event",
          f"Feast-style takes {f.cell('read', 'like with like', 'ratio: Feast-style', 'value')}x our time", "report"),
+        (f"knowledge time: current reads {link.get('knowledge_time', '')}", "reads after knowledge time",
+         "the same reads before it (same data, same corrections)", _kt(f, "current read now / before"), "<= 1.05x"),
+        (f"knowledge time: `as_known_at` reads {link.get('knowledge_time', '')}", "`as_known_at` reads, 1% of bars corrected",
+         "current reads on the same data", _kt(f, "as_known_at / current read"), "<= 1.5x"),
+        (f"knowledge time: corrections {link.get('knowledge_time', '')}", "a one-row correction with the seven-indicator view",
+         "ArcticDB `update` (bars only)",
+         (f"{f.check('knowledge_time', 'one-row correction, ours (with view) / ArcticDB', ' its time')}; "
+          f"now / before knowledge time {f.check('knowledge_time', 'one-row correction now / before')}; "
+          f"history {f.check('knowledge_time', 'history bytes per corrected bar')} per corrected bar"),
+         "report"),
         (f"cached `get_latest`, 1 symbol {link.get('cache', '')}", f"hit p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 2)} µs",
          f"uncached p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 1)} µs", f.cell("cache", "cache hits", "get_latest(1 symbol)", 4), "< 20 µs"),
         (f"cache miss, `get_latest` 1 symbol {link.get('cache', '')}", "default cache, every call a new key", "`cache=None`",
