@@ -6,7 +6,6 @@ naming rule, and numba's disk cache across processes.
 from __future__ import annotations
 
 import importlib.util
-
 import json
 import os
 import subprocess
