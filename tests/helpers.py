@@ -56,8 +56,10 @@ def fingerprint(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     for table, order, row in (
         ("entities", "entity_id", "(t.entity_id, t.symbol, t.generation)"),  # not created_at
         ("bars", "entity_id, ts", "t"),
+        ("bars_history", "entity_id, ts, superseded_by", "t"),
         ("feature_views", "view_id", "t"),
         ("indicator_state", "view_id, entity_id", "t"),
+        ("indicator_checkpoints", "view_id, entity_id, ts", "t"),
         ("loads", "load_id", "t"),
         ("store_state", "id", "t"),
     ):
@@ -66,10 +68,11 @@ def fingerprint(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         )
         out[table] = conn.execute(q).fetchone()
     for (name,) in conn.execute("SELECT table_name FROM feature_views ORDER BY 1").fetchall():
-        q = sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY entity_id, ts), '')) FROM {} t").format(
-            sql.Identifier(name)
-        )
-        out[name] = conn.execute(q).fetchone()
+        for table in (name, name + "_h"):  # the view's rows and their superseded versions
+            q = sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t"
+            ).format(sql.Identifier(table))
+            out[table] = conn.execute(q).fetchone()
     return out
 
 
