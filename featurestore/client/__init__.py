@@ -6,12 +6,9 @@ class holds the connection pool, the cache and the settings, and wires the steps
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -21,6 +18,11 @@ from psycopg import sql
 from sqlalchemy.engine import URL
 
 from featurestore import migrate as _migrate
+from featurestore.client import knowledge as _history_api
+from featurestore.client import reads as _read_api
+from featurestore.client import views as _view_api
+from featurestore.client import writes as _write_api
+from featurestore.client.support import _peak_rss_bytes
 from featurestore.config import Settings, mask_url
 from featurestore.embedded import EmbeddedServer
 from featurestore.errors import ConfigError, ConnectionError
@@ -294,34 +296,12 @@ class FeatureStore:
     def history(self, symbol: str, ts: Any) -> BarHistory:
         """Every stored version of ``symbol``'s bar at ``ts`` and of its feature rows (each view
         version), with when each became known, until when, and by which load (featurestore.history)."""
-        from featurestore.history import bar_history
-        from featurestore.read.args import _bound
-        from featurestore.views import list_views
-
-        when = _bound(ts, "ts", ceil=False)
-
-        def run(conn: Any) -> BarHistory:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                views = [v for v in list_views(conn) if not v.problem]
-                return bar_history(conn, symbol, when, views)
-
-        return self.db.run(run, idempotent=True)
+        return _history_api.history(self, symbol, ts)
 
     def compact_history(self, before: Any) -> CompactResult:
         """Drop versions superseded at or before ``before`` (a tz-aware time in the past), bounding
         the history's size; ``as_known_at`` earlier than ``before`` then raises HistoryError."""
-        from featurestore.history import compact_history
-        from featurestore.read.args import _bound
-        from featurestore.views import list_views
-        from featurestore.write import bump_generation
-
-        cut = _bound(before, "before", ceil=False)
-        with self.db.connection() as conn, conn.transaction():
-            result = compact_history(conn, cut, [v for v in list_views(conn) if not v.problem])
-            bump_generation(conn, None)  # cached answers for knowledge times before the cut must go
-        self._invalidate_committed(None, "compacting history")
-        return result
+        return _history_api.compact_history(self, before)
 
     def export(self, path: str | os.PathLike[str], **options: Any) -> Any:
         """Write bars (and, with ``view=``, features) to Parquet, Feather or CSV, streamed by symbol batches.
@@ -359,105 +339,24 @@ class FeatureStore:
         time ts counts as known only from ts + this, for sources published with a delay
         (knowledge-time reads, training frames); part of the spec, so changing it makes a version.
         """
-        from featurestore import views as _views
-        from featurestore import write as _write
-
-        specs, cols = _views.normalize_spec(indicators, columns)
-        lag = _views.availability_lag(available_after)
-        with self.db.connection() as conn, conn.transaction():
-            view, _created = _views.register_view(conn, name, specs, cols, lag)
-        if view.status == "ready":
-            return view
-        batch = batch_entities or _write.FEATURE_BATCH_ENTITIES
-        with self.db.connection() as conn:
-            batches = _write.pending_backfill(conn, view, batch)
-        bar = _progress(progress, total=len(batches), desc=f"backfill {name} v{view.version}", unit="batch")
-        try:
-            if n_jobs == 1 or len(batches) <= 1:
-                for ids in batches:
-                    with self.db.connection() as conn:
-                        _write.backfill_batch(conn, view, ids)
-                    bar.update(1)
-            else:
-                from joblib import Parallel, delayed
-
-                from featurestore.config import libpq_url
-
-                url = libpq_url(self.db.url)
-                jobs = [delayed(_write.backfill_worker)(url, view.name, view.version, ids) for ids in batches]
-                try:
-                    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-                except ValueError:  # backends such as Ray return lists only
-                    runner = Parallel(n_jobs=n_jobs)
-                for _ in runner(jobs):
-                    bar.update(1)
-        finally:
-            bar.close()
-        with self.db.connection() as conn, conn.transaction():
-            # reads by name now resolve to this version: other processes' caches (notify, strict) must drop theirs
-            _write.bump_generation(conn, None)
-            # its features are known (as_known_at) from this write's stamp on
-            conn.execute(
-                "UPDATE feature_views SET status = 'ready', ready_at = (SELECT known_at FROM store_state WHERE id = 1) "
-                "WHERE view_id = %s",
-                (view.view_id,),
-            )
-        # The view is complete and committed: nothing below may turn that into an exception.
-        ready = dataclasses.replace(view, status="ready")
-        self._invalidate_committed(None, f"creating view {name} v{view.version}")
-        try:  # a fresh table has no statistics: give the planner some
-            self.db.run(lambda c: c.execute(sql.SQL("ANALYZE {}").format(ident(view.table_name))))
-        except Exception as exc:
-            _log.warning("view %s v%s is ready, but ANALYZE of %s failed: %s", name, view.version, view.table_name, exc)
-        try:
-            return self.db.run(lambda c: _views.get_view(c, ready.name, ready.version), idempotent=True)
-        except Exception as exc:
-            _log.warning("view %s v%s is ready, but reading it back failed: %s", name, view.version, exc)
-            return ready
+        return _view_api.create_view(self, name, indicators, columns=columns, n_jobs=n_jobs, batch_entities=batch_entities, progress=progress, available_after=available_after)
 
     def list_views(self) -> list[dict[str, Any]]:
         """Every registered view version, described (name, version, table, status, columns)."""
-        from featurestore import views as _views
-
-        with self.db.connection() as conn:
-            return [v.describe() for v in _views.list_views(conn)]
+        return _view_api.list_views(self)
 
     def describe_view(self, name: str, version: int | None = None) -> dict[str, Any]:
         """One view version (newest by default), with its row and entity counts."""
-        from featurestore import views as _views
-
-        with self.db.connection() as conn:
-            view = _views.get_view(conn, name, version)
-            out = view.describe()
-            row = conn.execute(
-                "SELECT count(*), coalesce(sum(n_bars), 0) FROM indicator_state WHERE view_id = %s",
-                (view.view_id,),
-            ).fetchone()
-        out["entities"], out["rows"] = int(row[0]), int(row[1])  # type: ignore[index]
-        return out
+        return _view_api.describe_view(self, name, version)
 
     def drop_view(self, name: str, version: int | None = None) -> list[int]:
         """Drop one version of a view (or all of them) with its table; return the versions dropped."""
-        from featurestore import views as _views
-        from featurestore.write import bump_generation
-
-        with self.db.connection() as conn, conn.transaction():
-            dropped = _views.drop_view(conn, name, version)
-            bump_generation(conn, None)
-        self._invalidate_committed(None, f"dropping view {name}")
-        return dropped
+        return _view_api.drop_view(self, name, version)
 
     def _writable_columns(self) -> list[str]:
         """The user columns a load may carry; first, a view the load could not write fails the load
         before any data is read (a user kernel that is unregistered or registered with other code)."""
-        with self.db.connection() as conn:
-            views = self._views(conn)
-        for view in views:
-            if view.problem:
-                from featurestore.indicators.base import UserKernelError
-
-                raise UserKernelError(view.problem)
-        return sorted({c for v in views for c in v.columns})
+        return _view_api.writable_columns(self)
 
     def _views(self, conn: Any) -> list[FeatureView]:
         from featurestore import views as _views
@@ -482,17 +381,7 @@ class FeatureStore:
         ``"ignore"`` keeps them, ``"error"`` refuses a load that would change one. Features of
         every view are computed in the same transaction. Returns what the load did.
         """
-        started = time.perf_counter()  # elapsed_s is what the caller waits for, from here
-        from featurestore import load as _load
-
-        user_cols = self._writable_columns()
-        chunk = _load.validate_frame(data, extra_columns=user_cols, assume_tz=assume_tz).sorted()
-        validate_s = time.perf_counter() - started
-        from featurestore.write import SMALL_WRITE_ROWS
-
-        return self._write(lambda: [chunk], source="DataFrame", on_conflict=on_conflict,
-                           create_symbols=create_symbols, small=len(chunk) < SMALL_WRITE_ROWS,
-                           progress=progress, total=len(chunk), started=started, validate_s=validate_s)
+        return _write_api.ingest(self, data, on_conflict=on_conflict, create_symbols=create_symbols, assume_tz=assume_tz, progress=progress)
 
     def load(
         self,
@@ -518,32 +407,7 @@ class FeatureStore:
         from 1, header excluded) and the column. The progress bar's total is exact for Parquet
         and Feather (their metadata) and estimated from the size for CSV.
         """
-        started = time.perf_counter()  # elapsed_s is what the caller waits for, from here
-        from featurestore import load as _load
-
-        user_cols = self._writable_columns()
-        paths_list = _load.expand_paths(paths)
-
-        def chunks() -> Iterable[BarChunk]:
-            stream = _load.read_chunks(
-                paths_list,
-                format=format,
-                chunk_rows=chunk_rows or _load.DEFAULT_CHUNK_ROWS,
-                extra_columns=user_cols,
-                column_map=column_map,
-                symbol=symbol,
-                assume_tz=assume_tz,
-                delimiter=delimiter,
-                encoding=encoding,
-            )
-
-            return (c.sorted() for c in stream)
-
-        total, _ = _load.estimate_rows(paths_list, format=format) if progress is not False else (None, False)
-        source = str(paths_list[0]) if len(paths_list) == 1 else f"{paths_list[0]} (+{len(paths_list) - 1} files)"
-        return self._write(chunks, source=source, on_conflict=on_conflict,
-                           create_symbols=create_symbols, small=False, progress=progress, total=total,
-                           started=started)
+        return _write_api.load(self, paths, format=format, symbol=symbol, column_map=column_map, chunk_rows=chunk_rows, on_conflict=on_conflict, create_symbols=create_symbols, assume_tz=assume_tz, delimiter=delimiter, encoding=encoding, progress=progress)
 
     def _write(
         self,
@@ -568,54 +432,7 @@ class FeatureStore:
         validation it already did: the result's ``elapsed_s`` covers everything until return.
         Once the transaction has committed nothing raises any more (see ``_after_commit``).
         """
-        from featurestore.errors import DeadlockError
-        from featurestore.write import LoadWriter
-
-        if started is None:
-            started = time.perf_counter()
-        attempts = 4
-        for attempt in range(attempts):
-            bar = _progress(progress, total=total, desc="load", unit="rows")
-            try:
-                with self.db.connection() as conn:
-                    with conn.transaction():
-                        writer = LoadWriter(conn, source=source, on_conflict=on_conflict,
-                                            create_symbols=create_symbols, views=self._views(conn), small=small)
-                        reading = 0.0  # reading, validating and sorting file chunks happens lazily, here
-                        t0 = time.perf_counter()
-                        for chunk in chunks():
-                            reading += time.perf_counter() - t0
-                            writer.write_chunk(chunk)
-                            bar.update(len(chunk))
-                            t0 = time.perf_counter()
-                        reading += time.perf_counter() - t0
-                        bar.phase("features")  # every row is in: the bar fills, the features follow
-                        result = writer.finish()
-                        bar.phase("commit")
-                        t_commit = time.perf_counter()
-                    # leaving the block committed (an exception there propagates: nothing committed)
-                    commit_s = time.perf_counter() - t_commit
-                break  # the bar stays open through the post-commit phase
-            except DeadlockError as exc:  # pool.py maps DeadlockDetected / SerializationFailure
-                bar.close()
-                if attempt + 1 == attempts:
-                    raise DeadlockError(
-                        f"load of {source} was aborted by {attempts} deadlocks with concurrent loads; "
-                        f"nothing was written: run it again (last: {exc.server_message})",
-                        sqlstate=exc.sqlstate,
-                        server_message=exc.server_message,
-                    ) from exc
-                time.sleep(0.05 * (attempt + 1))
-            except BaseException:
-                bar.close()
-                raise
-        result.phases["validate"] = validate_s + reading
-        result.phases["commit"] = commit_s
-        try:
-            self._after_commit(result, started, bar)
-        finally:
-            bar.close()
-        return result
+        return _write_api.write(self, chunks, source=source, on_conflict=on_conflict, create_symbols=create_symbols, small=small, progress=progress, total=total, started=started, validate_s=validate_s)
 
     def _after_commit(self, result: LoadResult, started: float, bar: Any = None) -> None:
         """Everything after a load committed: nothing here may turn it into an exception.
@@ -624,34 +441,11 @@ class FeatureStore:
         (a lock timeout, a cancel, a lost connection) is logged as a warning, never raised.
         KeyboardInterrupt still propagates, but only once ``last_load`` is set.
         """
-        self.last_load = result
-        if result.changed_symbols:
-            self._invalidate_committed(list(result.changed_symbols), f"load {result.load_id}")
-        t0 = time.perf_counter()
-        try:
-            if bar is not None:
-                bar.phase("ANALYZE")
-            self._analyze_if_grown(result.inserted)
-        except Exception as exc:
-            _log.warning(
-                "load %s committed, but ANALYZE after it failed (autovacuum will do it later): %s",
-                result.load_id, exc,
-            )
-        finally:
-            result.phases["analyze"] = time.perf_counter() - t0
-            result.elapsed_s = time.perf_counter() - started
+        _write_api.after_commit(self, result, started, bar)
 
     def _invalidate_committed(self, symbols: Sequence[str] | None, what: str) -> None:
         """Invalidate after a commit: on failure clear the whole cache; log, never raise."""
-        try:
-            self._invalidate(symbols)
-            return
-        except Exception:
-            _log.warning("cache invalidation after %s failed; clearing the cache", what, exc_info=True)
-        try:
-            self._invalidate(None)
-        except Exception:
-            _log.warning("clearing the cache after %s failed", what, exc_info=True)
+        _write_api.invalidate_committed(self, symbols, what)
 
     def _analyze_if_grown(self, inserted: int) -> None:
         """ANALYZE bars and the view tables after a load that grew them a lot.
@@ -660,19 +454,7 @@ class FeatureStore:
         pick a nested loop that rescans bars per feature row (seconds instead of milliseconds,
         tests/test_reliability.py). Small appends never pay for this.
         """
-        if inserted < 1000:
-            return
-
-        def run(conn: Any) -> None:
-            tables = ["bars", *(v.table_name for v in self._views(conn))]
-            rows = conn.execute(
-                "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'", (tables,)
-            ).fetchall()
-            for name, reltuples in rows:
-                if reltuples < 0 or inserted > 0.2 * reltuples:
-                    conn.execute(sql.SQL("ANALYZE {}").format(ident(name)))
-
-        self.db.run(run)
+        _write_api.analyze_if_grown(self, inserted)
 
     def _invalidate(self, symbols: Sequence[str] | None) -> None:
         """Drop cached results a write could have changed (None: everything), before it returns."""
@@ -695,12 +477,7 @@ class FeatureStore:
         return reader
 
     def _read(self, key: tuple[Any, ...], symbols: Iterable[str], compute: Any, as_known_at: Any = None) -> Any:
-        if self._reads is None:
-            return compute()
-        if as_known_at is not None and self._settled(as_known_at):
-            # a past knowledge time no write can change: cached without invalidation
-            return self._reads.read(key, (), compute, immutable=True)
-        return self._reads.read(key, symbols, compute)
+        return _read_api.read(self, key, symbols, compute, as_known_at)
 
     def _settled(self, as_known_at: Any) -> bool:
         """True when no future write can change answers at knowledge time ``as_known_at``.
@@ -709,21 +486,7 @@ class FeatureStore:
         after ``as_known_at`` has committed, every later one is stamped later still. The newest
         stamp seen is kept: only a knowledge time at or after it costs a query.
         """
-        from featurestore.read.args import knowledge_time
-
-        t = knowledge_time(as_known_at)
-        if t is None:
-            return False
-        if self._stamp_seen is not None and t < self._stamp_seen:
-            return True
-
-        def q(conn: Any) -> Any:
-            return conn.execute("SELECT known_at FROM store_state WHERE id = 1", prepare=True).fetchone()[0]
-
-        stamp = self.db.run(q, idempotent=True)
-        if self._stamp_seen is None or stamp > self._stamp_seen:
-            self._stamp_seen = stamp
-        return bool(t < stamp)
+        return _read_api.settled(self, as_known_at)
 
     def get_bars(
         self,
@@ -742,16 +505,7 @@ class FeatureStore:
         ``downcast=True`` returns float32 values and categorical symbols (featurestore.read.downcast).
         ``as_known_at`` (tz-aware; default now): the bars as stored at that moment.
         """
-        syms = _syms(symbols)
-        key = ("bars", syms, _tkey(start), _tkey(end), _ckey(columns), as_arrow, downcast, _tkey(as_known_at))
-        return self._read(
-            key,
-            syms,
-            _maybe_downcast(downcast, lambda: self.reader.get_bars(
-                list(syms), start, end, columns=columns, as_arrow=as_arrow, as_known_at=as_known_at
-            )),
-            as_known_at,
-        )
+        return _read_api.get_bars(self, symbols, start, end, columns=columns, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at)
 
     def get_features(
         self,
@@ -771,18 +525,7 @@ class FeatureStore:
 
         ``as_known_at``: the rows as computed and stored at that moment (knowledge time).
         """
-        syms = _syms(symbols)
-        key = ("features", syms, _tkey(start), _tkey(end), view, version, _ckey(columns), include_bars, as_arrow,
-               downcast, _tkey(as_known_at))
-        return self._read(
-            key,
-            syms,
-            _maybe_downcast(downcast, lambda: self.reader.get_features(
-                list(syms), start, end, view=view, version=version, columns=columns,
-                include_bars=include_bars, as_arrow=as_arrow, as_known_at=as_known_at,
-            )),
-            as_known_at,
-        )
+        return _read_api.get_features(self, symbols, start, end, view=view, version=version, columns=columns, include_bars=include_bars, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at)
 
     def get_latest(
         self,
@@ -800,17 +543,7 @@ class FeatureStore:
 
         ``as_known_at``: what this read would have returned at that moment (``as_of`` defaults to it).
         """
-        syms = _syms(symbols)
-        key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, downcast, _tkey(as_known_at))
-        return self._read(
-            key,
-            syms,
-            _maybe_downcast(downcast, lambda: self.reader.get_latest(
-                list(syms), as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow,
-                as_known_at=as_known_at,
-            )),
-            as_known_at,
-        )
+        return _read_api.get_latest(self, symbols, as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at)
 
     def get_training_frame(
         self,
@@ -834,152 +567,4 @@ class FeatureStore:
         ``as_known_at``: the frame as the store knew it then; ``known_at_col``: per event, as known
         at its own decision time (see :meth:`featurestore.read.Reader.get_training_frame`).
         """
-        import pandas as pd
-
-        if not isinstance(events, pd.DataFrame):
-            raise ConfigError(f"events must be a pandas DataFrame, not {type(events).__name__}")
-        digest = _frame_digest(events)
-        key = ("training", digest, view, version, _ckey(columns), str(tolerance), event_time_col, symbol_col, include_bars,
-               downcast, _tkey(as_known_at), known_at_col)
-        syms: Iterable[str] = ()
-        if symbol_col in events.columns:
-            syms = [s for s in pd.unique(events[symbol_col]) if isinstance(s, str)]
-        # known_at_col: the answer is settled once its latest decision time is (older ones are
-        # then too); until then it invalidates as "now"
-        settles_at = as_known_at
-        if known_at_col is not None and as_known_at is None and known_at_col in events.columns:
-            decided = events[known_at_col]
-            if isinstance(decided.dtype, pd.DatetimeTZDtype) and decided.notna().any():
-                settles_at = decided.max()
-        return self._read(
-            key,
-            syms,
-            _maybe_downcast(downcast, lambda: self.reader.get_training_frame(
-                events, view=view, version=version, columns=columns, tolerance=tolerance,
-                event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars,
-                as_known_at=as_known_at, known_at_col=known_at_col,
-            )),
-            settles_at,
-        )
-
-
-def _peak_rss_bytes(proc: Any) -> int:
-    """This process's own peak resident set size, in bytes (0 when the platform tells nothing).
-
-    Linux: ``VmHWM`` from /proc/self/status, which exec resets; ``ru_maxrss`` there is in KiB
-    and carries the parent's peak across fork+exec, so a small child would report its parent's
-    size. macOS: ``ru_maxrss`` is already in bytes. Windows: psutil's ``peak_wset``.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            with open("/proc/self/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1]) * 1024  # "VmHWM:  123456 kB"
-        except (OSError, ValueError, IndexError):
-            pass
-    peak = getattr(proc.memory_info(), "peak_wset", None)
-    if peak:
-        return int(peak)
-    try:
-        import resource
-    except ImportError:  # Windows without peak_wset
-        return 0
-    maxrss = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    if sys.platform.startswith("linux"):  # /proc unreadable: the inherited figure, in KiB
-        return maxrss * 1024
-    return maxrss if sys.platform == "darwin" else maxrss * 1024  # the BSDs report KiB
-
-
-def _maybe_downcast(enabled: bool, fn: Any) -> Any:
-    if not enabled:
-        return fn
-    from featurestore.read import downcast
-
-    return lambda: downcast(fn())
-
-
-def _syms(symbols: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(symbols, str):
-        return (symbols,)
-    return tuple(symbols)
-
-
-def _tkey(value: Any) -> Any:
-    """A hashable, normalized form of a time argument for cache keys (the UTC instant, in ns)."""
-    if value is None:
-        return None
-    pd = sys.modules.get("pandas")
-    if pd is not None and type(value) is pd.Timestamp and value.tzinfo is not None:
-        return value.value  # tz-aware: already the UTC instant in ns (what `_utc` would give)
-    from featurestore.errors import FeatureStoreError
-    from featurestore.read import _utc
-
-    try:
-        return _utc(value, "time").value
-    except (FeatureStoreError, ValueError, TypeError):
-        return ("invalid", repr(value))  # the read itself raises the proper error
-
-
-def _ckey(columns: str | Sequence[str] | None) -> Any:
-    if columns is None or isinstance(columns, str):
-        return columns
-    return tuple(columns)
-
-
-def _frame_digest(frame: pd.DataFrame) -> str:
-    """A content hash of a DataFrame (values, index, column names and dtypes) for cache keys."""
-    import hashlib
-
-    import pandas as pd
-
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
-    return h.hexdigest()
-
-
-class _NoProgress:
-    """The silent stand-in for a progress bar."""
-
-    def update(self, n: int) -> None:
-        pass
-
-    def phase(self, name: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _Bar:
-    """A tqdm bar that can also name the phase a load is in once every row is read.
-
-    After the last chunk the load still computes features, commits and may ANALYZE; without a
-    phase name those pass as silence. Naming a phase fills the bar (file totals are estimates).
-    """
-
-    def __init__(self, total: int | None, desc: str, unit: str) -> None:
-        from tqdm import tqdm
-
-        self.desc = desc
-        self.tqdm = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
-
-    def update(self, n: int) -> None:
-        self.tqdm.update(n)
-
-    def phase(self, name: str) -> None:
-        self.tqdm.total = self.tqdm.n
-        self.tqdm.set_description(f"{self.desc}: {name}", refresh=True)
-
-    def close(self) -> None:
-        self.tqdm.close()
-
-
-def _progress(enabled: bool | None, *, total: int | None, desc: str, unit: str) -> _Bar | _NoProgress:
-    """A tqdm bar on a terminal (or when asked for), else a silent stand-in."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return _NoProgress()
-    return _Bar(total, desc, unit)
+        return _read_api.get_training_frame(self, events, view=view, version=version, columns=columns, tolerance=tolerance, event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars, downcast=downcast, as_known_at=as_known_at, known_at_col=known_at_col)

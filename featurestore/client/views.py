@@ -1,0 +1,140 @@
+"""[client] Feature views: create (register + backfill), list, describe, drop."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from featurestore.schema import ident
+
+if TYPE_CHECKING:
+
+    from featurestore.client import FeatureStore
+    from featurestore.indicators import IndicatorSpec
+    from featurestore.views import FeatureView
+
+from featurestore.client.support import (
+    _progress,
+)
+
+_log = logging.getLogger('featurestore.client')
+
+
+def create_view(store: FeatureStore,
+    name: str,
+    indicators: Iterable[str | IndicatorSpec],
+    *,
+    columns: Iterable[str] | None = None,
+    n_jobs: int = 1,
+    batch_entities: int | None = None,
+    progress: bool | None = None,
+    available_after: Any = None,
+) -> FeatureView:
+    """The body of :meth:`FeatureStore.create_view`."""
+    from featurestore import views as _views
+    from featurestore import write as _write
+
+    specs, cols = _views.normalize_spec(indicators, columns)
+    lag = _views.availability_lag(available_after)
+    with store.db.connection() as conn, conn.transaction():
+        view, _created = _views.register_view(conn, name, specs, cols, lag)
+    if view.status == "ready":
+        return view
+    batch = batch_entities or _write.FEATURE_BATCH_ENTITIES
+    with store.db.connection() as conn:
+        batches = _write.pending_backfill(conn, view, batch)
+    bar = _progress(progress, total=len(batches), desc=f"backfill {name} v{view.version}", unit="batch")
+    try:
+        if n_jobs == 1 or len(batches) <= 1:
+            for ids in batches:
+                with store.db.connection() as conn:
+                    _write.backfill_batch(conn, view, ids)
+                bar.update(1)
+        else:
+            from joblib import Parallel, delayed
+
+            from featurestore.config import libpq_url
+
+            url = libpq_url(store.db.url)
+            jobs = [delayed(_write.backfill_worker)(url, view.name, view.version, ids) for ids in batches]
+            try:
+                runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+            except ValueError:  # backends such as Ray return lists only
+                runner = Parallel(n_jobs=n_jobs)
+            for _ in runner(jobs):
+                bar.update(1)
+    finally:
+        bar.close()
+    with store.db.connection() as conn, conn.transaction():
+        # reads by name now resolve to this version: other processes' caches (notify, strict) must drop theirs
+        _write.bump_generation(conn, None)
+        # its features are known (as_known_at) from this write's stamp on
+        conn.execute(
+            "UPDATE feature_views SET status = 'ready', ready_at = (SELECT known_at FROM store_state WHERE id = 1) "
+            "WHERE view_id = %s",
+            (view.view_id,),
+        )
+    # The view is complete and committed: nothing below may turn that into an exception.
+    ready = dataclasses.replace(view, status="ready")
+    store._invalidate_committed(None, f"creating view {name} v{view.version}")
+    try:  # a fresh table has no statistics: give the planner some
+        store.db.run(lambda c: c.execute(sql.SQL("ANALYZE {}").format(ident(view.table_name))))
+    except Exception as exc:
+        _log.warning("view %s v%s is ready, but ANALYZE of %s failed: %s", name, view.version, view.table_name, exc)
+    try:
+        return store.db.run(lambda c: _views.get_view(c, ready.name, ready.version), idempotent=True)
+    except Exception as exc:
+        _log.warning("view %s v%s is ready, but reading it back failed: %s", name, view.version, exc)
+        return ready
+
+
+def list_views(store: FeatureStore) -> list[dict[str, Any]]:
+    """The body of :meth:`FeatureStore.list_views`."""
+    from featurestore import views as _views
+
+    with store.db.connection() as conn:
+        return [v.describe() for v in _views.list_views(conn)]
+
+
+def describe_view(store: FeatureStore, name: str, version: int | None = None) -> dict[str, Any]:
+    """The body of :meth:`FeatureStore.describe_view`."""
+    from featurestore import views as _views
+
+    with store.db.connection() as conn:
+        view = _views.get_view(conn, name, version)
+        out = view.describe()
+        row = conn.execute(
+            "SELECT count(*), coalesce(sum(n_bars), 0) FROM indicator_state WHERE view_id = %s",
+            (view.view_id,),
+        ).fetchone()
+    out["entities"], out["rows"] = int(row[0]), int(row[1])  # type: ignore[index]
+    return out
+
+
+def drop_view(store: FeatureStore, name: str, version: int | None = None) -> list[int]:
+    """The body of :meth:`FeatureStore.drop_view`."""
+    from featurestore import views as _views
+    from featurestore.write import bump_generation
+
+    with store.db.connection() as conn, conn.transaction():
+        dropped = _views.drop_view(conn, name, version)
+        bump_generation(conn, None)
+    store._invalidate_committed(None, f"dropping view {name}")
+    return dropped
+
+
+def writable_columns(store: FeatureStore) -> list[str]:
+    """The body of :meth:`FeatureStore._writable_columns`."""
+    with store.db.connection() as conn:
+        views = store._views(conn)
+    for view in views:
+        if view.problem:
+            from featurestore.indicators.base import UserKernelError
+
+            raise UserKernelError(view.problem)
+    return sorted({c for v in views for c in v.columns})
+
