@@ -30,6 +30,7 @@ from featurestore.indicators.kernels.ma import (
     DEMA,
     EMA,
     KAMA,
+    MAMA,
     SMA,
     T3,
     TEMA,
@@ -42,6 +43,7 @@ from featurestore.indicators.kernels.ma import (
     twin,
     variant,
 )
+from featurestore.indicators.kernels.mama import ma_mama_run
 
 
 # --------------------------------------------------------------------------------------- SMA
@@ -183,55 +185,20 @@ def _bb_bands(mid, sd, up, dn, i, out_upper, out_middle, out_lower):  # type: ig
 
 
 @njit(cache=True)
-def _bb_std(row, cs, m, inv, reset, v, win):  # type: ignore[no-untyped-def]
-    """One bar of TA_STDDEV(period, 1.0) (the sums of ``_bbands_sma``) in ``row``; ``cs`` is the
-    bar's index in the std's own stream. The std, or NaN while cs < period - 1."""
-    if cs == 0:
-        row[4] = v
-        row[5] = reset
-    kk = row[4]
-    s1 = row[2]
-    s2 = row[3]
-    cnt = np.int64(row[5])
-    d = v - kk
-    s1 += d
-    s2 += d * d
-    slot = cs % m
-    sd = np.nan
-    if cs >= m:
-        mean = inv * s1
-        var = inv * s2 - mean * mean
-        xo = row[6 + slot]
-        o = xo - kk
-        o2 = o * o
-        s2 -= o2
-        zero = False
-        recentre = (inv * s2) * 1e-6 > var or o2 > s2 * 1e6
-        if not recentre:
-            cnt -= 1
-            recentre = cnt == 0
-        if recentre:
-            for j in range(m):
-                win[j] = row[6 + (slot + j) % m]
-            win[m] = v
-            kk, s1, s2 = _bb_recentre(win, inv)
-            mean = inv * s1
-            ms = inv * s2
-            var = ms - mean * mean
-            zero = ms * 1e-12 > var
-            o = xo - kk
-            s1 -= o
-            s2 -= o * o
-            cnt = reset
-        else:
-            s1 -= o
-        sd = 0.0 if zero or var == 0.0 else math.sqrt(var)
-    row[6 + slot] = v
-    row[2] = s1
-    row[3] = s2
-    row[4] = kk
-    row[5] = cnt
-    return sd
+def _cols_out(state, c0, block):  # type: ignore[no-untyped-def]
+    """``block[:] = state[:, c0:]`` as loops (numba's slice assignment compiles its shape-error
+    message formatting, seconds of first-use compile)."""
+    for k in range(block.shape[0]):
+        for j in range(block.shape[1]):
+            block[k, j] = state[k, c0 + j]
+
+
+@njit(cache=True)
+def _cols_in(block, state, c0):  # type: ignore[no-untyped-def]
+    """``state[:, c0:] = block`` as loops (see ``_cols_out``)."""
+    for k in range(block.shape[0]):
+        for j in range(block.shape[1]):
+            state[k, c0 + j] = block[k, j]
 
 
 @njit(cache=True)
@@ -250,7 +217,9 @@ def _begin(x, offsets, width, state_in, state):  # type: ignore[no-untyped-def]
 def _bbands_std(x, offsets, period, nbdevup, nbdevdn, lb, state, out_upper, out_middle, out_lower):  # type: ignore[no-untyped-def]
     """BBANDS with a non-SMA middle band, after the MA (lookback ``lb``) wrote ``out_middle``:
     TA-Lib runs TA_STDDEV over the MA's output range, so the std's sums start at bar lb -
-    (period - 1) of the first valid bar."""
+    (period - 1) of the first valid bar (its own stream index ``cs = count - b0``). The sums of
+    ``_bbands_sma`` (same state columns 2..5 and ring, slot = cs % (period-1)), in locals per
+    symbol; after a call's first period-1 std bars the value leaving the window is read from x."""
     m = period - 1
     inv = 1.0 / period
     reset = 32 * period
@@ -260,26 +229,96 @@ def _bbands_std(x, offsets, period, nbdevup, nbdevdn, lb, state, out_upper, out_
         start = offsets[k]
         end = offsets[k + 1]
         i = start
-        if state[k, 0] == 0:
+        c = np.int64(state[k, 0])
+        if c == 0:
             i = _skip_leading_nan1(x, i, end, out_middle)
             for j in range(start, i):
                 out_upper[j] = np.nan
                 out_lower[j] = np.nan
-        row = state[k]
+        while i < end and c < b0:
+            out_upper[i] = np.nan
+            out_middle[i] = np.nan
+            out_lower[i] = np.nan
+            c += 1
+            i += 1
+        if i >= end:
+            state[k, 0] = c
+            continue
+        p = i  # the call's first bar in the std's stream
+        cs0 = c - b0
+        s1 = state[k, 2]
+        s2 = state[k, 3]
+        kk = state[k, 4]
+        cnt = np.int64(state[k, 5])
+        if cs0 == 0:
+            kk = x[i]
+            cnt = reset
+        slot = cs0 % m
+        a_end = min(end, p + m)
         while i < end:
-            c = np.int64(row[0])
-            row[0] = c + 1
             v = x[i]
+            d = v - kk
+            s1 += d
+            s2 += d * d
+            in_ring = i < a_end
             sd = np.nan
-            if c >= b0:
-                sd = _bb_std(row, c - b0, m, inv, reset, v, win)
+            if c - b0 >= m:
+                mean = inv * s1
+                var = inv * s2 - mean * mean
+                if in_ring:
+                    xo = state[k, 6 + slot]
+                else:
+                    xo = x[i - m]
+                o = xo - kk
+                o2 = o * o
+                s2 -= o2
+                zero = False
+                recentre = (inv * s2) * 1e-6 > var or o2 > s2 * 1e6
+                if not recentre:
+                    cnt -= 1
+                    recentre = cnt == 0
+                if recentre:
+                    if in_ring:
+                        for j in range(m):
+                            win[j] = state[k, 6 + (slot + j) % m]
+                        win[m] = v
+                        kk, s1, s2 = _bb_recentre(win, inv)
+                    else:
+                        for j in range(period):  # one argument type: one compile
+                            win[j] = x[i - m + j]
+                        kk, s1, s2 = _bb_recentre(win, inv)
+                    mean = inv * s1
+                    ms = inv * s2
+                    var = ms - mean * mean
+                    zero = ms * 1e-12 > var
+                    o = xo - kk
+                    s1 -= o
+                    s2 -= o * o
+                    cnt = reset
+                else:
+                    s1 -= o
+                sd = 0.0 if zero or var == 0.0 else math.sqrt(var)
+            if in_ring:
+                state[k, 6 + slot] = v
+                slot += 1
+                if slot == m:
+                    slot = 0
             if c >= lb:
                 _bb_bands(out_middle[i], sd, nbdevup, nbdevdn, i, out_upper, out_middle, out_lower)
             else:
                 out_upper[i] = np.nan
                 out_middle[i] = np.nan
                 out_lower[i] = np.nan
+            c += 1
             i += 1
+        if end - p > m:
+            for j in range(end - m, end):
+                state[k, 6 + (cs0 + j - p) % m] = x[j]
+        state[k, 0] = c
+        state[k, 2] = s1
+        state[k, 3] = s2
+        state[k, 4] = kk
+        state[k, 5] = cnt
     return 0
 
 
@@ -353,7 +392,9 @@ def _bbands_sma(x, offsets, period, nbdevup, nbdevdn, state_in, state, out_upper
                         win[m] = v
                         kk, s1, s2 = _bb_recentre(win, inv)
                     else:
-                        kk, s1, s2 = _bb_recentre(x[i - m : i + 1], inv)
+                        for j in range(period):  # one argument type: one compile
+                            win[j] = x[i - m + j]
+                        kk, s1, s2 = _bb_recentre(win, inv)
                     mean = inv * s1
                     ms = inv * s2
                     var = ms - mean * mean
@@ -400,9 +441,9 @@ def _bbands_variant(mt: int) -> object:
         if bad != 0:
             return bad
         block = np.empty((state.shape[0], state.shape[1] - period - 5))
-        block[:] = state[:, period + 5 :]  # a copy (never a view of ``state``): contiguous
-        _ma_into(mt, x, offsets, period, block, block, out_middle)
-        state[:, period + 5 :] = block
+        _cols_out(state, period + 5, block)  # a copy (never a view of ``state``): contiguous
+        _ma_into(mt, x, offsets, period, block, block, out_middle, False)  # period >= 2
+        _cols_in(block, state, period + 5)
         lb = max(ma_lookback(mt, period, 0), period - 1)  # MAMA's 32 < period - 1: TA-Lib's max
         return _bbands_std(x, offsets, period, nbdevup, nbdevdn, lb, state, out_upper, out_middle, out_lower)
 
@@ -475,12 +516,12 @@ _t3_k = twin(t3_run)
 # Kept small (calls only): numba's inlining copies the callee's IR once per block, so a large
 # inlined body makes the compile slow.
 @njit(inline="always")
-def _ma_into(matype, x, offsets, period, state_in, state, out):  # type: ignore[no-untyped-def]
+def _ma_into(matype, x, offsets, period, state_in, state, out, period1):  # type: ignore[no-untyped-def]
     """TA_MA(period, matype) with TA-Lib's default unstable periods (and T3's 0.7) into ``out``;
     state: one ``kernels/ma.py`` block per row. ``matype`` must be a compile-time constant (a
     ``MatypeKernel`` variant's): only its branch is compiled. Period >= 2 runs the matype's own
     kernel (the same block layout and bits, the sums in locals); period 1 is TA_MA's copy."""
-    if period == 1:
+    if period1 and period == 1:  # a literal False (callers whose period is >= 2) compiles no copy
         return _ma_copy(x, offsets, ma_width(matype, 1), state_in, state, out)
     if matype == SMA:
         return _sma_k(x, offsets, period, state_in, state, out)
@@ -498,13 +539,14 @@ def _ma_into(matype, x, offsets, period, state_in, state, out):  # type: ignore[
         return _kama_k(x, offsets, period, 0, state_in, state, out)
     if matype == T3:
         return _t3_k(x, offsets, period, 0.7, 0, state_in, state, out)
-    # MAMA (7): kernels/mama.py's block, through ma_step.
+    if matype == MAMA:  # kernels/mama.py's block in a loop of its own
+        return ma_mama_run(x, offsets, state_in, state, out)
     return _ma_blocks(x, offsets, matype, period, state_in, state, out)
 
 
 def _ma_variant(mt: int) -> object:
     def ma_run(x, offsets, period, matype, state_in, state, out):  # type: ignore[no-untyped-def]
-        return _ma_into(mt, x, offsets, period, state_in, state, out)
+        return _ma_into(mt, x, offsets, period, state_in, state, out, True)
 
     return variant(ma_run, "ma_run", (mt,))
 
@@ -547,17 +589,22 @@ def _po_variant(name: str, mt: int, pct: bool) -> object:
         buf = np.empty(longest)
         fb = np.empty((1, wf))
         sb = np.empty((1, state.shape[1] - 1 - wf))
-        one = np.zeros(2, np.int64)
+        one = np.empty(2, np.int64)
+        one[0] = 0
         for k in range(offsets.size - 1):
             start = offsets[k]
             end = offsets[k + 1]
             one[1] = end - start
-            fb[0] = state[k, 1 : 1 + wf]
-            sb[0] = state[k, 1 + wf :]
-            _ma_into(mt, x[start:end], one, fast, fb, fb, out[start:end])
-            _ma_into(mt, x[start:end], one, slow, sb, sb, buf)
-            state[k, 1 : 1 + wf] = fb[0]
-            state[k, 1 + wf :] = sb[0]
+            for j in range(wf):
+                fb[0, j] = state[k, 1 + j]
+            for j in range(sb.shape[1]):
+                sb[0, j] = state[k, 1 + wf + j]
+            _ma_into(mt, x[start:end], one, fast, fb, fb, out[start:end], False)  # periods >= 2
+            _ma_into(mt, x[start:end], one, slow, sb, sb, buf, False)
+            for j in range(wf):
+                state[k, 1 + j] = fb[0, j]
+            for j in range(sb.shape[1]):
+                state[k, 1 + wf + j] = sb[0, j]
             state[k, 0] = fb[0, 0]
             _po_combine(out, start, buf, end - start, pct)
         return 0

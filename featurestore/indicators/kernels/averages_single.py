@@ -15,17 +15,16 @@ from featurestore.indicators.kernels.ma import (
     _KAMA_MAX,
     DEMA,
     KAMA,
-    T3,
     TEMA,
     TRIMA,
     WMA,
     _kama_flat,
+    _t3,
     copy_step,
     dema_block,
     ema_block,
     kama_block,
     ma_width,
-    t3_block,
     tema_block,
     trima_block,
 )
@@ -52,27 +51,27 @@ def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
         i = start
         if state[k, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
-        row = state[k]
         if period == 1:
+            row = state[k]  # a row view only off the hot path (views cost reference counting)
             while i < end:
                 out[i] = copy_step(0, row, 0, x[i])
                 i += 1
             continue
         if i >= end:
             continue
-        c = np.int64(row[0])
+        c = np.int64(state[k, 0])
         c0 = c
         p0 = i
-        sub = row[1]
-        tot = row[2]
-        tv = row[3]
+        sub = state[k, 1]
+        tot = state[k, 2]
+        tv = state[k, 3]
         slot = c % m
         phase = (c - m + 1) % p8  # outputs since the last re-anchor (0: re-anchor now)
         while i < end and c < m:
             v = x[i]
             sub += v
             tot += v * float(c + 1)
-            row[4 + slot] = v
+            state[k, 4 + slot] = v
             out[i] = np.nan
             slot += 1
             if slot == m:
@@ -90,7 +89,7 @@ def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
                 tot = 0.0
                 r = slot
                 for j in range(m):
-                    w = row[4 + r]
+                    w = state[k, 4 + r]
                     sub += w
                     tot += w * float(j + 1)
                     r += 1
@@ -100,10 +99,10 @@ def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
             sub += v
             sub -= tv
             tot += v * fp
-            tv = row[4 + slot]
+            tv = state[k, 4 + slot]
             out[i] = tot / denom
             tot = tot - sub
-            row[4 + slot] = v
+            state[k, 4 + slot] = v
             slot += 1
             if slot == m:
                 slot = 0
@@ -133,11 +132,11 @@ def wma_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untype
             i += 1
         if end - p0 > m:
             for j in range(end - m, end):
-                row[4 + (c0 + j - p0) % m] = x[j]
-        row[0] = c0 + (end - p0)
-        row[1] = sub
-        row[2] = tot
-        row[3] = tv
+                state[k, 4 + (c0 + j - p0) % m] = x[j]
+        state[k, 0] = c0 + (end - p0)
+        state[k, 1] = sub
+        state[k, 2] = tot
+        state[k, 3] = tv
     return 0
 
 
@@ -159,31 +158,33 @@ def dema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
         i = start
         if state[k, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
-        row = state[k]
         if period == 1:
+            row = state[k]  # a row view only off the hot path (views cost reference counting)
             while i < end:
                 out[i] = copy_step(0, row, 0, x[i])
                 i += 1
             continue
-        while i < end and row[3] < period:
-            out[i] = dema_block(period, 0, row, 0, x[i])
-            i += 1
+        if i < end and state[k, 3] < period:
+            row = state[k]
+            while i < end and state[k, 3] < period:
+                out[i] = dema_block(period, 0, row, 0, x[i])
+                i += 1
         if i >= end:
             continue
         p0 = i
-        e1 = row[2]
-        e2 = row[4]
+        e1 = state[k, 2]
+        e2 = state[k, 4]
         while i < end:
             e1 = fma(x[i] - e1, kk, e1)
             e2 = fma(e1 - e2, kk, e2)
             out[i] = 2.0 * e1 - e2
             i += 1
         n = end - p0
-        row[0] += n
-        row[2] = e1
-        row[1] += n
-        row[4] = e2
-        row[3] += n
+        state[k, 0] += n
+        state[k, 2] = e1
+        state[k, 1] += n
+        state[k, 4] = e2
+        state[k, 3] += n
     return 0
 
 
@@ -205,21 +206,23 @@ def tema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
         i = start
         if state[k, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
-        row = state[k]
         if period == 1:
+            row = state[k]  # a row view only off the hot path (views cost reference counting)
             while i < end:
                 out[i] = copy_step(0, row, 0, x[i])
                 i += 1
             continue
-        while i < end and row[5] < period:
-            out[i] = tema_block(period, 0, row, 0, x[i])
-            i += 1
+        if i < end and state[k, 5] < period:
+            row = state[k]
+            while i < end and state[k, 5] < period:
+                out[i] = tema_block(period, 0, row, 0, x[i])
+                i += 1
         if i >= end:
             continue
         p0 = i
-        e1 = row[2]
-        e2 = row[4]
-        e3 = row[6]
+        e1 = state[k, 2]
+        e2 = state[k, 4]
+        e3 = state[k, 6]
         while i < end:
             e1 = fma(x[i] - e1, kk, e1)
             e2 = fma(e1 - e2, kk, e2)
@@ -227,13 +230,13 @@ def tema_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
             out[i] = e3 + (3.0 * e1 - 3.0 * e2)
             i += 1
         n = end - p0
-        row[0] += n
-        row[2] = e1
-        row[1] += n
-        row[4] = e2
-        row[3] += n
-        row[6] = e3
-        row[5] += n
+        state[k, 0] += n
+        state[k, 2] = e1
+        state[k, 1] += n
+        state[k, 4] = e2
+        state[k, 3] += n
+        state[k, 6] = e3
+        state[k, 5] += n
     return 0
 
 
@@ -260,25 +263,26 @@ def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-unty
         i = start
         if state[k, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
-        row = state[k]
-        while i < end and (period == 1 or row[0] < period):
-            out[i] = trima_block(period, row, 0, x[i])
-            i += 1
+        if i < end and (period == 1 or state[k, 0] < period):
+            row = state[k]
+            while i < end and (period == 1 or state[k, 0] < period):
+                out[i] = trima_block(period, row, 0, x[i])
+                i += 1
         if i >= end:
             continue
-        c = np.int64(row[0])
+        c = np.int64(state[k, 0])
         p0 = i
-        num = row[1]
-        sub = row[2]
-        add = row[3]
+        num = state[k, 1]
+        sub = state[k, 2]
+        add = state[k, 3]
         slot = c % period
         mslot = slot - h
         if mslot < 0:
             mslot += period
         while i < end:
             v = x[i]
-            xo = row[4 + slot]  # x[c - period]
-            xm = row[4 + mslot]  # x[c - h]
+            xo = state[k, 4 + slot]  # x[c - period]
+            xm = state[k, 4 + mslot]  # x[c - h]
             num -= sub
             sub -= xo
             sub += xm
@@ -290,7 +294,7 @@ def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-unty
                 num += add
             add += v
             num += v
-            row[4 + slot] = v
+            state[k, 4 + slot] = v
             out[i] = num * factor
             slot += 1
             if slot == period:
@@ -299,11 +303,21 @@ def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-unty
             if mslot == period:
                 mslot = 0
             i += 1
-        row[0] = c + (end - p0)
-        row[1] = num
-        row[2] = sub
-        row[3] = add
+        state[k, 0] = c + (end - p0)
+        state[k, 1] = num
+        state[k, 2] = sub
+        state[k, 3] = add
     return 0
+
+
+@njit(cache=True)
+def _flat_moves(x, i, p):  # type: ignore[no-untyped-def]
+    """``ma._kama_flat`` over x instead of the ring: all p moves x[i-p+1] - x[i-p] .. x[i] -
+    x[i-1] exactly zero (a NaN move is not)."""
+    for j in range(i, i - p, -1):
+        if abs(x[j] - x[j - 1]) != 0.0:
+            return False
+    return True
 
 
 @njit(cache=True)
@@ -324,32 +338,36 @@ def kama_run(x, offsets, period, unstable, state_in, state, out):  # type: ignor
         i = start
         if state[k, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
-        row = state[k]
         if period == 1:
+            row = state[k]  # a row view only off the hot path (views cost reference counting)
             while i < end:
                 out[i] = copy_step(unstable, row, 0, x[i])
                 i += 1
             continue
-        while i < end and row[0] <= period:
-            out[i] = kama_block(period, unstable, row, 0, x[i])
-            i += 1
+        if i < end and state[k, 0] <= period:
+            row = state[k]
+            while i < end and state[k, 0] <= period:
+                out[i] = kama_block(period, unstable, row, 0, x[i])
+                i += 1
         if i >= end:
             continue
-        c = np.int64(row[0])
+        c = np.int64(state[k, 0])
         c0 = c
         p0 = i
-        sm = row[1]
-        kama = row[2]
-        tv = row[3]
+        sm = state[k, 1]
+        kama = state[k, 2]
+        tv = state[k, 3]
         slot = c % period
-        px = row[4 + (slot - 1 if slot > 0 else period - 1)]
-        while i < end:
+        px = state[k, 4 + (slot - 1 if slot > 0 else period - 1)]
+        # The call's first period bars find x[c - period] in the ring, later ones in x.
+        a_end = min(end, p0 + period)
+        while i < a_end:
             v = x[i]
-            xo = row[4 + slot]  # x[c - period]
+            xo = state[k, 4 + slot]  # x[c - period]
             sm = sm - abs(tv - xo)
             d = abs(v - px)
             sm += d
-            if sm != 0.0 and d == 0.0 and _kama_flat(row, 4, period, c, v, xo):
+            if sm != 0.0 and d == 0.0 and _kama_flat(state[k], 4, period, c, v, xo):
                 sm = 0.0
             tv = xo
             roc = v - xo
@@ -361,17 +379,41 @@ def kama_run(x, offsets, period, unstable, state_in, state, out):  # type: ignor
             sc *= sc
             kama = fma(v - kama, sc, kama)
             out[i] = np.nan if c < lb else kama
-            row[4 + slot] = v
+            state[k, 4 + slot] = v
             px = v
             slot += 1
             if slot == period:
                 slot = 0
             c += 1
             i += 1
-        row[0] = c0 + (end - p0)
-        row[1] = sm
-        row[2] = kama
-        row[3] = tv
+        while i < end:
+            v = x[i]
+            xo = x[i - period]
+            sm = sm - abs(tv - xo)
+            d = abs(v - px)
+            sm += d
+            if sm != 0.0 and d == 0.0 and _flat_moves(x, i, period):
+                sm = 0.0
+            tv = xo
+            roc = v - xo
+            if sm <= abs(roc):
+                er = 1.0
+            else:
+                er = abs(roc / sm)
+            sc = fma(er, _KAMA_DIFF, _KAMA_MAX)
+            sc *= sc
+            kama = fma(v - kama, sc, kama)
+            out[i] = np.nan if c < lb else kama
+            px = v
+            c += 1
+            i += 1
+        if end - p0 > period:
+            for j in range(end - period, end):
+                state[k, 4 + (c0 + j - p0) % period] = x[j]
+        state[k, 0] = c0 + (end - p0)
+        state[k, 1] = sm
+        state[k, 2] = kama
+        state[k, 3] = tv
     return 0
 
 
@@ -381,7 +423,7 @@ def t3_run(x, offsets, period, vfactor, unstable, state_in, state, out):  # type
 
     ``ma._t3``'s block while its EMAs seed; once all six are seeded, the same operations
     with the six EMAs in locals."""
-    bad = _check(offsets, x.size, state_in, state, ma_width(T3, period))
+    bad = _check(offsets, x.size, state_in, state, 7)  # ma_width(T3, period)
     if bad != 0:
         return bad
     m6 = 6 * (period - 1)
@@ -400,26 +442,28 @@ def t3_run(x, offsets, period, vfactor, unstable, state_in, state, out):  # type
         i = start
         if state[kk, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
-        row = state[kk]
         if period == 1:
+            row = state[kk]  # a row view only off the hot path (views cost reference counting)
             while i < end:
                 out[i] = copy_step(unstable, row, 0, x[i])
                 i += 1
             continue
-        while i < end and row[0] <= m6:
-            out[i] = t3_block(period, unstable, vfactor, row, 0, x[i])
-            i += 1
+        if i < end and state[kk, 0] <= m6:
+            row = state[kk]
+            while i < end and state[kk, 0] <= m6:
+                out[i] = _t3(period, unstable, vfactor, row, 0, x[i])  # out of line: a smaller first compile
+                i += 1
         if i >= end:
             continue
-        c = np.int64(row[0])
+        c = np.int64(state[kk, 0])
         c0 = c
         p0 = i
-        e1 = row[1]
-        e2 = row[2]
-        e3 = row[3]
-        e4 = row[4]
-        e5 = row[5]
-        e6 = row[6]
+        e1 = state[kk, 1]
+        e2 = state[kk, 2]
+        e3 = state[kk, 3]
+        e4 = state[kk, 4]
+        e5 = state[kk, 5]
+        e6 = state[kk, 6]
         lb = m6 + unstable
         while i < end:
             e1 = fma(omk, e1, k * x[i])
@@ -434,13 +478,13 @@ def t3_run(x, offsets, period, vfactor, unstable, state_in, state, out):  # type
                 out[i] = fma(c4, e3, fma(c3, e4, fma(c1, e6, c2 * e5)))
             c += 1
             i += 1
-        row[0] = c0 + (end - p0)
-        row[1] = e1
-        row[2] = e2
-        row[3] = e3
-        row[4] = e4
-        row[5] = e5
-        row[6] = e6
+        state[kk, 0] = c0 + (end - p0)
+        state[kk, 1] = e1
+        state[kk, 2] = e2
+        state[kk, 3] = e3
+        state[kk, 4] = e4
+        state[kk, 5] = e5
+        state[kk, 6] = e6
     return 0
 
 
@@ -464,30 +508,31 @@ def trix_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
         i = start
         if state[k, 0] == 0:
             i = _skip_leading_nan1(x, i, end, out)
-        row = state[k]
-        while i < end and (period == 1 or row[5] < period):
-            c = np.int64(row[0])
-            row[0] = c + 1
-            out[i] = np.nan
-            e1 = ema_block(period, 0, row, 1, x[i])
-            if c >= lb:
-                e2 = ema_block(period, 0, row, 3, e1)
-                if c >= 2 * lb:
-                    e3 = ema_block(period, 0, row, 5, e2)
-                    if c > 3 * lb:
-                        prev = row[7]
-                        out[i] = (e3 / prev - 1.0) * 100.0 if prev != 0.0 else 0.0
-                    if c >= 3 * lb:
-                        row[7] = e3
-            i += 1
+        if i < end and (period == 1 or state[k, 5] < period):
+            row = state[k]
+            while i < end and (period == 1 or state[k, 5] < period):
+                c = np.int64(state[k, 0])
+                state[k, 0] = c + 1
+                out[i] = np.nan
+                e1 = ema_block(period, 0, row, 1, x[i])
+                if c >= lb:
+                    e2 = ema_block(period, 0, row, 3, e1)
+                    if c >= 2 * lb:
+                        e3 = ema_block(period, 0, row, 5, e2)
+                        if c > 3 * lb:
+                            prev = state[k, 7]
+                            out[i] = (e3 / prev - 1.0) * 100.0 if prev != 0.0 else 0.0
+                        if c >= 3 * lb:
+                            state[k, 7] = e3
+                i += 1
         if i >= end:
             continue
         # All three EMAs seeded: the same operations with the EMAs in locals.
         p0 = i
-        e1 = row[2]
-        e2 = row[4]
-        e3 = row[6]
-        prev = row[7]
+        e1 = state[k, 2]
+        e2 = state[k, 4]
+        e3 = state[k, 6]
+        prev = state[k, 7]
         while i < end:
             e1 = fma(x[i] - e1, kk, e1)
             e2 = fma(e1 - e2, kk, e2)
@@ -496,12 +541,12 @@ def trix_run(x, offsets, period, state_in, state, out):  # type: ignore[no-untyp
             prev = e3
             i += 1
         n = end - p0
-        row[0] += n
-        row[1] += n
-        row[2] = e1
-        row[3] += n
-        row[4] = e2
-        row[5] += n
-        row[6] = e3
-        row[7] = prev
+        state[k, 0] += n
+        state[k, 1] += n
+        state[k, 2] = e1
+        state[k, 3] += n
+        state[k, 4] = e2
+        state[k, 5] += n
+        state[k, 6] = e3
+        state[k, 7] = prev
     return 0

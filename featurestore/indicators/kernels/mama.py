@@ -180,20 +180,47 @@ def mama_run(x, offsets, fast, slow, unstable, state_in, state, out_mama, out_fa
         return bad
     lb = LOOKBACK + unstable
     copy = state_in.ctypes.data != state.ctypes.data
+    # One flat view of the (C-contiguous) state for the whole call: symbol k's block starts at
+    # k * WIDTH. A row view per symbol would cost reference counting on every symbol.
+    flat = state.reshape(state.size)
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
         start = offsets[k]
         end = offsets[k + 1]
+        o = k * WIDTH
         i = start
-        if state[k, 0] == 0:
+        if flat[o] == 0:
             i = _skip_leading_nan1(x, i, end, out_mama)
             for j in range(start, i):
                 out_fama[j] = np.nan
-        row = state[k]
         while i < end:
-            c = row[0]
-            v = mama_step(fast, slow, unstable, row, 0, x[i])
+            c = flat[o]
+            v = mama_step(fast, slow, unstable, flat, o, x[i])
             out_mama[i] = v
-            out_fama[i] = np.nan if c < lb else row[FAMA]
+            out_fama[i] = np.nan if c < lb else flat[o + FAMA]
+            i += 1
+    return 0
+
+
+@njit(cache=True)
+def ma_mama_run(x, offsets, state_in, state, out):  # type: ignore[no-untyped-def]
+    """TA_MA(period >= 2, matype 7): MAMA with TA_MA's fixed limits 0.5/0.05 and no unstable
+    period, FAMA dropped (``averages._ma_into``'s MAMA branch: no per-bar matype dispatch).
+    State: one ``mama_step`` block per row (C-contiguous)."""
+    bad = _check(offsets, x.size, state_in, state, WIDTH)
+    if bad != 0:
+        return bad
+    copy = state_in.ctypes.data != state.ctypes.data
+    flat = state.reshape(state.size)
+    for k in range(offsets.size - 1):
+        _copy_row(state_in, state, k, copy)
+        start = offsets[k]
+        end = offsets[k + 1]
+        o = k * WIDTH
+        i = start
+        if flat[o] == 0:
+            i = _skip_leading_nan1(x, i, end, out)
+        while i < end:
+            out[i] = mama_step(0.5, 0.05, 0, flat, o, x[i])
             i += 1
     return 0

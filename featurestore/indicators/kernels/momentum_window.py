@@ -168,6 +168,50 @@ def mfi_run(high, low, close, volume, offsets, period, state_in, state, out):  #
 
 
 # ------------------------------------------------------------------------------------ ULTOSC
+@njit(cache=True, inline="always")
+def _ultosc_add(c, lb, p1, p2, p3, cm, tr, null, a1, b1, a2, b2, a3, b3):  # type: ignore[no-untyped-def]
+    """Bar c's terms into ULTOSC's sums (priming before bar lb), the zero-run rule and the
+    output (NaN before lb). The caller then subtracts each window's oldest terms (from bar lb)."""
+    if tr == 0.0 and cm == 0.0:
+        null += 1
+    else:
+        null = 0
+    if c < lb:
+        if c >= lb - p1 + 1:
+            a1 += cm
+            b1 += tr
+        if c >= lb - p2 + 1:
+            a2 += cm
+            b2 += tr
+        a3 += cm
+        b3 += tr
+        return np.nan, null, a1, b1, a2, b2, a3, b3
+    a1 += cm
+    a2 += cm
+    a3 += cm
+    b1 += tr
+    b2 += tr
+    b3 += tr
+    if null >= p1:
+        a1 = 0.0
+        b1 = 0.0
+        if null >= p2:
+            a2 = 0.0
+            b2 = 0.0
+            if null >= p3:
+                null = p3
+                a3 = 0.0
+                b3 = 0.0
+    o = 0.0
+    if b1 > 0.0:
+        o += 4.0 * (a1 / b1)
+    if b2 > 0.0:
+        o += 2.0 * (a2 / b2)
+    if b3 > 0.0:
+        o += a3 / b3
+    return 100.0 * (o / 7.0), null, a1, b1, a2, b2, a3, b3
+
+
 @njit(cache=True)
 def ultosc_run(high, low, close, offsets, p1, p2, p3, state_in, state, out):  # type: ignore[no-untyped-def]
     """Ultimate oscillator (TA-Lib 0.8's ta_ULTOSC.c) with p1 <= p2 <= p3 (the wrapper sorts, as
@@ -181,7 +225,8 @@ def ultosc_run(high, low, close, offsets, p1, p2, p3, state_in, state, out):  # 
     the terms of each window's oldest bar.
 
     State: [count, prev close, a1, b1, a2, b2, a3, b3, null run, cm ring[p3], tr ring[p3]]
-    (slot = bar % p3).
+    (slot = bar % p3). A symbol with more than p3 bars in the call runs on linear buffers of
+    its terms (the ring copied in front, the last p3 terms copied back), fewer on the ring.
     """
     m = high.size
     if low.size != m or close.size != m:
@@ -192,6 +237,12 @@ def ultosc_run(high, low, close, offsets, p1, p2, p3, state_in, state, out):  # 
     rc = 9
     rt = 9 + p3
     lb = p3
+    longest = 0
+    for k in range(offsets.size - 1):
+        longest = max(longest, offsets[k + 1] - offsets[k])
+    nb = longest + p3 if longest > p3 else 0
+    cmb = np.empty(nb)
+    trb = np.empty(nb)
     copy = state_in.ctypes.data != state.ctypes.data
     for k in range(offsets.size - 1):
         _copy_row(state_in, state, k, copy)
@@ -216,68 +267,68 @@ def ultosc_run(high, low, close, offsets, p1, p2, p3, state_in, state, out):  # 
             out[i] = np.nan
             c = 1
             i += 1
-        s0 = c % p3  # today's slot, then the slots of the bars leaving each window
-        s1 = (c - p1 + 1) % p3
-        s2 = (c - p2 + 1) % p3
-        s3 = (c - p3 + 1) % p3
-        while i < end:
-            lo = low[i]
-            cm = close[i] - (lo if lo < pc else pc)
-            tr = _true_range(high[i], lo, pc)
-            pc = close[i]
-            state[k, rc + s0] = cm
-            state[k, rt + s0] = tr
-            if tr == 0.0 and cm == 0.0:
-                null += 1
-            else:
-                null = 0
-            if c < lb:
-                if c >= lb - p1 + 1:
-                    a1 += cm
-                    b1 += tr
-                if c >= lb - p2 + 1:
-                    a2 += cm
-                    b2 += tr
-                a3 += cm
-                b3 += tr
-                out[i] = np.nan
-            else:
-                a1 += cm
-                a2 += cm
-                a3 += cm
-                b1 += tr
-                b2 += tr
-                b3 += tr
-                if null >= p1:
-                    a1 = 0.0
-                    b1 = 0.0
-                    if null >= p2:
-                        a2 = 0.0
-                        b2 = 0.0
-                        if null >= p3:
-                            null = p3
-                            a3 = 0.0
-                            b3 = 0.0
-                o = 0.0
-                if b1 > 0.0:
-                    o += 4.0 * (a1 / b1)
-                if b2 > 0.0:
-                    o += 2.0 * (a2 / b2)
-                if b3 > 0.0:
-                    o += a3 / b3
-                a1 -= state[k, rc + s1]
-                b1 -= state[k, rt + s1]
-                a2 -= state[k, rc + s2]
-                b2 -= state[k, rt + s2]
-                a3 -= state[k, rc + s3]
-                b3 -= state[k, rt + s3]
-                out[i] = 100.0 * (o / 7.0)
-            s0 = s0 + 1 if s0 + 1 < p3 else 0
-            s1 = s1 + 1 if s1 + 1 < p3 else 0
-            s2 = s2 + 1 if s2 + 1 < p3 else 0
-            s3 = s3 + 1 if s3 + 1 < p3 else 0
-            c += 1
-            i += 1
+        if end - i > p3:
+            # linear buffers: bar b's terms at b - c1 + p3, the ring's bars in front
+            c1 = c
+            for j in range(p3):
+                b = c1 - p3 + j
+                if b >= 1:
+                    cmb[j] = state[k, rc + b % p3]
+                    trb[j] = state[k, rt + b % p3]
+            t = p3
+            while i < end:
+                lo = low[i]
+                cm = close[i] - (lo if lo < pc else pc)
+                tr = _true_range(high[i], lo, pc)
+                pc = close[i]
+                cmb[t] = cm
+                trb[t] = tr
+                o, null, a1, b1, a2, b2, a3, b3 = _ultosc_add(
+                    c, lb, p1, p2, p3, cm, tr, null, a1, b1, a2, b2, a3, b3
+                )
+                if c >= lb:
+                    a1 -= cmb[t - p1 + 1]
+                    b1 -= trb[t - p1 + 1]
+                    a2 -= cmb[t - p2 + 1]
+                    b2 -= trb[t - p2 + 1]
+                    a3 -= cmb[t - p3 + 1]
+                    b3 -= trb[t - p3 + 1]
+                out[i] = o
+                c += 1
+                i += 1
+                t += 1
+            for b in range(c - p3, c):
+                state[k, rc + b % p3] = cmb[b - c1 + p3]
+                state[k, rt + b % p3] = trb[b - c1 + p3]
+        else:
+            s0 = c % p3  # today's slot, then the slots of the bars leaving each window
+            s1 = (c - p1 + 1) % p3
+            s2 = (c - p2 + 1) % p3
+            s3 = (c - p3 + 1) % p3
+            while i < end:
+                lo = low[i]
+                cm = close[i] - (lo if lo < pc else pc)
+                tr = _true_range(high[i], lo, pc)
+                pc = close[i]
+                state[k, rc + s0] = cm
+                state[k, rt + s0] = tr
+                o, null, a1, b1, a2, b2, a3, b3 = _ultosc_add(
+                    c, lb, p1, p2, p3, cm, tr, null, a1, b1, a2, b2, a3, b3
+                )
+                if c >= lb:
+                    a1 -= state[k, rc + s1]
+                    b1 -= state[k, rt + s1]
+                    a2 -= state[k, rc + s2]
+                    b2 -= state[k, rt + s2]
+                    a3 -= state[k, rc + s3]
+                    b3 -= state[k, rt + s3]
+                out[i] = o
+                s0 = s0 + 1 if s0 + 1 < p3 else 0
+                s1 = s1 + 1 if s1 + 1 < p3 else 0
+                s2 = s2 + 1 if s2 + 1 < p3 else 0
+                s3 = s3 + 1 if s3 + 1 < p3 else 0
+                c += 1
+                i += 1
         state[k, 0] = c
         state[k, 1] = pc
         state[k, 2] = a1
