@@ -574,38 +574,53 @@ def _po_combine(out, start, slow, n, pct):  # type: ignore[no-untyped-def]
 
 
 def _po_variant(name: str, mt: int, pct: bool) -> object:
-    """TA-Lib's APO/PPO (fast <= slow, swapped by the definition as TA-Lib does): per symbol,
-    two TA_MA (``_ma_into``) fed from the first valid bar, each on a copy of its block of the
-    state row (the slow one into a buffer that stays in cache), then ``_po_combine``.
+    """TA-Lib's APO/PPO (fast <= slow, swapped by the definition as TA-Lib does): two TA_MA
+    (``_ma_into``) fed from the first valid bar, each on a copy of its blocks of the state rows,
+    the slow one into a buffer, then ``_po_combine``. Long calls run symbol by symbol (the
+    buffer stays in cache); short ones (a few bars per symbol, e.g. one new bar) run all
+    symbols in one group, so the MA kernels are called twice per call, not per symbol.
     State: [count, fast MA block, slow MA block] (every count is the number of bars consumed)."""
     def po_run(x, offsets, fast, slow, matype, state_in, state, out):  # type: ignore[no-untyped-def]
         wf = ma_width(mt, fast)
         bad = _begin(x, offsets, 1 + wf + ma_width(mt, slow), state_in, state)
         if bad != 0:
             return bad
-        longest = 0
-        for k in range(offsets.size - 1):
-            longest = max(longest, offsets[k + 1] - offsets[k])
+        ns = offsets.size - 1
+        ws = state.shape[1] - 1 - wf
+        per_symbol = x.size > 4 * ns
+        if per_symbol:
+            groups = ns
+            rows = 1
+            longest = 0
+            for k in range(ns):
+                longest = max(longest, offsets[k + 1] - offsets[k])
+        else:
+            groups = 1
+            rows = ns
+            longest = x.size
         buf = np.empty(longest)
-        fb = np.empty((1, wf))
-        sb = np.empty((1, state.shape[1] - 1 - wf))
-        one = np.empty(2, np.int64)
-        one[0] = 0
-        for k in range(offsets.size - 1):
-            start = offsets[k]
-            end = offsets[k + 1]
-            one[1] = end - start
-            for j in range(wf):
-                fb[0, j] = state[k, 1 + j]
-            for j in range(sb.shape[1]):
-                sb[0, j] = state[k, 1 + wf + j]
-            _ma_into(mt, x[start:end], one, fast, fb, fb, out[start:end], False)  # periods >= 2
-            _ma_into(mt, x[start:end], one, slow, sb, sb, buf, False)
-            for j in range(wf):
-                state[k, 1 + j] = fb[0, j]
-            for j in range(sb.shape[1]):
-                state[k, 1 + wf + j] = sb[0, j]
-            state[k, 0] = fb[0, 0]
+        fb = np.empty((rows, wf))
+        sb = np.empty((rows, ws))
+        goff = np.empty(rows + 1, np.int64)
+        for g in range(groups):
+            k0 = g if per_symbol else 0
+            start = offsets[k0]
+            end = offsets[k0 + rows]
+            for r in range(rows + 1):
+                goff[r] = offsets[k0 + r] - start
+            for r in range(rows):
+                for j in range(wf):
+                    fb[r, j] = state[k0 + r, 1 + j]
+                for j in range(ws):
+                    sb[r, j] = state[k0 + r, 1 + wf + j]
+            _ma_into(mt, x[start:end], goff, fast, fb, fb, out[start:end], False)  # periods >= 2
+            _ma_into(mt, x[start:end], goff, slow, sb, sb, buf, False)
+            for r in range(rows):
+                for j in range(wf):
+                    state[k0 + r, 1 + j] = fb[r, j]
+                for j in range(ws):
+                    state[k0 + r, 1 + wf + j] = sb[r, j]
+                state[k0 + r, 0] = fb[r, 0]
             _po_combine(out, start, buf, end - start, pct)
         return 0
 

@@ -244,7 +244,7 @@ def _dmi(high, low, close, offsets, period, unstable, state_in, state, out, mode
         pdm = state[k, 5]
         trs = state[k, 6]
         last = state[k, 7]
-        while i < end:
+        while i < end and (c < lb or period == 1):
             hv = high[i]
             lv = low[i]
             if c == 0:
@@ -277,6 +277,25 @@ def _dmi(high, low, close, offsets, period, unstable, state_in, state, out, mode
             pl = lv
             pc = close[i]
             c += 1
+            i += 1
+        # Steady state (period > 1, bar >= period + unstable): the same operations, no warm-up
+        # branches in the loop.
+        while i < end:
+            hv = high[i]
+            lv = low[i]
+            mdm, pdm, trs = _dm_tr(hv, lv, ph, pl, pc, mdm, pdm, trs, period, True)
+            if mode == 0:
+                last = _dx(mdm, pdm, trs, last)
+                out[i] = last
+            elif not _tr_ok(trs):
+                out[i] = 0.0
+            elif mode == 1:
+                out[i] = 100.0 * (pdm / trs)
+            else:
+                out[i] = 100.0 * (mdm / trs)
+            ph = hv
+            pl = lv
+            pc = close[i]
             i += 1
         state[k, 0] = c0 + (end - p)
         state[k, 1] = ph

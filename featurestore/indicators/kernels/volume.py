@@ -74,10 +74,11 @@ def obv_run(close, volume, offsets, state_in, state, out):  # type: ignore[no-un
             i += 1
         while i < end:
             x = close[i]
-            if x > prev:
-                obv += volume[i]
-            elif x < prev:
-                obv -= volume[i]
+            v = volume[i]
+            # both candidates, then a select: the up/down branch of a random walk mispredicts
+            up = obv + v
+            down = obv - v
+            obv = up if x > prev else (down if x < prev else obv)
             out[i] = obv
             prev = x
             i += 1
