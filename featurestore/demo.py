@@ -201,8 +201,16 @@ def run_demo(
             report.add("append one day", t, rows=res.rows_in, inserted=res.inserted, unchanged=res.unchanged)
             fix = bars.iloc[[len(bars) // 2]].copy()
             fix[["close", "high"]] = fix[["close", "high"]].to_numpy() + 0.01
+            before_fix = pd.Timestamp.now(tz="UTC")
             (res, t) = _timed(lambda: store.ingest(fix, progress=False))
             report.add("correct one old bar", t, updated=res.updated, recomputed=res.entities_recomputed)
+            # knowledge time: the corrected bar as a backtest run before the correction saw it
+            sym, when = str(fix["symbol"].iloc[0]), fix["ts"].iloc[0]
+            (then, t) = _timed(lambda: store.get_bars(sym, when, when, as_known_at=before_fix))
+            report.add(
+                "  as known before it (as_known_at)", t,
+                close_then=float(then["close"].iloc[0]), close_now=float(fix["close"].iloc[0]),
+            )
         say("reading: a range, the latest rows, a 100k-event training frame (each twice) ...")
         sample = names[:100]
         end = pd.Timestamp(nxt["ts"].max()) if len(nxt) else pd.Timestamp.now(tz="UTC")
