@@ -279,7 +279,9 @@ def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-unty
         mslot = slot - h
         if mslot < 0:
             mslot += period
-        while i < end:
+        # The call's first period bars find x[c - period] and x[c - h] in the ring, later ones in x.
+        a_end = min(end, p0 + period)
+        while i < a_end:
             v = x[i]
             xo = state[k, 4 + slot]  # x[c - period]
             xm = state[k, 4 + mslot]  # x[c - h]
@@ -303,6 +305,26 @@ def trima_run(x, offsets, period, state_in, state, out):  # type: ignore[no-unty
             if mslot == period:
                 mslot = 0
             i += 1
+        while i < end:
+            v = x[i]
+            xo = x[i - period]
+            xm = x[i - h]
+            num -= sub
+            sub -= xo
+            sub += xm
+            if odd:
+                num += add
+                add -= xm
+            else:
+                add -= xm
+                num += add
+            add += v
+            num += v
+            out[i] = num * factor
+            i += 1
+        if end - p0 > period:
+            for j in range(end - period, end):
+                state[k, 4 + (c + j - p0) % period] = x[j]
         state[k, 0] = c + (end - p0)
         state[k, 1] = num
         state[k, 2] = sub
