@@ -287,12 +287,16 @@ def ultosc_run(high, low, close, offsets, p1, p2, p3, state_in, state, out):  # 
                     c, lb, p1, p2, p3, cm, tr, null, a1, b1, a2, b2, a3, b3
                 )
                 if c >= lb:
-                    a1 -= cmb[t - p1 + 1]
-                    b1 -= trb[t - p1 + 1]
-                    a2 -= cmb[t - p2 + 1]
-                    b2 -= trb[t - p2 + 1]
-                    a3 -= cmb[t - p3 + 1]
-                    b3 -= trb[t - p3 + 1]
+                    # unsigned positions (never negative here): no negative-index wraparound code
+                    j1 = np.uint64(t - p1 + 1)
+                    j2 = np.uint64(t - p2 + 1)
+                    j3 = np.uint64(t - p3 + 1)
+                    a1 -= cmb[j1]
+                    b1 -= trb[j1]
+                    a2 -= cmb[j2]
+                    b2 -= trb[j2]
+                    a3 -= cmb[j3]
+                    b3 -= trb[j3]
                 out[i] = o
                 c += 1
                 i += 1
