@@ -410,7 +410,7 @@ def kama_run(x, offsets, period, unstable, state_in, state, out):  # type: ignor
             i += 1
         while i < end:
             v = x[i]
-            xo = x[i - period]
+            xo = x[np.uint64(i - period)]  # unsigned (never negative): no wraparound code
             sm = sm - abs(tv - xo)
             d = abs(v - px)
             sm += d

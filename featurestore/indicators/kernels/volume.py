@@ -73,8 +73,8 @@ def obv_run(close, volume, offsets, state_in, state, out):  # type: ignore[no-un
             out[i] = obv
             i += 1
         while i < end:
-            x = close[i]
-            v = volume[i]
+            x = close[np.uint64(i)]  # unsigned (never negative): no wraparound code
+            v = volume[np.uint64(i)]
             # both candidates, then a select: the up/down branch of a random walk mispredicts
             up = obv + v
             down = obv - v
