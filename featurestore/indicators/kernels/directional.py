@@ -142,12 +142,13 @@ def _adx(high, low, close, offsets, period, unstable, state_in, state, out, ring
             i += 1
         # Steady state: Wilder smoothing of DX; a skipped bar repeats the last ADX.
         while i < end:
-            hv = high[i]
-            lv = low[i]
+            iu = np.uint64(i)  # unsigned (never negative): no wraparound code per read
+            hv = high[iu]
+            lv = low[iu]
             mdm, pdm, trs = _dm_tr(hv, lv, ph, pl, pc, mdm, pdm, trs, period, True)
             ph = hv
             pl = lv
-            pc = close[i]
+            pc = close[iu]
             if _tr_ok(trs):
                 mdi = 100.0 * (mdm / trs)
                 pdi = 100.0 * (pdm / trs)
@@ -281,21 +282,23 @@ def _dmi(high, low, close, offsets, period, unstable, state_in, state, out, mode
         # Steady state (period > 1, bar >= period + unstable): the same operations, no warm-up
         # branches in the loop.
         while i < end:
-            hv = high[i]
-            lv = low[i]
+            iu = np.uint64(i)  # unsigned (never negative): no wraparound code per read
+            hv = high[iu]
+            lv = low[iu]
             mdm, pdm, trs = _dm_tr(hv, lv, ph, pl, pc, mdm, pdm, trs, period, True)
             if mode == 0:
                 last = _dx(mdm, pdm, trs, last)
-                out[i] = last
+                v = last
             elif not _tr_ok(trs):
-                out[i] = 0.0
+                v = 0.0
             elif mode == 1:
-                out[i] = 100.0 * (pdm / trs)
+                v = 100.0 * (pdm / trs)
             else:
-                out[i] = 100.0 * (mdm / trs)
+                v = 100.0 * (mdm / trs)
+            out[iu] = v
             ph = hv
             pl = lv
-            pc = close[i]
+            pc = close[iu]
             i += 1
         state[k, 0] = c0 + (end - p)
         state[k, 1] = ph
