@@ -11,6 +11,7 @@ API (all ``@njit``; ``s`` is ONE state row, a 1-D float64 array such as ``state[
     ma_lookback(matype, period, unstable) -> int   # TA-Lib's TA_MA lookback (+ unstable)
     ma_step(matype, period, unstable, vfactor, s, o, x) -> float
     ma_step_raw(...)   # the same without TA_MA's period-1 copy (TA_TRIMA(1) is not a copy)
+    ma_pass(matype, period, unstable, vfactor, st, k, o, src, dst, a, b)  # ma_step over src[a:b]
     MatypeKernel(name, build, at)   # a kernel compiled per matype value (see its docstring)
 
 ``ma_step`` is inlined into its caller: call it with ``matype`` a compile-time constant (a
@@ -62,6 +63,10 @@ from numba import njit
 from featurestore.indicators.kernels.common import fma, load_cached
 from featurestore.indicators.kernels.mama import WIDTH as MAMA_WIDTH
 from featurestore.indicators.kernels.mama import mama_step
+
+#: numba's njit, for ``_nrt=False`` (an option its type stubs do not list): helpers that allocate
+#: nothing skip reference counting of their array arguments (an atomic add per array per call).
+_njit_no_rc: Any = njit
 
 SMA, EMA, WMA, DEMA, TEMA, TRIMA, KAMA, MAMA, T3 = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
@@ -421,6 +426,181 @@ def ma_step_raw(matype, period, unstable, vfactor, s, o, x):  # type: ignore[no-
     if matype == MAMA:  # TA_MA's MAMA: fixed limits, its own unstable period
         return _mama(0.5, 0.05, unstable, s, o, x)
     return math.nan
+
+
+# ------------------------------------------------------------------------ passes over a buffer
+# ``ma_pass`` runs a block over a whole buffer: what ``ma_step`` gives value by value, the same
+# bits, with the block's sums in locals and the state row indexed directly (``st[k, o + j]``,
+# no per-symbol row views). Each matype's pass is its own out-of-line function, so a caller
+# compiles only a call (numba copies an inlined body into each caller).
+@_njit_no_rc(cache=True, _nrt=False)  # no reference counting: allocates nothing
+def _pass_copy(u, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``copy_step`` over ``src[a:b]``."""
+    c0 = np.int64(st[k, o])
+    for i in range(a, b):
+        dst[i] = src[i] if c0 + (i - a) >= u else np.nan
+    st[k, o] = c0 + (b - a)
+    return 0
+
+
+@_njit_no_rc(cache=True, _nrt=False)  # no reference counting: allocates nothing
+def _pass_sma(p, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``_sma`` over ``src[a:b]``: the value leaving the window comes from ``src`` once this
+    pass has seen ``p - 1`` values, else from the ring, which is refreshed at the end."""
+    m = p - 1
+    c0 = np.int64(st[k, o])
+    total = st[k, o + 1]
+    r = o + 2
+    i = a
+    w = min(b, a + max(m - c0, 0))  # values before the block's first output
+    while i < w:
+        total = total + src[i]
+        dst[i] = np.nan
+        i += 1
+    ring_end = min(b, a + m)  # the leaving value is in the ring before this
+    slot = (c0 + (i - a)) % m
+    while i < ring_end:
+        total = total + src[i]
+        dst[i] = total / p
+        total -= st[k, r + slot]
+        slot += 1
+        if slot == m:
+            slot = 0
+        i += 1
+    while i < b:
+        total = total + src[i]
+        dst[i] = total / p
+        total -= src[i - m]
+        i += 1
+    for i in range(max(a, b - m), b):
+        st[k, r + (c0 + (i - a)) % m] = src[i]
+    st[k, o] = c0 + (b - a)
+    st[k, o + 1] = total
+    return 0
+
+
+@_njit_no_rc(cache=True, _nrt=False)  # no reference counting: allocates nothing
+def _pass_ema(p, u, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``_ema`` over ``src[a:b]``."""
+    c0 = np.int64(st[k, o])
+    v = st[k, o + 1]
+    kk = 2.0 / (p + 1)
+    i = a
+    c = c0
+    while i < b and c < p:
+        v = v + src[i]
+        if c == p - 1:
+            v = v / p
+        dst[i] = v if c >= p - 1 + u else np.nan
+        c += 1
+        i += 1
+    while i < b:
+        v = fma(src[i] - v, kk, v)
+        dst[i] = v if c >= p - 1 + u else np.nan
+        c += 1
+        i += 1
+    st[k, o] = c
+    st[k, o + 1] = v
+    return 0
+
+
+@njit(cache=True)
+def _pass_wma(p, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``_wma`` over ``src[a:b]``."""
+    row = st[k]
+    for i in range(a, b):
+        dst[i] = _wma(p, row, o, src[i])
+    return 0
+
+
+@njit(cache=True)
+def _pass_dema(p, u, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``_dema`` over ``src[a:b]``."""
+    row = st[k]
+    for i in range(a, b):
+        dst[i] = _dema(p, u, row, o, src[i])
+    return 0
+
+
+@njit(cache=True)
+def _pass_tema(p, u, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``_tema`` over ``src[a:b]``."""
+    row = st[k]
+    for i in range(a, b):
+        dst[i] = _tema(p, u, row, o, src[i])
+    return 0
+
+
+@njit(cache=True)
+def _pass_trima(p, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``_trima`` over ``src[a:b]``."""
+    row = st[k]
+    for i in range(a, b):
+        dst[i] = _trima(p, row, o, src[i])
+    return 0
+
+
+@njit(cache=True)
+def _pass_kama(p, u, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``_kama`` over ``src[a:b]``."""
+    row = st[k]
+    for i in range(a, b):
+        dst[i] = _kama(p, u, row, o, src[i])
+    return 0
+
+
+@njit(cache=True)
+def _pass_t3(p, u, vf, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``_t3`` over ``src[a:b]``."""
+    row = st[k]
+    for i in range(a, b):
+        dst[i] = _t3(p, u, vf, row, o, src[i])
+    return 0
+
+
+@njit(cache=True)
+def _pass_mama(u, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """TA_MA's MAMA block (limits 0.5, 0.05) over ``src[a:b]``."""
+    row = st[k]
+    for i in range(a, b):
+        dst[i] = _mama(0.5, 0.05, u, row, o, src[i])
+    return 0
+
+
+@njit(cache=True)
+def _pass_nan(dst, a, b):  # type: ignore[no-untyped-def]
+    """A matype without a block: NaN, as ``ma_step_raw`` gives."""
+    for i in range(a, b):
+        dst[i] = np.nan
+    return 0
+
+
+@njit(cache=True, inline="always")
+def ma_pass(matype, period, unstable, vfactor, st, k, o, src, dst, a, b):  # type: ignore[no-untyped-def]
+    """``dst[i] = ma_step(matype, period, unstable, vfactor, st[k], o, src[i])`` for i in
+    ``a..b-1`` (same bits and block state). ``dst`` must not overlap ``src``. Inlined, with
+    ``matype`` a compile-time constant: only that matype's pass is compiled (one call)."""
+    if period == 1:
+        return _pass_copy(unstable, st, k, o, src, dst, a, b)
+    if matype == SMA:
+        return _pass_sma(period, st, k, o, src, dst, a, b)
+    if matype == EMA:
+        return _pass_ema(period, unstable, st, k, o, src, dst, a, b)
+    if matype == WMA:
+        return _pass_wma(period, st, k, o, src, dst, a, b)
+    if matype == DEMA:
+        return _pass_dema(period, unstable, st, k, o, src, dst, a, b)
+    if matype == TEMA:
+        return _pass_tema(period, unstable, st, k, o, src, dst, a, b)
+    if matype == TRIMA:
+        return _pass_trima(period, st, k, o, src, dst, a, b)
+    if matype == KAMA:
+        return _pass_kama(period, unstable, st, k, o, src, dst, a, b)
+    if matype == T3:
+        return _pass_t3(period, unstable, vfactor, st, k, o, src, dst, a, b)
+    if matype == MAMA:
+        return _pass_mama(unstable, st, k, o, src, dst, a, b)
+    return _pass_nan(dst, a, b)
 
 
 # ------------------------------------------------------------------- per-matype compilation
