@@ -123,8 +123,8 @@ def upgrade() -> None:
     version = int(op.get_bind().execute(sa.text("SHOW server_version_num")).scalar_one())
     if version < 180000:  # corrections move superseded rows with RETURNING old (PostgreSQL 18)
         raise RuntimeError(
-            f"featurestore needs PostgreSQL 18 or newer (knowledge time uses INSERT/UPDATE ... RETURNING old); "
-            f"this server is {version // 10000}.{version % 100}"
+            "featurestore needs PostgreSQL 18 or newer (knowledge time moves superseded rows with "
+            "RETURNING old, new in 18); this server's server_version_num is " + str(version)
         )
     op.add_column("store_state", sa.Column("history_since", TS, server_default=sa.func.now(), nullable=False))
     op.add_column("store_state", sa.Column("known_at", TS, server_default=sa.func.now(), nullable=False))
