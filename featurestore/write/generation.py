@@ -29,11 +29,15 @@ _BUMP = (
     "SELECT s.generation, syms.a{log_id} FROM s, syms, n{log_from}"
 )
 _BUMP_ONLY = _BUMP.format(log="", log_id="", log_from="")
+# The loads row of a load: {stamp} is its knowledge stamp, {source} the FROM that stamp comes from.
+LOAD_LOG_SQL = (
+    "INSERT INTO loads (load_id, source, started_at, committed_at, rows_in, rows_inserted, rows_updated, "
+    "rows_unchanged, symbols, features_written, checksum) SELECT %(load_id)s, %(source)s, %(started_at)s, "
+    "{stamp}, %(rows_in)s, %(inserted)s, %(updated)s, %(unchanged)s, %(symbols)s, %(features)s, %(checksum)s"
+    "{source} RETURNING load_id"
+)
 _BUMP_AND_LOG = _BUMP.format(
-    log=", l AS (INSERT INTO loads (load_id, source, started_at, committed_at, rows_in, rows_inserted, "
-    "rows_updated, rows_unchanged, symbols, features_written, checksum) SELECT %(load_id)s, %(source)s, "
-    "%(started_at)s, s.known_at, %(rows_in)s, %(inserted)s, %(updated)s, %(unchanged)s, %(symbols)s, "
-    "%(features)s, %(checksum)s FROM s RETURNING load_id)",
+    log=", l AS (" + LOAD_LOG_SQL.format(stamp="s.known_at", source=" FROM s") + ")",
     log_id=", l.load_id",
     log_from=", l",
 )

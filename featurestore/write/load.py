@@ -20,7 +20,7 @@ from featurestore.schema import BAR_COLUMNS, ident
 from featurestore.views import FeatureView
 from featurestore.write.copy import _NO_TS, BAR_TYPES, _ts_us_sql, _us_sql, copy_in
 from featurestore.write.features import MemoryBars, history_insert, history_returning, write_features
-from featurestore.write.generation import bump_generation
+from featurestore.write.generation import LOAD_LOG_SQL, bump_generation
 
 ON_CONFLICT = ("update", "ignore", "error")
 
@@ -126,12 +126,8 @@ def _conflict_sql(source: str) -> str:
     )
 
 
-_LOG_UNSTAMPED = (
-    "INSERT INTO loads (load_id, source, started_at, committed_at, rows_in, rows_inserted, rows_updated, "
-    "rows_unchanged, symbols, features_written, checksum) VALUES (%(load_id)s, %(source)s, %(started_at)s, "
-    "clock_timestamp(), %(rows_in)s, %(inserted)s, %(updated)s, %(unchanged)s, %(symbols)s, %(features)s, "
-    "%(checksum)s) RETURNING load_id"
-)
+# a load that changed nothing takes no lock: it stamps its own time
+_LOG_UNSTAMPED = LOAD_LOG_SQL.format(stamp="clock_timestamp()", source="")
 _BAR_COPY_COLUMNS = ["entity_id", "load_id", "ts", *BAR_COLUMNS]
 _BAR_COPY_TYPES = ("int4", "int4", *BAR_TYPES[1:])
 _MAX_LOAD_ID = 2**31 - 1
