@@ -753,9 +753,9 @@ def render_extra(kinds: list[dict[str, object]], n_kinds: str, view: dict[str, f
     out.record("user", user)
     out.record("first_use", first)
     for r in kinds:
-        ratio = r["ours"] / r["other"]  # type: ignore[operator]
+        rel = r["ours"] / r["other"]  # type: ignore[operator]
         if r["vs"] == "TA-Lib":
-            out.check(f"{r['spec']}, batched {n_kinds}: ours / TA-Lib per-symbol calls", ratio, "<= 1.00x", ratio <= 1.0)
+            out.check(f"{r['spec']}, batched {n_kinds}: ours / TA-Lib per-symbol calls", rel, "<= 1.00x", rel <= 1.0)
     view_case = f"{view['n_outputs']:.0f}-output view, one new bar x {n_view:,} symbols: talib.stream / ours"
     for label, key in (("cold: first update after prepare_update", "cold"), ("warm", "warm")):
         r = ratio("", key)
