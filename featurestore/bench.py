@@ -382,6 +382,7 @@ def make_plots(runs: Sequence[ScriptRun], output: Path) -> tuple[list[tuple[str,
         ("read", "read-latency", _plot_read_latency),
         ("read", "read-throughput", _plot_read_throughput),
         ("serialization", "serialization", _plot_serialization),
+        ("scale", "scale-cost-vs-size", _plot_scale),
     ]
     for script, slug, maker in makers:
         run = by_name.get(script)
@@ -586,5 +587,56 @@ def _plot_serialization(tables: list[MarkdownTable], path: Path) -> str | None:
     ax2.invert_yaxis()
     ax2.set_xlabel("size on disk / size in memory")
     fig.suptitle(f"benchmarks/serialization.py: {_short(t.title, 80)}", fontsize=10)
+    _save(fig, path)
+    return None
+
+
+_SCALE_NOT_COSTS = ("stored bars", "rows in the step", "rows returned", "hand pipeline")
+
+
+def _plot_scale(tables: list[MarkdownTable], path: Path) -> str | None:
+    """Cost vs stored bars (log-log), from scale.py's 'Cost vs stored bars' table.
+
+    Each measure is drawn relative to its value at the smallest size, so a flat line is a cost
+    that does not grow with the store; rates (rows/s) are inverted into time per row first.
+    """
+    import matplotlib.pyplot as plt
+
+    t = next((t for t in tables if t.title.lower().startswith("cost vs stored bars")), None)
+    if t is None or len(t.headers) < 4:
+        return "scale.py printed no 'Cost vs stored bars' table with two sizes or more"
+    cols = list(range(1, len(t.headers) - 1))  # between 'measure' and 'largest / smallest'
+    stored = next((r for r in t.rows if r[0].strip() == "stored bars"), None)
+    if stored is None:
+        return "the scale table has no 'stored bars' row"
+    xs = [parse_number(stored[c]) for c in cols]
+    if any(x is None or x <= 0 for x in xs):
+        return "the scale table's stored bars are not numbers"
+    series: list[tuple[str, list[float]]] = []
+    for row in t.rows:
+        name = row[0].strip()
+        if name.startswith(_SCALE_NOT_COSTS) or " / " in name or "ArcticDB" in name:
+            continue  # the x axis, row counts, ratios and the peer's own figures are not our costs
+        vals = [parse_number(row[c]) for c in cols]
+        if any(v is None or v <= 0 for v in vals):
+            continue
+        fvals = [float(v) for v in vals]  # type: ignore[arg-type]
+        if "rows/s" in name:
+            fvals = [1.0 / v for v in fvals]
+            name = name.replace("rows/s", "time per row")
+        series.append((name, [v / fvals[0] for v in fvals]))
+    if not series:
+        return "the scale table has no measures with positive values at every size"
+    fig, ax = plt.subplots(figsize=(11, 6.5))
+    ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i % 20) for i in range(len(series))])
+    for name, rel in series:
+        ax.plot(xs, rel, marker="o", label=_short(name, 70))
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("stored bars (log)")
+    ax.set_ylabel("cost relative to the smallest size (log; 1 = flat)")
+    ax.set_title("benchmarks/scale.py: cost vs stored bars", fontsize=10)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
     return None

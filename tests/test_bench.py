@@ -320,3 +320,32 @@ def test_a_hand_edited_results_file_is_caught(tmp_path: Path) -> None:
         [sys.executable, "benchmarks/_summary.py", "--check"], cwd=copy, capture_output=True, text=True, timeout=120
     )
     assert done.returncode != 0, done.stdout + done.stderr
+
+
+def test_scale_plot(tmp_path: Path) -> None:
+    import matplotlib  # noqa: F401 - a dev dependency (the plots extra)
+    table = (
+        "### Cost vs stored bars\n\n| measure | 1M | 10M | largest / smallest |\n|---|---:|---:|---:|\n"
+        "| bulk load of the step, rows/s | 90,000 | 80,000 | 0.89x |\n"
+        "|   rows in the step | 1,000,000 | 9,000,000 | 9.00x |\n"
+        "| daily append, ms | 40.0 | 44.0 | 1.10x |\n"
+        "| ours / ArcticDB time, bars | 1.2 | 1.1 | 0.92x |\n"
+        "| stored bars | 1,000,000 | 10,000,000 | 10.00x |\n"
+    )
+    bdir = tmp_path / "benchmarks"
+    bdir.mkdir()
+    (bdir / "scale.py").write_text(script(table))
+    text = run_benchmarks(output=tmp_path / "r.md", only=["scale"], benchmarks_dir=bdir).read_text()
+    assert (tmp_path / "r-scale-cost-vs-size.png").read_bytes()[:4] == b"\x89PNG"
+    assert "scale-cost-vs-size: skipped" not in text
+
+
+def test_scale_plot_needs_two_sizes(tmp_path: Path) -> None:
+    import matplotlib  # noqa: F401 - a dev dependency (the plots extra)
+    table = "### Cost vs stored bars\n\n| measure | 1M | largest / smallest |\n|---|---:|---:|\n| stored bars | 1,000,000 | 1.00x |\n"
+    bdir = tmp_path / "benchmarks"
+    bdir.mkdir()
+    (bdir / "scale.py").write_text(script(table))
+    text = run_benchmarks(output=tmp_path / "r.md", only=["scale"], benchmarks_dir=bdir).read_text()
+    assert "scale-cost-vs-size: skipped, scale.py printed no 'Cost vs stored bars' table with two sizes" in text
+    assert not list(tmp_path.glob("*.png"))
