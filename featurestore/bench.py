@@ -609,8 +609,9 @@ def _plot_scale(tables: list[MarkdownTable], path: Path) -> str | None:
     stored = next((r for r in t.rows if r[0].strip() == "stored bars"), None)
     if stored is None:
         return "the scale table has no 'stored bars' row"
-    xs = [parse_number(stored[c]) for c in cols]
-    if any(x is None or x <= 0 for x in xs):
+    parsed = [parse_number(stored[c]) for c in cols]
+    xs = [x for x in parsed if x is not None and x > 0]
+    if len(xs) != len(cols):
         return "the scale table's stored bars are not numbers"
     series: list[tuple[str, list[float]]] = []
     for row in t.rows:
