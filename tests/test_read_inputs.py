@@ -192,3 +192,29 @@ def test_renaming_one_results_columns_never_renames_anothers(stores: dict[str | 
         b = fs.get_features(["AAA"], view="v", columns=["sma_3"])
         c = fs.get_bars(["BBB"])
         assert b.columns.name is None and c.columns.name is None, policy
+
+
+@pytest.mark.parametrize("policy", [None, "lru"])
+def test_store_training_frame_strategy_is_passed_through(stores: dict[str | None, FeatureStore],
+                                                         policy: str | None) -> None:
+    """`FeatureStore.get_training_frame(strategy=...)`: every strategy gives the frame a
+    pandas merge_asof (written here) gives, cached or not; an unknown one is refused."""
+    from featurestore.errors import ConfigError
+
+    fs = stores[policy]
+    feats = stores[None].get_features(["AAA", "BBB"], view="v").reset_index()
+    rng = np.random.default_rng(11)
+    lo, hi = feats["ts"].min().value, feats["ts"].max().value
+    events = pd.DataFrame({
+        "symbol": rng.choice(SYMBOLS, 40),
+        "ts": pd.to_datetime(rng.integers(lo - 2 * 86_400 * 10**9, hi + 86_400 * 10**9, 40), utc=True),
+    })
+    right = feats[["symbol", "ts", "sma_3"]].rename(columns={"ts": "fts"}).sort_values("fts")
+    right["fts"] = right["fts"].astype(events["ts"].dtype)
+    left = events.assign(_i=np.arange(len(events))).sort_values("ts")
+    oracle = pd.merge_asof(left, right, left_on="ts", right_on="fts", by="symbol").sort_values("_i")
+    for strategy in ("auto", "range", "per_event"):
+        got = fs.get_training_frame(events, view="v", strategy=strategy)
+        np.testing.assert_array_equal(got["sma_3"].to_numpy(float), oracle["sma_3"].to_numpy(float))
+    with pytest.raises(ConfigError, match="strategy"):
+        fs.get_training_frame(events, view="v", strategy="nearest")

@@ -559,6 +559,7 @@ class FeatureStore:
         downcast: bool = False,
         as_known_at: Any = None,
         known_at_col: str | None = None,
+        strategy: str = "auto",
     ) -> pd.DataFrame:
         """Point-in-time join: each event gets the feature row with the greatest ``ts <= event time``.
 
@@ -566,5 +567,8 @@ class FeatureStore:
         plus the features (NaN where nothing qualifies); never a row from after the event.
         ``as_known_at``: the frame as the store knew it then; ``known_at_col``: per event, as known
         at its own decision time (see :meth:`featurestore.read.Reader.get_training_frame`).
+        ``strategy``: ``"auto"`` (default) picks, from the view's row counts, between one bulk read
+        per symbol (``"range"``, for dense events) and one index probe per event
+        (``"per_event"``, for sparse ones); both give the same frame.
         """
-        return _read_api.get_training_frame(self, events, view=view, version=version, columns=columns, tolerance=tolerance, event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars, downcast=downcast, as_known_at=as_known_at, known_at_col=known_at_col)
+        return _read_api.get_training_frame(self, events, view=view, version=version, columns=columns, tolerance=tolerance, event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars, downcast=downcast, as_known_at=as_known_at, known_at_col=known_at_col, strategy=strategy)

@@ -143,6 +143,7 @@ def get_training_frame(store: FeatureStore,
     downcast: bool = False,
     as_known_at: Any = None,
     known_at_col: str | None = None,
+    strategy: str = "auto",
 ) -> pd.DataFrame:
     """The body of :meth:`FeatureStore.get_training_frame`."""
     import pandas as pd
@@ -151,7 +152,7 @@ def get_training_frame(store: FeatureStore,
         raise ConfigError(f"events must be a pandas DataFrame, not {type(events).__name__}")
     digest = _frame_digest(events)
     key = ("training", digest, view, version, _ckey(columns), str(tolerance), event_time_col, symbol_col, include_bars,
-           downcast, _tkey(as_known_at), known_at_col)
+           downcast, _tkey(as_known_at), known_at_col, strategy)
     syms: Iterable[str] = ()
     if symbol_col in events.columns:
         syms = [s for s in pd.unique(events[symbol_col]) if isinstance(s, str)]
@@ -168,7 +169,7 @@ def get_training_frame(store: FeatureStore,
         _maybe_downcast(downcast, lambda: store.reader.get_training_frame(
             events, view=view, version=version, columns=columns, tolerance=tolerance,
             event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars,
-            as_known_at=as_known_at, known_at_col=known_at_col,
+            as_known_at=as_known_at, known_at_col=known_at_col, strategy=strategy,
         )),
         settles_at,
     )
