@@ -261,8 +261,10 @@ def test_training_frames_both_strategies(scenario: dict[str, Any], strategy: str
         "ts": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 340 * 24, 200), unit="h"),
         "label": rng.integers(0, 2, 200),
     })
-    got = fs.get_training_frame(events, view="t32", strategy=strategy, include_bars=True)
-    want = fs.get_training_frame(events, view="t64", strategy=strategy, include_bars=True)
+    got = fs.reader.get_training_frame(events, view="t32", strategy=strategy, include_bars=True)
+    want = fs.reader.get_training_frame(events, view="t64", strategy=strategy, include_bars=True)
+    cached = fs.get_training_frame(events, view="t32", include_bars=True)  # through the cache
+    pd.testing.assert_frame_equal(cached, got)
     feats = list(scenario["v32"].feature_columns)
     assert (got[feats].dtypes == np.float32).all() and got["close"].dtype == np.float64
     pd.testing.assert_frame_equal(got.drop(columns=feats), want.drop(columns=feats))
@@ -334,14 +336,17 @@ def test_kernel_value_beyond_float32_is_refused_nothing_written(small: tuple[Fea
         assert fingerprint(conn) == before  # no bar, feature, state or load of it
     got = fs.get_features(["TINY"], view="big32")
     assert (got["f32_huge"] == np.float32(1e37)).all() and got["f32_huge"].dtype == np.float32
-    # a backfill meets the same limit (its batch writes nothing); a float64 view holds the values
+    # a float64 view holds the values; a float32 view's backfill meets the limit (its batch writes nothing)
+    fs.drop_view("big32")
     fs.create_view("big64", ["f32_huge"])
-    with pytest.raises(ValidationError, match="overflows float32"):
+    fs.ingest(make_bars(["BIG"], 12, seed=3), progress=False)
+    assert fs.get_features(["BIG"], view="big64")["f32_huge"].min() > 1e38
+    with pytest.raises(ValidationError, match="view 'big32' v1 stores float32 .* overflows float32"):
         fs.create_view("big32", ["f32_huge"], dtype="float32")
     with psycopg.connect(libpq_url(url)) as conn:
-        rows = conn.execute("SELECT count(*) FROM fv_big32_v2").fetchone()[0]  # type: ignore[index]
+        rows = conn.execute("SELECT count(*) FROM fv_big32_v1").fetchone()[0]  # type: ignore[index]
     assert rows == 0
-    assert fs.describe_view("big32", 2)["status"] == "backfilling"
+    assert fs.describe_view("big32", 1)["status"] == "backfilling"
 
 
 def test_user_value_beyond_float32_is_refused_nothing_written(small: tuple[FeatureStore, URL]) -> None:
