@@ -9,9 +9,9 @@ return, by default, a pandas ``DataFrame``:
 * index: a ``MultiIndex`` named ``("symbol", "ts")``; ``symbol`` holds pandas' default string
   dtype, ``ts`` is ``datetime64[us, UTC]`` (PostgreSQL stores microseconds, so nothing is lost
   and nothing is widened to nanoseconds);
-* columns: ``float64`` only, in the order asked for (``columns=``), else bars first
-  (open, high, low, close, volume, when included) then the view's feature columns in spec order;
-  a missing value is ``NaN``;
+* columns: ``float64`` only (the feature columns of a ``dtype="float32"`` view: ``float32``), in
+  the order asked for (``columns=``), else bars first (open, high, low, close, volume, when
+  included) then the view's feature columns in spec order; a missing value is ``NaN``;
 * rows: range reads are sorted by symbol (lexicographic, the index is lexsorted) then ts;
   ``get_latest`` returns exactly one row per requested symbol in the order requested (duplicates
   dropped), and a symbol with no bar at or before ``as_of`` (or no such symbol) is present with
