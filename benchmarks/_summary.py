@@ -26,8 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
-ORDER = ["indicators", "load", "read", "knowledge_time", "cache", "cache-store", "pool", "serialization", "concurrency",
-         "demo", "soak"]
+ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "cache", "cache-store", "pool", "serialization",
+         "concurrency", "demo", "soak"]
 
 
 def _measured(check: dict[str, object]) -> str:
@@ -203,6 +203,12 @@ def readme_rows(results_dir: Path = HERE / "results") -> str:
           f"now / before knowledge time {f.check('knowledge_time', 'one-row correction now / before')}; "
           f"history {f.check('knowledge_time', 'history bytes per corrected bar')} per corrected bar"),
          "report"),
+        (f"float32 feature views, {f.cell('float32_size', 'bytes per row', 'f32', 'rows')} rows {link.get('float32_size', '')}",
+         f"`dtype=\"float32\"` (real): {f.cell('float32_size', 'bytes per row', 'f32', 'table + indexes')} B/row",
+         f"the float64 view (float8): {f.cell('float32_size', 'bytes per row', 'f64', 'table + indexes')} B/row",
+         (f"{f.check('float32_size', 'bytes per row / float64')} the bytes; max relative error "
+          f"{f.check('float32_size', 'max relative error', ' of 2**-24')}"),
+         "<= 1x"),
         (f"cached `get_latest`, 1 symbol {link.get('cache', '')}", f"hit p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 2)} µs",
          f"uncached p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 1)} µs", f.cell("cache", "cache hits", "get_latest(1 symbol)", 4), "< 20 µs"),
         (f"cache miss, `get_latest` 1 symbol {link.get('cache', '')}", "default cache, every call a new key", "`cache=None`",
@@ -238,7 +244,8 @@ def provenance_problems(results_dir: Path = HERE / "results") -> list[str]:
     for md in sorted(results_dir.glob("*.md")):
         lines = md.read_text(encoding="utf-8").splitlines()
         written = lines[2] if len(lines) > 2 else ""
-        script = written.split("`python ", 1)[-1].split(" ", 1)[0] if written.startswith("Written by `python ") else ""
+        # the command ends at its closing backtick when it has no arguments
+        script = written.split("`python ", 1)[-1].split(" ", 1)[0].rstrip("`") if written.startswith("Written by `python ") else ""
         if not md.with_suffix(".json").is_file():
             problems.append(f"{md.name}: no {md.stem}.json beside it")
         else:

@@ -406,16 +406,23 @@ def _view_status(v: dict[str, object]) -> str:
 @click.argument("indicators", nargs=-1)
 @click.option("--column", "columns", multiple=True, help="A user-supplied float column; repeatable.")
 @click.option("--jobs", "n_jobs", type=int, default=1, show_default=True, help="Parallel backfill workers (joblib).")
+@click.option(
+    "--dtype", default="float64", show_default=True,
+    help="Feature column type: float64 (float8) or float32 (real: half the value bytes, ~7 significant digits).",
+)
 @click.pass_context
-def views_create(ctx: click.Context, name: str, indicators: tuple[str, ...], columns: tuple[str, ...], n_jobs: int) -> None:
+def views_create(
+    ctx: click.Context, name: str, indicators: tuple[str, ...], columns: tuple[str, ...], n_jobs: int, dtype: str
+) -> None:
     """Register view NAME with INDICATORS and backfill it from the stored bars.
 
     \b
     Example:
       featurestore views create tech sma_20 ema_50 rsi_14 macd_12_26_9 bbands_20_2 atr_14 adx_14
+      featurestore views create tech32 sma_20 rsi_14 --dtype float32
     """
     with _open(ctx) as store:
-        view = store.create_view(name, list(indicators), columns=list(columns) or None, n_jobs=n_jobs)
+        view = store.create_view(name, list(indicators), columns=list(columns) or None, n_jobs=n_jobs, dtype=dtype)
         _print_info(store.describe_view(view.name, view.version))
 
 

@@ -71,14 +71,14 @@ def _versions_sql(table: str, history: str, columns: tuple[str, ...]) -> sql.Com
     ).format(cols=cols, inner=inner, h=ident(history), t=ident(table))
 
 
-def _frame(rows: list[tuple[Any, ...]], columns: tuple[str, ...]) -> pd.DataFrame:
+def _frame(rows: list[tuple[Any, ...]], columns: tuple[str, ...], dtype: str = "float64") -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=[*VERSION_COLUMNS, *columns])
     for c in ("known_from", "known_until"):
         df[c] = pd.to_datetime(df[c], utc=True).astype("datetime64[us, UTC]")
     df["superseded_by"] = df["superseded_by"].fillna(-1).astype("int64")
     df["load_id"] = df["load_id"].astype("int64")
     for c in columns:
-        df[c] = df[c].astype("float64")
+        df[c] = df[c].astype(dtype)
     return df
 
 
@@ -94,7 +94,7 @@ def bar_history(conn: psycopg.Connection[Any], symbol: str, ts: dt.datetime, vie
     for v in views:
         cols = v.feature_columns
         rows = conn.execute(_versions_sql(v.table_name, v.history_table, cols), params).fetchall()
-        features[f"{v.name} v{v.version}"] = _frame(rows, cols)
+        features[f"{v.name} v{v.version}"] = _frame(rows, cols, v.dtype)
     return BarHistory(symbol, pd.Timestamp(ts), pd.Timestamp(since), bars, features)
 
 

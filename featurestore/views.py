@@ -3,6 +3,8 @@
 A view version's spec is stored in ``feature_views.spec`` (jsonb); its rows live in
 ``fv_<name>_v<version>(entity_id, ts, <one float8 column per output>)``. Registering the same
 spec again is a no-op; a different spec under the same name makes the next version and table.
+A view created with ``dtype="float32"`` stores its feature columns as ``real`` (float4) instead:
+the spec holds ``"dtype": "float32"`` (float64 specs carry no dtype, so older specs are unchanged).
 
 A user-defined indicator (``featurestore.indicators.register``) is stored with its code hash,
 so changed code under the same name is a different spec (a new version, never a mix of old and
@@ -35,12 +37,16 @@ __all__ = [
     "resume_hint",
     "register_view",
     "drop_view",
+    "DTYPES",
+    "view_dtype",
 ]
 
 # pg_advisory_xact_lock key serializing registry changes ("fsview" in ASCII)
 REGISTRY_LOCK_KEY = 0x66737669657700
 RESERVED_COLUMNS = frozenset({"entity_id", "ts", "symbol", *BAR_COLUMNS})
 READY = "ready"  # feature_views.status once the backfill is complete ('backfilling' before)
+# a view's feature-column dtype -> its PostgreSQL column type (and binary COPY type)
+DTYPES: dict[str, str] = {"float64": "float8", "float32": "float4"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,18 @@ class FeatureView:
     problem: str = ""
     # availability lag: a row at bar time ts counts as known (as_known_at) only from ts + this
     available_after: timedelta = timedelta(0)
+    # feature columns' dtype: "float64" (float8 columns) or "float32" (real columns)
+    dtype: str = "float64"
+
+    @property
+    def sql_type(self) -> str:
+        """The PostgreSQL type of the feature columns: ``float8`` or ``float4`` (``real``)."""
+        return DTYPES[self.dtype]
+
+    @property
+    def float32_columns(self) -> frozenset[str]:
+        """Feature columns that reads return as float32 (all of them for a float32 view)."""
+        return frozenset(self.feature_columns) if self.dtype == "float32" else frozenset()
 
     @property
     def indicators(self) -> tuple[IndicatorSpec, ...]:
@@ -104,7 +122,7 @@ class FeatureView:
         """The spec in its stored form (re-normalized when every kind is available here)."""
         if self.problem and self.stored is not None:
             return self.stored
-        return _spec_json(self.indicators, self.columns, self.available_after)
+        return _spec_json(self.indicators, self.columns, self.available_after, self.dtype)
 
     def indicator_names(self) -> list[str]:
         """Spec strings of the indicators (also for a version with a ``problem``)."""
@@ -136,6 +154,7 @@ class FeatureView:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "ready_at": self.ready_at.isoformat() if self.ready_at else None,
             "available_after": str(self.available_after),
+            "dtype": self.dtype,
             **({"problem": self.problem} if self.problem else {}),
         }
 
@@ -153,12 +172,26 @@ def _stored_name(d: Any) -> str:
 
 
 def _spec_json(
-    indicators: Sequence[IndicatorSpec], columns: Sequence[str], available_after: timedelta = timedelta(0)
+    indicators: Sequence[IndicatorSpec],
+    columns: Sequence[str],
+    available_after: timedelta = timedelta(0),
+    dtype: str = "float64",
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"indicators": [s.to_dict() for s in indicators], "columns": list(columns)}
     if available_after:  # only when set: specs written before it existed stay equal
         spec["available_after_us"] = available_after // timedelta(microseconds=1)
+    if dtype != "float64":  # likewise: float64 specs are stored as before
+        spec["dtype"] = dtype
     return spec
+
+
+def view_dtype(value: Any) -> str:
+    """``create_view(dtype=...)`` -> ``"float64"`` or ``"float32"`` (None: float64); ConfigError otherwise."""
+    if value is None:
+        return "float64"
+    if isinstance(value, str) and value in DTYPES:
+        return value
+    raise ConfigError(f"dtype={value!r} is not supported; use one of {sorted(DTYPES)} (default 'float64')")
 
 
 def normalize_spec(
@@ -218,6 +251,7 @@ def _from_row(row: Sequence[Any]) -> FeatureView:
         spec = json.loads(spec)
     specs: tuple[IndicatorSpec, ...] = ()
     problem = ""
+    dtype = spec.get("dtype", "float64")
     try:
         specs = tuple(IndicatorSpec.from_dict(d) for d in spec.get("indicators", []))
     except UserKernelError as exc:
@@ -226,6 +260,8 @@ def _from_row(row: Sequence[Any]) -> FeatureView:
             f"view {name!r} v{version}: {exc}; register the code that computed this version, or drop the "
             f"version (store.drop_view({name!r}, {version})) and create the view again"
         )
+    if dtype not in DTYPES and not problem:  # written by a newer library: do not guess its columns
+        problem = f"view {name!r} v{version}: its spec has dtype {dtype!r}, which this version does not know"
     return FeatureView(
         view_id=view_id,
         name=name,
@@ -233,6 +269,7 @@ def _from_row(row: Sequence[Any]) -> FeatureView:
         specs=specs,
         columns=tuple(spec.get("columns", [])),
         available_after=timedelta(microseconds=int(spec.get("available_after_us", 0))),
+        dtype=dtype if dtype in DTYPES else "float64",
         table_name=table_name,
         status=status,
         created_at=created_at,
@@ -325,10 +362,17 @@ def read_view(conn: psycopg.Connection[Any], name: str, version: int | None = No
 def resume_hint(view: FeatureView) -> str:
     """How to finish an incomplete backfill: the same create_view call (or CLI command) again."""
     indicators = view.indicator_names()
-    call = f"store.create_view({view.name!r}, {indicators!r}" + (
-        f", columns={list(view.columns)!r})" if view.columns else ")"
+    f32 = view.dtype != "float64"
+    call = (
+        f"store.create_view({view.name!r}, {indicators!r}"
+        + (f", columns={list(view.columns)!r}" if view.columns else "")
+        + (f", dtype={view.dtype!r}" if f32 else "")
+        + ")"
     )
-    cli = " ".join(["featurestore views create", view.name, *indicators, *(f"--column {c}" for c in view.columns)])
+    cli = " ".join(
+        ["featurestore views create", view.name, *indicators, *(f"--column {c}" for c in view.columns)]
+        + ([f"--dtype {view.dtype}"] if f32 else [])
+    )
     return f"resume the backfill with the same spec: {call}, or `{cli}`"
 
 
@@ -338,14 +382,16 @@ def register_view(
     indicators: Sequence[IndicatorSpec],
     columns: Sequence[str],
     available_after: timedelta = timedelta(0),
+    dtype: str = "float64",
 ) -> tuple[FeatureView, bool]:
     """Register (name, spec) inside the caller's transaction; return (view, created).
 
     The same spec as the newest version returns that version unchanged; a different one creates
-    the next version and its empty table.
+    the next version and its empty table (feature columns ``float8``, or ``real`` for ``dtype="float32"``).
     """
     validate_identifier(name, what="view name")
-    spec = _spec_json(indicators, columns, available_after)
+    dtype = view_dtype(dtype)
+    spec = _spec_json(indicators, columns, available_after, dtype)
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK_KEY,))
     row = conn.execute(
         _SELECT + " WHERE name = %s ORDER BY version DESC LIMIT 1", (name,)
@@ -359,7 +405,8 @@ def register_view(
         version = 1
     table = f"{VIEW_TABLE_PREFIX}{name}_v{version}"
     feature_cols = [c for s in indicators for c in s.outputs] + list(columns)
-    floats = [sql.SQL("{} float8").format(ident(c)) for c in feature_cols]
+    col_type = sql.SQL(DTYPES[dtype])  # a constant of DTYPES, never user text
+    floats = [sql.SQL("{} {}").format(ident(c), col_type) for c in feature_cols]
     # load_id after the int4 entity_id fills the padding before ts: no storage cost
     col_defs = sql.SQL(", ").join(
         [sql.SQL("entity_id int4 NOT NULL"), sql.SQL("load_id int4 NOT NULL"), sql.SQL("ts timestamptz NOT NULL")]

@@ -326,6 +326,7 @@ class FeatureStore:
         batch_entities: int | None = None,
         progress: bool | None = None,
         available_after: Any = None,
+        dtype: str = "float64",
     ) -> FeatureView:
         """Register a feature view and backfill it from the stored bars; return the view.
 
@@ -338,8 +339,11 @@ class FeatureStore:
         ``available_after`` (a ``timedelta`` or a string such as ``"15min"``): a feature row at bar
         time ts counts as known only from ts + this, for sources published with a delay
         (knowledge-time reads, training frames); part of the spec, so changing it makes a version.
+        ``dtype="float32"`` stores the feature columns as PostgreSQL ``real`` (values computed in
+        float64, rounded to float32 on write; reads return float32 columns); ``"float64"``
+        (default) stores ``float8``. Part of the spec too.
         """
-        return _view_api.create_view(self, name, indicators, columns=columns, n_jobs=n_jobs, batch_entities=batch_entities, progress=progress, available_after=available_after)
+        return _view_api.create_view(self, name, indicators, columns=columns, n_jobs=n_jobs, batch_entities=batch_entities, progress=progress, available_after=available_after, dtype=dtype)
 
     def list_views(self) -> list[dict[str, Any]]:
         """Every registered view version, described (name, version, table, status, columns)."""

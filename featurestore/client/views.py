@@ -33,6 +33,7 @@ def create_view(store: FeatureStore,
     batch_entities: int | None = None,
     progress: bool | None = None,
     available_after: Any = None,
+    dtype: str = "float64",
 ) -> FeatureView:
     """The body of :meth:`FeatureStore.create_view`."""
     from featurestore import views as _views
@@ -40,8 +41,9 @@ def create_view(store: FeatureStore,
 
     specs, cols = _views.normalize_spec(indicators, columns)
     lag = _views.availability_lag(available_after)
+    kind = _views.view_dtype(dtype)  # ConfigError before anything is written
     with store.db.connection() as conn, conn.transaction():
-        view, _created = _views.register_view(conn, name, specs, cols, lag)
+        view, _created = _views.register_view(conn, name, specs, cols, lag, kind)
     if view.status == "ready":
         return view
     batch = batch_entities or _write.FEATURE_BATCH_ENTITIES

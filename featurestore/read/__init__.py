@@ -9,9 +9,9 @@ return, by default, a pandas ``DataFrame``:
 * index: a ``MultiIndex`` named ``("symbol", "ts")``; ``symbol`` holds pandas' default string
   dtype, ``ts`` is ``datetime64[us, UTC]`` (PostgreSQL stores microseconds, so nothing is lost
   and nothing is widened to nanoseconds);
-* columns: ``float64`` only, in the order asked for (``columns=``), else bars first
-  (open, high, low, close, volume, when included) then the view's feature columns in spec order;
-  a missing value is ``NaN``;
+* columns: ``float64`` only (the feature columns of a ``dtype="float32"`` view: ``float32``), in
+  the order asked for (``columns=``), else bars first (open, high, low, close, volume, when
+  included) then the view's feature columns in spec order; a missing value is ``NaN``;
 * rows: range reads are sorted by symbol (lexicographic, the index is lexsorted) then ts;
   ``get_latest`` returns exactly one row per requested symbol in the order requested (duplicates
   dropped), and a symbol with no bar at or before ``as_of`` (or no such symbol) is present with
@@ -202,8 +202,12 @@ class Reader:
             end = last if end is None or _bound(end, "end", ceil=False) > last else end
             if start is not None and _bound(start, "start", ceil=True) > last:
                 _symbols(symbols)  # still validated
-                return _empty([*bars, *feats], as_arrow=as_arrow)  # nothing in the range is known yet
-        return self._range(fv.table_name, bars, feats, symbols, start, end, as_arrow=as_arrow, known_at=known)
+                # nothing in the range is known yet
+                return _empty([*bars, *feats], as_arrow=as_arrow, float32=fv.float32_columns)
+        return self._range(
+            fv.table_name, bars, feats, symbols, start, end, as_arrow=as_arrow, known_at=known,
+            float32=fv.float32_columns,
+        )
 
     def get_latest(
         self,
@@ -241,8 +245,9 @@ class Reader:
         cols = _columns(columns, available, "bars" if fv is None else f"bars and view {fv.name!r} v{fv.version}")
         cols = cols if cols is not None else available
         bar_cols, feat_cols = _split(cols) if fv is not None else (cols, [])
+        f32 = fv.float32_columns if fv is not None else frozenset()
         if not names:
-            return _empty(cols, as_arrow=as_arrow)
+            return _empty(cols, as_arrow=as_arrow, float32=f32)
         # a NUL byte cannot be sent (nor stored): such a symbol is unknown, asked as ''
         sql_names = [n if "\x00" not in n else "" for n in names]
         if len(names) == 1:
@@ -264,7 +269,7 @@ class Reader:
         selected = [*bar_cols, *feat_cols]
         if selected != cols:
             block = block[:, [selected.index(c) for c in cols]]
-        return _frame(names, np.arange(len(names), dtype=np.int32), ts, (cols, block), as_arrow=as_arrow)
+        return _frame(names, np.arange(len(names), dtype=np.int32), ts, (cols, block), as_arrow=as_arrow, float32=f32)
 
     def get_training_frame(
         self,
@@ -385,6 +390,7 @@ class Reader:
         *,
         as_arrow: bool,
         known_at: dt.datetime | None = None,
+        float32: frozenset[str] = frozenset(),
     ) -> pd.DataFrame | pa.Table:
         names = _symbols(symbols)
         lo = _MIN_TS if start is None else _bound(start, "start", ceil=True)
@@ -394,7 +400,7 @@ class Reader:
         cols = [*bar_cols, *feat_cols]
         ids_of = self._lookup(names)
         if not ids_of:
-            return _empty(cols, as_arrow=as_arrow)
+            return _empty(cols, as_arrow=as_arrow, float32=float32)
         # symbol level: the found symbols, sorted; ids passed ascending (the index's order)
         level = sorted(ids_of)
         ids = np.array(sorted(ids_of.values()), dtype=np.int32)
@@ -422,7 +428,7 @@ class Reader:
         if perm is not None:
             ts = ts[perm]
             values = {c: v[perm] for c, v in values.items()}
-        return _frame(level_used, codes, ts, values, as_arrow=as_arrow)
+        return _frame(level_used, codes, ts, values, as_arrow=as_arrow, float32=float32)
 
     def _fetch(self, query: str, params: dict[str, Any]) -> pa.Table:
         """Run a bulk read (``query`` with ``params`` rendered as literals) and return it as Arrow.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,22 +26,30 @@ def _frame(
     values: dict[str, np.ndarray] | tuple[Sequence[str], np.ndarray],
     *,
     as_arrow: bool,
+    float32: Collection[str] = (),
 ) -> pd.DataFrame | pa.Table:
     """The documented result from symbol codes into ``symbol_level``, µs timestamps and float columns.
 
     ``values`` is a dict of columns (bulk reads: no copy into a 2-D block) or (names, 2-D block)
-    (small reads: one block is the cheapest frame to build).
+    (small reads: one block is the cheapest frame to build). Columns named in ``float32`` (the
+    feature columns of a float32 view) come out float32, the others float64.
     """
     if isinstance(values, tuple):
         names, block = values
         columns = {c: block[:, i] for i, c in enumerate(names)}
     else:
         names, block, columns = list(values), None, values
+    if float32:
+        # values read from real columns are exact in float64 too: the cast back loses nothing
+        columns = {c: (v.astype(np.float32, copy=False) if c in float32 else v) for c, v in columns.items()}
+        block = None
     ts = ts_us.view("datetime64[us]")
     if as_arrow:
         sym = pa.array(symbol_level, pa.string()).take(pa.array(codes, pa.int32()))
         data = {"symbol": sym, "ts": pa.array(ts, pa.timestamp("us", tz="UTC"), from_pandas=True)}
-        data.update({k: pa.array(np.ascontiguousarray(v), pa.float64()) for k, v in columns.items()})
+        data.update(
+            {k: pa.array(np.ascontiguousarray(v), pa.float32() if k in float32 else pa.float64()) for k, v in columns.items()}
+        )
         return pa.table(data)
     if ts.size == 1:  # the latest row of one symbol: skip the hash table
         ts_codes, uniq = (np.zeros(1, np.intp), ts) if ts_us[0] != _NAT else (np.full(1, -1, np.intp), ts[:0])
@@ -63,8 +71,11 @@ def _column_index(names: tuple[str, ...]) -> pd.Index:
     return pd.Index(names)
 
 
-def _empty(cols: Sequence[str], *, as_arrow: bool) -> pd.DataFrame | pa.Table:
-    return _frame([], np.empty(0, np.int32), np.empty(0, np.int64), {c: np.empty(0) for c in cols}, as_arrow=as_arrow)
+def _empty(cols: Sequence[str], *, as_arrow: bool, float32: Collection[str] = ()) -> pd.DataFrame | pa.Table:
+    return _frame(
+        [], np.empty(0, np.int32), np.empty(0, np.int64), {c: np.empty(0) for c in cols}, as_arrow=as_arrow,
+        float32=float32,
+    )
 
 
 def _segments(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -135,8 +135,9 @@ def training_frame(
     # a deep copy: the result (which the cache may keep) must share no buffer with the caller's
     # events, or a later write through events[...].array would change a cached result
     out = events.copy(deep=True)
+    f32 = fv.float32_columns  # a float32 view's columns: values read from real, exact in float32
     for c in cols:
-        out[c] = new[c]
+        out[c] = new[c].astype(np.float32) if c in f32 else new[c]
     out[TRAINING_TS_COLUMN] = pd.DatetimeIndex(fts.view("datetime64[us]")).tz_localize(_UTC).array
     return out
 

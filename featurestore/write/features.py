@@ -13,6 +13,7 @@ from featurestore.indicators import update_batch
 from featurestore.schema import ident
 from featurestore.views import FeatureView
 from featurestore.write.copy import _NO_TS, BAR_TYPES, _ts_us_sql, _us_sql, copy_in, copy_out
+from featurestore.write.dtype import copy_type, narrow_outputs
 from featurestore.write.state import pack_states, unpack_states
 
 # Entities per feature batch: bounds the bars held in memory while computing features
@@ -333,10 +334,11 @@ def _compute_and_store(
     )
     inputs_all = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
     cols, new_states, marks = _compute(view, inputs_all, offsets, state, n0)
+    cols = narrow_outputs(conn, view, cols, eid, ts)  # float32 views: rounded, range-checked
     table = ident(view.table_name)
     names = ["entity_id", "load_id", "ts", *view.indicator_columns]
     arrays = [eid, np.full(eid.size, load_id, dtype=np.int32), ts, *(cols[c] for c in view.indicator_columns)]
-    types = ["int4", "int4", "timestamptz", *(["float8"] * len(view.indicator_columns))]
+    types = ["int4", "int4", "timestamptz", *([copy_type(view)] * len(view.indicator_columns))]
     if replace and uniq.size:
         # Recompute: rows whose values change are rewritten in place (user columns, which live
         # only here, are kept) and their previous versions move to the history table; rows

@@ -19,6 +19,7 @@ from featurestore.load import BarChunk
 from featurestore.schema import BAR_COLUMNS, ident
 from featurestore.views import FeatureView
 from featurestore.write.copy import _NO_TS, BAR_TYPES, _ts_us_sql, _us_sql, copy_in
+from featurestore.write.dtype import check_user_columns, user_value_sql
 from featurestore.write.features import MemoryBars, history_insert, history_returning, write_features
 from featurestore.write.generation import LOAD_LOG_SQL, bump_generation
 
@@ -259,6 +260,7 @@ class LoadWriter:
             if k:
                 self.appended[e] = self.appended.get(e, 0) + k
         if chunk.extra:
+            check_user_columns(self.conn, self.views, chunk.extra, eid, chunk.ts, source=chunk.source, rows=chunk.rows)
             self._stage_extra(eid, chunk)
         if self._mem is not None:
             idx = np.flatnonzero(is_append)
@@ -455,8 +457,8 @@ class LoadWriter:
                 ret=history_returning(view),
                 ins=history_insert(view),
                 t=ident(view.table_name),
-                sets=sql.SQL(", ").join(sql.SQL("{c} = x.{c}").format(c=ident(c)) for c in cols),
-                xcols=sql.SQL(", ").join(sql.SQL("x.{}").format(ident(c)) for c in cols),
+                sets=sql.SQL(", ").join(sql.SQL("{c} = {x}").format(c=ident(c), x=user_value_sql(view, "x", c)) for c in cols),
+                xcols=sql.SQL(", ").join(user_value_sql(view, "x", c) for c in cols),
                 fcols=sql.SQL(", ").join(sql.SQL("f.{}").format(ident(c)) for c in cols),
             )
             changed.update(r[0] for r in self.conn.execute(stmt, (self.load_id,)).fetchall())
