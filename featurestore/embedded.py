@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 
 from featurestore.errors import ConfigError, ConnectionError
 
-__all__ = ["EmbeddedServer", "ServerStatus"]
+__all__ = ["EmbeddedServer", "ServerStatus", "server_settings"]
 
 _log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class EmbeddedServer:
                 f"could not start the embedded PostgreSQL server in {self.data_dir}: {exc}\n{tail}"
             ) from exc
         self._server = server
+        self._tune(server.get_uri())
         uri = make_url(server.get_uri())
         return URL.create(
             "postgresql+psycopg",
@@ -106,6 +107,31 @@ class EmbeddedServer:
             database=uri.database,
             query=uri.query,
         )
+
+    def _tune(self, libpq_uri: str) -> None:
+        """Apply :func:`server_settings` once per data directory (``ALTER SYSTEM`` + reload).
+
+        A marker file records it, so a setting the user changes later is never put back. A
+        failure is logged, not raised: the server works, only with PostgreSQL's defaults.
+        """
+        marker = self.data_dir / TUNED_MARKER
+        if marker.exists():
+            return
+        try:
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(libpq_uri, autocommit=True) as conn:
+                untouched = {
+                    r[0] for r in conn.execute("SELECT name FROM pg_settings WHERE source = 'default'").fetchall()
+                }
+                for name, value in server_settings().items():
+                    if name in untouched:  # a value set in a configuration file stays
+                        conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                conn.execute("SELECT pg_reload_conf()")
+            marker.write_text(json.dumps(server_settings()) + "\n")
+        except Exception as exc:  # pragma: no cover - e.g. a read-only data directory
+            _log.warning("embedded server: could not apply its settings (%s); PostgreSQL defaults apply", exc)
 
     def status(self) -> ServerStatus:
         """Read the data directory's state without starting anything."""
@@ -176,6 +202,33 @@ class EmbeddedServer:
         if alive != pids:
             _log.info("embedded server: pruned dead handle pids %s", sorted(set(pids) - set(alive)))
             path.write_text(json.dumps(alive))
+
+
+TUNED_MARKER = "featurestore-settings.json"
+
+
+def server_settings(total_ram: int | None = None) -> dict[str, str]:
+    """The planner and memory settings the embedded server gets on first start.
+
+    PostgreSQL's defaults assume spinning disks and a small machine. ``random_page_cost`` 4
+    makes the planner read a whole bars table (a parallel sequential scan, then a sort spilled
+    to disk) for a one-day read of every symbol once the table is larger than a few million
+    rows, so that read's cost grows with the store instead of with the rows it returns; 1.1
+    (data on SSD or in the page cache) keeps it an index range scan per symbol. The other two
+    are sized from the machine's memory: ``effective_cache_size`` (half of it: what the OS
+    caches) and ``work_mem`` (RAM / 512, 4-64 MB: sorts and hashes of large reads stay in
+    memory). Measured in benchmarks/scale.py (``--on-store``, both settings side by side).
+    """
+    if total_ram is None:
+        import psutil
+
+        total_ram = int(psutil.virtual_memory().total)
+    mb = 2**20
+    return {
+        "random_page_cost": "1.1",
+        "effective_cache_size": f"{max(128, total_ram // 2 // mb)}MB",
+        "work_mem": f"{min(64, max(4, total_ram // 512 // mb))}MB",
+    }
 
 
 def read_status(data_dir: Path) -> ServerStatus:

@@ -72,3 +72,34 @@ def test_stale_pid_file_and_dead_handles_are_recovered(home: Path) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert dead.pid not in json.loads((srv.data_dir / ".handle_pids.json").read_text())
     srv.stop()
+
+
+def test_server_settings_are_sized_from_memory() -> None:
+    from featurestore.embedded import server_settings
+
+    gib = 2**30
+    small, big = server_settings(2 * gib), server_settings(256 * gib)
+    assert small == {"random_page_cost": "1.1", "effective_cache_size": "1024MB", "work_mem": "4MB"}
+    assert big["effective_cache_size"] == f"{128 * 1024}MB" and big["work_mem"] == "64MB"
+
+
+def test_settings_applied_once_and_a_users_change_is_kept(home: Path) -> None:
+    from featurestore.embedded import TUNED_MARKER, server_settings
+
+    srv = EmbeddedServer(home, cleanup="keep")
+    url = srv.start()
+    want = server_settings()
+    assert json.loads((srv.data_dir / TUNED_MARKER).read_text()) == want
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:  # a new session sees them
+        for name, value in want.items():
+            row = conn.execute("SELECT setting, unit, source FROM pg_settings WHERE name = %s", (name,)).fetchone()
+            assert row is not None and row[2] == "configuration file", (name, row)
+        assert conn.execute("SHOW random_page_cost").fetchone() == ("1.1",)
+        assert conn.execute("SHOW work_mem").fetchone() == (want["work_mem"],)
+        conn.execute("ALTER SYSTEM SET random_page_cost = 2")  # the user's own choice
+        conn.execute("SELECT pg_reload_conf()")
+    assert srv.stop()
+    url = EmbeddedServer(home, cleanup="keep").start()  # restart: the settings are not applied again
+    with psycopg.connect(libpq_url(url)) as conn:
+        assert conn.execute("SHOW random_page_cost").fetchone() == ("2",)
+    assert EmbeddedServer(home, cleanup="keep").stop()

@@ -4,6 +4,7 @@ brute-force oracle for the training frame (hypothesis), and a plan test for ever
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from helpers import make_bars
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plans import assert_plan_uses_index, nodes
+from plans import assert_plan_uses_index, explain, nodes
 
 from featurestore.errors import ConfigError, ConnectionError, NotFoundError, ValidationError
 from featurestore.read import (
@@ -528,3 +529,47 @@ def test_downcast_halves_values_and_round_trips_within_float32(store: Any, plan_
     assert pa.types.is_dictionary(arrow.schema.field("symbol").type)
     cached = store.get_bars(symbols[:5], downcast=True)
     pd.testing.assert_frame_equal(cached, downcast(store.reader.get_bars(symbols[:5])))
+
+
+def test_plan_one_day_of_every_symbol_is_an_index_range_scan(make_database: Any) -> None:
+    """Every symbol over one day (a cross-section read) reads index ranges, never the whole table.
+
+    Bars loaded over time (here four loads, each symbol-major, as files are) leave
+    entity_id weakly correlated with the heap order; with PostgreSQL's default random_page_cost
+    (4) the planner then reads the whole bars table (sequential scan plus sort), a cost that
+    grows with the store. The embedded server's settings (featurestore.embedded.server_settings)
+    keep it index range scans, whose cost follows the rows returned.
+    """
+    import psycopg
+
+    from featurestore.client import FeatureStore
+    from featurestore.config import libpq_url
+
+    url = make_database("xsection")
+    FeatureStore(url, auto_migrate=True, cache=None).close()
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("INSERT INTO entities (symbol) SELECT 'X' || lpad(i::text, 4, '0') FROM generate_series(1, 1000) i")
+        for part in range(4):  # 1,000 symbols x 1,000 minutes in four loads, each symbol-major
+            conn.execute(
+                "INSERT INTO bars (entity_id, load_id, ts, open, high, low, close, volume) "
+                "SELECT e.entity_id, 0, timestamptz '2020-01-01 00:00+00' + b * interval '1 minute', 100, 101, 99, "
+                "100, 1 FROM entities e, generate_series(%s::int, %s::int) b ORDER BY e.entity_id, b",
+                (part * 250, part * 250 + 249),
+            )
+        conn.execute("ANALYZE bars")
+        ids = [r[0] for r in conn.execute("SELECT entity_id FROM entities ORDER BY 1")]
+        first = dt.datetime(2020, 1, 1, tzinfo=UTC)
+        params = {"ids": np.array(ids, dtype=np.int32), "start": first + dt.timedelta(minutes=500),
+                  "end": first + dt.timedelta(minutes=580)}  # 8% of the table, as one day of 13
+        query = render(range_sql("bars", list(BAR_COLUMNS)), params)
+        if os.environ.get("FEATURESTORE_TEST_URL") is None:  # the embedded server has its settings
+            assert conn.execute("SHOW random_page_cost").fetchone() == ("1.1",)
+        with conn.transaction():
+            conn.execute("SET LOCAL random_page_cost = 1.1")
+            plan = assert_plan_uses_index(conn, query, index="bars_pkey", node_types=("Index Scan",),
+                                          no_seq_scan_on=("bars",))
+            assert not any(n["Node Type"] == "Sort" for n in nodes(plan))  # rows come in key order
+        with conn.transaction():  # PostgreSQL's default: heap order, then a sort of everything read
+            conn.execute("SET LOCAL random_page_cost = 4")
+            kinds = [n["Node Type"] for n in nodes(explain(conn, query))]
+            assert "Sort" in kinds and ("Seq Scan" in kinds or "Bitmap Heap Scan" in kinds), kinds
