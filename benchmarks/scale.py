@@ -682,6 +682,52 @@ def training_checks(res: Any, tr: dict[str, Any], at: str) -> None:
                       "<= 1.15x", r <= 1.15)
 
 
+PG_DEFAULTS = {"random_page_cost": "4", "effective_cache_size": "4GB", "work_mem": "4MB"}
+
+
+def settings_ab(drv: Driver, res: Any, lo: int, hi: int) -> None:
+    """Range reads and latest under PostgreSQL's defaults and under the embedded server's own
+    settings (featurestore.embedded.server_settings), alternated twice on the same server."""
+    import psycopg
+    from psycopg import sql
+
+    from featurestore.config import libpq_url, normalize_url
+    from featurestore.embedded import server_settings
+
+    ours = server_settings()
+
+    def apply(values: dict[str, str]) -> None:
+        with psycopg.connect(libpq_url(normalize_url(drv.url)), autocommit=True) as conn:
+            for k, v in values.items():
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(k), sql.Literal(v)))
+            conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        got = drv.sql("SHOW random_page_cost")[0][0]
+        assert got == values["random_page_cost"], (got, values)  # the pool's sessions see the reload
+
+    found: dict[str, list[dict[str, Any]]] = {"defaults": [], "featurestore": []}
+    try:
+        for _ in range(2):
+            for label, values in (("defaults", PG_DEFAULTS), ("featurestore", ours)):
+                apply(values)
+                found[label].append({"reads": drv.reads(lo, hi), "latest": drv.latest()})
+    finally:
+        apply(ours)
+    res.record("settings", {"defaults": PG_DEFAULTS, "featurestore": ours, "runs": found})
+    rows = []
+    for name in found["defaults"][0]["reads"]:
+        rate = {k: statistics.median(r["reads"][name]["rows"] / r["reads"][name]["seconds"] for r in v)
+                for k, v in found.items()}
+        rows.append([f"range read {name}, rows/s", f"{rate['defaults']:,.0f}", f"{rate['featurestore']:,.0f}",
+                     f"{rate['featurestore'] / rate['defaults']:.2f}x"])
+    for key, label in (("p50", "get_latest 1 symbol p50, ms"), ("1000", "get_latest 1,000 symbols, ms")):
+        v = {k: 1e3 * statistics.median(r["latest"][key] for r in runs) for k, runs in found.items()}
+        rows.append([label, f"{v['defaults']:,.2f}", f"{v['featurestore']:,.2f}", f"{v['defaults'] / v['featurestore']:.2f}x"])
+    res.table("PostgreSQL's default settings vs the embedded server's (same server, alternated, median of 2 rounds)",
+              ["measure", "defaults " + ", ".join(f"{k}={v}" for k, v in PG_DEFAULTS.items()),
+               "featurestore " + ", ".join(f"{k}={v}" for k, v in ours.items()), "speed-up"], rows)
+
+
 def on_store(args: Any, Results: Any) -> None:
     """Measure training frames (each strategy) and ``info`` on a store a full run kept."""
     res = Results("scale_store", "Scale: training-frame strategies and info on the largest store",
@@ -694,6 +740,7 @@ def on_store(args: Any, Results: Any) -> None:
         drv.market.minute = int(drv.sql("SELECT count(DISTINCT ts) FROM bars WHERE entity_id = "
                                          "(SELECT min(entity_id) FROM entities)")[0][0])
         lo, hi = drv.span()
+        settings_ab(drv, res, lo, hi)
         tr = drv.training(lo, hi, repeats=3)
         info_s = []
         for _ in range(5):
