@@ -23,10 +23,11 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
-ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "cache", "cache-store", "pool", "serialization",
+ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "cache", "cache-store", "pool", "serialization",
          "concurrency", "demo", "soak"]
 
 
@@ -116,6 +117,50 @@ def _kt(f: _Files, prefix: str) -> str:
         v = _measured(c)
         parts.append(f"{label} {v}" if c["status"] == "PASS" else f"**{label} {v}**")
     return (", ".join(parts) + " (bold: missed)") if parts else "n/a"
+
+
+def _listed(checks: list[dict[str, object]], label: Any) -> str:
+    """Checks as "label value" (bold: missed)."""
+    parts = []
+    for c in checks:
+        text = f"{label(str(c['what']))} {_measured(c)}"
+        parts.append(text if c["status"] == "PASS" else f"**{text}**")
+    return (", ".join(parts) + " (bold: missed)") if parts else "n/a"
+
+
+def _scale_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """The README rows of benchmarks/scale.py (and its --on-store results), when they exist."""
+    if "scale" not in f.d:
+        return []
+    sizes = list(f.d["scale"].get("data", {}).get("sizes", {}))
+    span = f"{sizes[0]} to {sizes[-1]}" if sizes else "n/a"
+    grows = [c for c in f.d["scale"].get("checks", []) if f"{sizes[-1]} / {sizes[0]}" in str(c["what"])]
+    rows = [
+        (f"scale: cost as the store grows {span} stored bars {link['scale']}",
+         "load, append, correct, range reads, latest, sparse training frame", f"the same operation at {sizes[0] if sizes else 'n/a'}",
+         _listed(grows, lambda w: w.split(", " + f"{sizes[-1]} / {sizes[0]}")[0].replace(", time", "")),
+         "<= 1.3x (append, correct, latest); rows/s 0.8–1.25x (range); >= 0.8x (load); <= 1.5x (sparse)"),
+        (f"scale: full history and storage at {sizes[-1] if sizes else 'n/a'} {link['scale']}",
+         "`get_bars` / `get_features`, 100 symbols; bars table + indexes", "ArcticDB `read_batch`; its LMDB bytes",
+         _listed(f.checks("scale", "ArcticDB"), lambda w: w.split(":")[0].split(" at ")[0]), "<= 1.0x; <= 1.5x"),
+        (f"scale: training frames at {sizes[-1] if sizes else 'n/a'} {link['scale']}", "`get_training_frame`",
+         "ADBC read of the 3 columns and time range + `pandas.merge_asof`",
+         _listed(f.checks("scale", "hand pipeline"), lambda w: w.split(" at ")[0].replace("training frame ", "")),
+         "dense <= 1.2x; sparse >= 10x"),
+    ]
+    if "scale_store" in f.d:
+        ab = f.table("scale_store", "default settings")
+        rows.append((
+            f"scale: training strategy choice and `info` on the largest store {link['scale_store']}",
+            "`strategy=\"auto\"`; `FeatureStore.info()`", "each strategy forced",
+            _listed(f.checks("scale_store", ""), lambda w: w.split(" at ")[0].replace("training frame ", "")),
+            "<= 1.15x the faster; < 1 s"))
+        rows.append((
+            f"scale: the embedded server's settings {link['scale_store']}",
+            "random_page_cost 1.1, effective_cache_size, work_mem sized from RAM", "PostgreSQL's defaults, same server",
+            ("speed-up " + ", ".join(f"{r[0]} {r[-1]}" for r in ab["rows"])) if ab else "n/a",  # type: ignore[index]
+            "report"))
+    return rows
 
 
 def readme_rows(results_dir: Path = HERE / "results") -> str:
@@ -209,6 +254,7 @@ def readme_rows(results_dir: Path = HERE / "results") -> str:
          (f"{f.check('float32_size', 'bytes per row / float64')} the bytes; max relative error "
           f"{f.check('float32_size', 'max relative error', ' of 2**-24')}"),
          "<= 1x"),
+        *_scale_rows(f, link),
         (f"cached `get_latest`, 1 symbol {link.get('cache', '')}", f"hit p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 2)} µs",
          f"uncached p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 1)} µs", f.cell("cache", "cache hits", "get_latest(1 symbol)", 4), "< 20 µs"),
         (f"cache miss, `get_latest` 1 symbol {link.get('cache', '')}", "default cache, every call a new key", "`cache=None`",
