@@ -135,14 +135,14 @@ def _load_facts(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _info_facts(facts: dict[str, Any], last_load: dict[str, Any] | None) -> dict[str, Any]:
-    """``info`` for people: exact row counts (planner estimates only where none was counted),
-    and the last load from the ``loads`` table when this process made none."""
-    out = {k: v for k, v in facts.items() if k not in ("rows", "server", "last_load")}
+    """``info`` for people: per table its rows (``~N rows (estimate)`` where the table is too large
+    to count in a moment), and the last load from the ``loads`` table when this process made none."""
+    out = {k: v for k, v in facts.items() if k not in ("rows", "bars", "server", "last_load")}
     server = facts.get("server") or {}
-    exact = facts.get("rows") or {}
     tables: dict[str, str] = {}
     for name, t in (server.get("tables") or {}).items():
-        count = f"{exact[name]:,} rows" if name in exact else f"~{t['rows_estimate']:,} rows (planner estimate)"
+        n = t["rows_estimate"]
+        count = f"{n:,} rows" if t.get("estimate_source") == "exact" else f"~{n:,} rows (estimate)"
         tables[name] = f"{count}, {human_bytes(t['table_bytes'])} + {human_bytes(t['index_bytes'])} indexes"
     out["server"] = {"database_bytes": server.get("database_bytes"), "tables": tables}
     out["last_load"] = facts.get("last_load") or last_load or "none recorded"
