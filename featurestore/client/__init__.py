@@ -99,6 +99,12 @@ class FeatureStore:
     ``"sieve"``; ``None`` disables it), bounded by ``cache_bytes`` (and ``cache_entries``).
     ``consistency`` is ``"local"``, ``"notify"`` or ``"strict"``: see featurestore.consistency
     for exactly what each guarantees.
+
+    ``load_memory_rows`` (default ``FEATURESTORE_LOAD_MEMORY_ROWS``, else 12,000,000, about 0.6 GB)
+    bounds the bar rows a load holds in memory at once: its appended rows are kept for the
+    features step up to this many (more, and features read them back), and features are computed
+    in groups of symbols that fit beside them. 0 keeps none: features always read bars back, in
+    groups of up to 2M rows. ``LoadResult.held_rows_peak`` reports what a load held.
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class FeatureStore:
         cache_bytes: int = 256 << 20,
         cache_entries: int | None = None,
         consistency: str = "local",
+        load_memory_rows: int | None = None,
     ) -> None:
         from featurestore.consistency import CONSISTENCY_MODES
 
@@ -130,6 +137,7 @@ class FeatureStore:
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
             pool_recycle=pool_recycle,
+            load_memory_rows=load_memory_rows,
         )
         self._server: EmbeddedServer | None = None
         if self.settings.url is None:

@@ -117,7 +117,8 @@ def write(store: FeatureStore,
             with store.db.connection() as conn:
                 with conn.transaction():
                     writer = LoadWriter(conn, source=source, on_conflict=on_conflict,
-                                        create_symbols=create_symbols, views=store._views(conn), small=small)
+                                        create_symbols=create_symbols, views=store._views(conn), small=small,
+                                        memory_rows=store.settings.load_memory_rows, progress=bar.features)
                     reading = 0.0  # reading, validating and sorting file chunks happens lazily, here
                     t0 = time.perf_counter()
                     for chunk in chunks():
