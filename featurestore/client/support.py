@@ -127,15 +127,15 @@ class _Bar:
     def features(self, done: int, more_total: int) -> None:
         """The features phase's own count (``write_features(progress=...)``): the bar restarts at 0
         with the rows the features will cover as its total, so its rate and ETA are the phase's."""
-        if not self.in_features:
+        if not self.in_features:  # the first call brings the plan: the bar restarts with it
             self.in_features = True
-            self.tqdm.reset(total=0)
             self.tqdm.set_description(f"{self.desc}: features", refresh=False)
-        if more_total:
+            self.tqdm.reset(total=max(more_total, done))
+        elif more_total:
             self.tqdm.total = max((self.tqdm.total or 0) + more_total, self.tqdm.n + done)
         if done:
             self.tqdm.update(done)
-        else:
+        if not done or self.tqdm.n >= (self.tqdm.total or 0):  # a new total, or the end: draw it now
             self.tqdm.refresh()
 
     def close(self) -> None:
