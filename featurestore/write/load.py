@@ -416,24 +416,34 @@ class LoadWriter:
         if self._mem and self.views and changed:
             memory = MemoryBars(*self._concat_memory(self._mem))
         self._mem = None
-        kept = int(memory.eid.size) if memory is not None else 0
-        # a feature group holds at most what the bound leaves beside the kept rows
-        group = FEATURE_GROUP_ROWS if self.memory_rows == 0 else max(1, min(FEATURE_GROUP_ROWS, self.memory_rows - kept))
         new_rows = {e: self.appended.get(e, 0) + self.late.get(e, 0) for e in changed}
-
-        def held(rows: int) -> None:
-            self._held_peak = max(self._held_peak, kept + rows)
-
+        # Two passes: first the entities the kept rows can serve (appends, new symbols), for every
+        # view; then, with the kept rows released, the entities with late or corrected bars, which
+        # always read their bars back. An entity's features do not depend on the others', so the
+        # split changes no result; it keeps a recompute's read-back from adding to the kept rows.
+        passes = [[e for e in changed if e not in self.changed_past], [e for e in changed if e in self.changed_past]]
         t0 = time.perf_counter()
-        for i, view in enumerate(self.views):
-            written, recomputed = write_features(
-                self.conn, view, changed, self.old_last, self.changed_past, memory, load_id=self.load_id,
-                changed_from=self.changed_from, new_rows=new_rows, group_rows=group, held=held,
-                progress=None if self.progress is None else self._view_progress(i),
-            )
-            res.features_written += written
-            res.entities_recomputed += recomputed
-            self._sample_memory()
+        for n, entities in enumerate(passes):
+            if n == 1:
+                memory = None  # the kept rows are no longer needed
+            if not entities:
+                continue
+            kept = int(memory.eid.size) if memory is not None else 0
+            # a feature group holds at most what the bound leaves beside the kept rows
+            group = FEATURE_GROUP_ROWS if self.memory_rows == 0 else max(1, min(FEATURE_GROUP_ROWS, self.memory_rows - kept))
+
+            def held(rows: int, kept: int = kept) -> None:
+                self._held_peak = max(self._held_peak, kept + rows)
+
+            for i, view in enumerate(self.views):
+                written, recomputed = write_features(
+                    self.conn, view, entities, self.old_last, self.changed_past, memory, load_id=self.load_id,
+                    changed_from=self.changed_from, new_rows=new_rows, group_rows=group, held=held,
+                    progress=None if self.progress is None else self._view_progress(i),
+                )
+                res.features_written += written
+                res.entities_recomputed += recomputed
+                self._sample_memory()
         del memory
         self._features_s = time.perf_counter() - t0
         res.held_rows_peak = self._held_peak
