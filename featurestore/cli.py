@@ -1,7 +1,8 @@
 """The ``featurestore`` command: a thin shell over the Python API.
 
 Each command opens the store, makes one call, and prints the result. Library errors become one
-clean line on stderr and exit status 1, in one place (:class:`_Group`).
+clean line on stderr and exit status 1, Ctrl-C one line and exit status 130, in one place
+(:class:`_Group`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # Ctrl-C: one line (a load says what it left), status 130
+            from featurestore.errors import LoadInterrupted
+
+            click.echo(str(exc) if isinstance(exc, LoadInterrupted) else "interrupted", err=True)
+            sys.exit(130)
         except FeatureStoreError as exc:
             from featurestore.load import LoadInputError
 
@@ -135,14 +141,14 @@ def _load_facts(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _info_facts(facts: dict[str, Any], last_load: dict[str, Any] | None) -> dict[str, Any]:
-    """``info`` for people: exact row counts (planner estimates only where none was counted),
-    and the last load from the ``loads`` table when this process made none."""
-    out = {k: v for k, v in facts.items() if k not in ("rows", "server", "last_load")}
+    """``info`` for people: per table its rows (``~N rows (estimate)`` where the table is too large
+    to count in a moment), and the last load from the ``loads`` table when this process made none."""
+    out = {k: v for k, v in facts.items() if k not in ("rows", "bars", "server", "last_load")}
     server = facts.get("server") or {}
-    exact = facts.get("rows") or {}
     tables: dict[str, str] = {}
     for name, t in (server.get("tables") or {}).items():
-        count = f"{exact[name]:,} rows" if name in exact else f"~{t['rows_estimate']:,} rows (planner estimate)"
+        n = t["rows_estimate"]
+        count = f"{n:,} rows" if t.get("estimate_source") == "exact" else f"~{n:,} rows (estimate)"
         tables[name] = f"{count}, {human_bytes(t['table_bytes'])} + {human_bytes(t['index_bytes'])} indexes"
     out["server"] = {"database_bytes": server.get("database_bytes"), "tables": tables}
     out["last_load"] = facts.get("last_load") or last_load or "none recorded"
@@ -186,6 +192,7 @@ def cli(ctx: click.Context, url: str | None, home: Path | None) -> None:
       1  the command failed (the message on stderr says why)
       2  usage error, or a destructive command refused without --yes
       3  `server status`: the embedded server is not running
+      130  interrupted (Ctrl-C); an interrupted load wrote nothing
     """
     ctx.obj = {"url": url, "home": home}
 
@@ -342,19 +349,26 @@ def load(
         if not sep:
             raise click.BadParameter(f"{item!r}: use SRC=DST", param_hint="--map")
         column_map[src] = dst or None
+    from featurestore.errors import LoadInterrupted
+
     with _open(ctx) as store:
-        result = store.load(
-            list(paths),
-            format=fmt,
-            symbol=symbol,
-            column_map=column_map or None,
-            chunk_rows=chunk_rows,
-            on_conflict=on_conflict,
-            create_symbols=not no_create_symbols,
-            assume_tz=assume_tz,
-            delimiter=delimiter,
-            encoding=encoding,
-        )
+        try:
+            result = store.load(
+                list(paths),
+                format=fmt,
+                symbol=symbol,
+                column_map=column_map or None,
+                chunk_rows=chunk_rows,
+                on_conflict=on_conflict,
+                create_symbols=not no_create_symbols,
+                assume_tz=assume_tz,
+                delimiter=delimiter,
+                encoding=encoding,
+            )
+        except LoadInterrupted:
+            raise
+        except KeyboardInterrupt as exc:  # before the load's transaction began (reading file metadata)
+            raise LoadInterrupted("load interrupted: nothing was written", committed=False) from exc
     facts = result.as_dict()
     _print_json(facts) if as_json else _print_info(_load_facts(facts))
 

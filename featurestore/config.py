@@ -19,6 +19,10 @@ __all__ = ["Settings", "default_home", "normalize_url", "mask_url", "libpq_url"]
 
 ENV_URL = "FEATURESTORE_URL"
 ENV_HOME = "FEATURESTORE_HOME"
+ENV_LOAD_MEMORY_ROWS = "FEATURESTORE_LOAD_MEMORY_ROWS"
+# the default of load_memory_rows (featurestore.write.MEMORY_ROWS_MAX, repeated here to keep
+# config free of the write step's imports; tests/test_load_memory.py checks they agree)
+DEFAULT_LOAD_MEMORY_ROWS = 12_000_000
 
 
 def default_home() -> Path:
@@ -78,6 +82,7 @@ class Settings:
     max_overflow: int = 5
     pool_timeout: float = 30.0
     pool_recycle: float = 3600.0
+    load_memory_rows: int = DEFAULT_LOAD_MEMORY_ROWS
 
     @property
     def embedded(self) -> bool:
@@ -94,8 +99,13 @@ class Settings:
         max_overflow: int = 5,
         pool_timeout: float = 30.0,
         pool_recycle: float = 3600.0,
+        load_memory_rows: int | None = None,
     ) -> Settings:
-        """Apply the precedence rules: argument, then environment, then embedded default."""
+        """Apply the precedence rules: argument, then environment, then embedded default.
+
+        ``load_memory_rows``: the argument, else ``FEATURESTORE_LOAD_MEMORY_ROWS``, else
+        ``DEFAULT_LOAD_MEMORY_ROWS``; an integer >= 0 (``_`` separators allowed in the variable).
+        """
         if url is None:
             env = os.environ.get(ENV_URL)
             url = env if env else None
@@ -106,6 +116,19 @@ class Settings:
             raise ConfigError(f"max_overflow must be >= 0, got {max_overflow}")
         if pool_timeout <= 0:
             raise ConfigError(f"pool_timeout must be > 0 seconds, got {pool_timeout}")
+        if load_memory_rows is None:
+            env_rows = os.environ.get(ENV_LOAD_MEMORY_ROWS, "").strip()
+            try:
+                load_memory_rows = int(env_rows) if env_rows else DEFAULT_LOAD_MEMORY_ROWS
+            except ValueError:
+                raise ConfigError(
+                    f"{ENV_LOAD_MEMORY_ROWS} must be a whole number of rows >= 0 (0: always read bars back), got {env_rows!r}"
+                ) from None
+            source = ENV_LOAD_MEMORY_ROWS
+        else:
+            source = "load_memory_rows"
+        if isinstance(load_memory_rows, bool) or not isinstance(load_memory_rows, int) or load_memory_rows < 0:
+            raise ConfigError(f"{source} must be an integer >= 0 (0: always read bars back), got {load_memory_rows!r}")
         return cls(
             url=parsed,
             home=Path(home).expanduser().resolve() if home is not None else default_home(),
@@ -113,4 +136,5 @@ class Settings:
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
             pool_recycle=pool_recycle,
+            load_memory_rows=load_memory_rows,
         )

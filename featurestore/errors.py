@@ -16,6 +16,7 @@ __all__ = [
     "FeatureStoreError",
     "HistoryError",
     "IndicatorError",
+    "LoadInterrupted",
     "LockTimeoutError",
     "NotFoundError",
     "PoolTimeoutError",
@@ -173,4 +174,20 @@ class NotFoundError(FeatureStoreError, KeyError):
     """
 
     def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class LoadInterrupted(KeyboardInterrupt):
+    """A load stopped by Ctrl-C (a ``KeyboardInterrupt``, so it still stops the program).
+
+    ``committed`` says what the store holds: False, nothing of the load (its one transaction was
+    rolled back); True, all of it (the interrupt came after the commit); None, unknown (it came
+    during the commit). The message says the same for people.
+    """
+
+    def __init__(self, message: str, *, committed: bool | None) -> None:
+        super().__init__(message)
+        self.committed = committed
+
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

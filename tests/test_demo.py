@@ -125,7 +125,9 @@ def test_stats_report_memory_pool_cache_server_and_last_load(store: Any) -> None
     assert st["process"]["rss_bytes"] > 0 and st["process"]["peak_rss_bytes"] >= st["process"]["rss_bytes"]
     assert st["pool"]["size"] == 5 and st["pool"]["checked_out"] == 0
     assert st["cache"]["hits"] >= 1 and st["cache"]["hit_ratio"] > 0
-    assert st["server"]["rows"]["bars"] >= 50 and st["server"]["database_bytes"] > 0
+    assert st["server"]["tables"]["bars"]["rows_estimate"] >= 50 and st["server"]["database_bytes"] > 0
+    assert st["server"]["tables"]["bars"]["estimate_source"] == "exact"  # a small table is counted
+    assert st["server"]["rows"]["entities"] >= 1 and "bars" not in st["server"]["rows"]
     assert st["server"]["tables"]["bars"]["index_bytes"] > 0
     assert st["last_load"]["inserted"] == 50 and st["last_load"]["peak_rss_bytes"] > 0
 

@@ -28,6 +28,7 @@ def test_file_load_shows_a_total_and_names_its_phases(
     store: FeatureStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store.create_view("prog", ["sma_5"])
+    store.create_view("prog2", ["ema_10"])
     path = tmp_path / "b.parquet"
     make_bars(["AAA", "BBB"], 1500).to_parquet(path)
     result = store.load(path, progress=True, chunk_rows=1000)
@@ -35,5 +36,9 @@ def test_file_load_shows_a_total_and_names_its_phases(
     assert result.inserted == 3000
     assert re.search(r"load:\s+\d+%", err) and "100%" in err, err  # a percentage, so a total
     assert "3.00k" in err or "3000" in err, err  # the bar's total is the file's row count
+    # the features phase counts on its own: from 0 to its own total (two views over the 3,000 rows)
+    features = err[err.find("load: features") :]
+    assert re.search(r"load: features:\s+0%\|", features), features
+    assert re.search(r"load: features:\s+100%\|[^|]*\| 6\.00k/6\.00k", features), features
     positions = [err.find(f"load: {phase}") for phase in ("features", "commit", "ANALYZE")]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), err

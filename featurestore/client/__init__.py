@@ -43,6 +43,43 @@ if TYPE_CHECKING:
 
 __all__ = ["FeatureStore"]
 
+# tables counted exactly by stats(): they hold one row per symbol, view version or load
+_SMALL_TABLES = ("entities", "feature_views", "loads")
+# any other table is counted exactly up to this many pages (8 MiB: ~100k bar rows, a few ms), estimated above
+EXACT_COUNT_MAX_PAGES = 1024
+
+
+def _table_rows(conn: Any) -> dict[str, dict[str, Any]]:
+    """Per table of the schema: rows (estimated unless small), table and index bytes; no scan of a large table.
+
+    ``pg_relation_size`` and the catalog cost the same on 1M or 100M rows; a count runs only on
+    the small tables and on tables of at most :data:`EXACT_COUNT_MAX_PAGES` pages.
+    """
+    rows = conn.execute(
+        "SELECT c.relname, c.reltuples, c.relpages, "
+        "pg_relation_size(c.oid) / current_setting('block_size')::int8, pg_table_size(c.oid), "
+        "pg_indexes_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY c.relname"
+    ).fetchall()
+    out: dict[str, dict[str, Any]] = {}
+    for name, reltuples, relpages, pages, table_bytes, index_bytes in rows:
+        table = ident(name)
+        if name in _SMALL_TABLES or pages <= EXACT_COUNT_MAX_PAGES:
+            count, source = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]), "exact"
+        elif reltuples >= 0 and relpages > 0:  # the density the last ANALYZE/VACUUM saw, at today's size
+            count, source = round(float(reltuples) / int(relpages) * int(pages)), "statistics"
+        else:  # never analyzed and large: the planner's guess from the size and the row width
+            plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}").format(table)).fetchone()[0]
+            count, source = int(plan[0]["Plan"]["Plan Rows"]), "size"
+        out[name] = {
+            "rows_estimate": count,
+            "estimate_source": source,
+            "table_bytes": int(table_bytes),
+            "index_bytes": int(index_bytes),
+        }
+    return out
+
+
 _log = logging.getLogger(__name__)
 
 
@@ -62,6 +99,12 @@ class FeatureStore:
     ``"sieve"``; ``None`` disables it), bounded by ``cache_bytes`` (and ``cache_entries``).
     ``consistency`` is ``"local"``, ``"notify"`` or ``"strict"``: see featurestore.consistency
     for exactly what each guarantees.
+
+    ``load_memory_rows`` (default ``FEATURESTORE_LOAD_MEMORY_ROWS``, else 12,000,000, about 0.6 GB)
+    bounds the bar rows a load holds in memory at once: its appended rows are kept for the
+    features step up to this many (more, and features read them back), and features are computed
+    in groups of symbols that fit beside them. 0 keeps none: features always read bars back, in
+    groups of up to 2M rows. ``LoadResult.held_rows_peak`` reports what a load held.
     """
 
     def __init__(
@@ -79,6 +122,7 @@ class FeatureStore:
         cache_bytes: int = 256 << 20,
         cache_entries: int | None = None,
         consistency: str = "local",
+        load_memory_rows: int | None = None,
     ) -> None:
         from featurestore.consistency import CONSISTENCY_MODES
 
@@ -93,6 +137,7 @@ class FeatureStore:
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
             pool_recycle=pool_recycle,
+            load_memory_rows=load_memory_rows,
         )
         self._server: EmbeddedServer | None = None
         if self.settings.url is None:
@@ -222,13 +267,16 @@ class FeatureStore:
     def info(self) -> dict[str, Any]:
         """Facts about the store: URL (password masked), server, schema, rows, pool, cache, memory.
 
-        Everything :meth:`stats` reports, plus the server version and schema revision;
-        ``featurestore info`` prints it.
+        Everything :meth:`stats` reports, plus the server version, the schema revision and
+        ``bars`` (``rows_estimate`` and its ``estimate_source``, see :meth:`stats`); ``rows``
+        holds the exact counts of the small tables (entities, feature_views, loads). Fast on
+        any store size: nothing scans bars or a feature table. ``featurestore info`` prints it.
         """
         with self.db.engine.connect() as conn:
             revision = _migrate.current_revision(conn)
         version = self.db.run(lambda c: c.execute("SHOW server_version").fetchall()[0][0], idempotent=True)
         stats = self.stats()
+        bars = stats["server"]["tables"].get("bars", {})
         return {
             "url": self.url,
             "embedded": self.embedded,
@@ -237,6 +285,7 @@ class FeatureStore:
             "schema_revision": revision,
             "schema_head": _migrate.head_revision(),
             "rows": stats["server"]["rows"],
+            "bars": {k: bars.get(k) for k in ("rows_estimate", "estimate_source")},
             **stats,
         }
 
@@ -245,8 +294,12 @@ class FeatureStore:
 
         ``process``: RSS and this process's own peak RSS (``_peak_rss_bytes``); ``pool``: size,
         checked out, overflow; ``cache``: bytes, entries, hits, misses, hit ratio and policy;
-        ``server``: database size and, per table, rows (planner estimate), table and index bytes;
-        ``last_load``: the figures of this store's last load.
+        ``server``: database size, exact ``rows`` of the small tables (entities, feature_views,
+        loads) and, per table, ``rows_estimate`` with its ``estimate_source`` (``"exact"``: counted,
+        only for small tables (``EXACT_COUNT_MAX_PAGES``); ``"statistics"``: the rows per page of the last ANALYZE or VACUUM
+        times the table's current pages; ``"size"``: never analyzed, the planner's estimate from
+        the table's size and row width), table and index bytes; ``last_load``: the figures of this
+        store's last load.
         """
         import psutil
 
@@ -255,17 +308,8 @@ class FeatureStore:
 
         def server(conn: Any) -> dict[str, Any]:
             db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-            rows = conn.execute(
-                "SELECT c.relname, greatest(c.reltuples, 0)::int8, pg_table_size(c.oid), "
-                "pg_indexes_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY c.relname"
-            ).fetchall()
-            tables = {r[0]: {"rows_estimate": int(r[1]), "table_bytes": int(r[2]), "index_bytes": int(r[3])} for r in rows}
-            exact = {}
-            for table in ("entities", "bars", "feature_views", "loads"):
-                if table in tables:
-                    stmt = sql.SQL("SELECT count(*) FROM {}").format(ident(table))
-                    exact[table] = conn.execute(stmt).fetchone()[0]
+            tables = _table_rows(conn)
+            exact = {t: tables[t]["rows_estimate"] for t in _SMALL_TABLES if t in tables}
             return {"database_bytes": int(db_bytes), "rows": exact, "tables": tables}
 
         return {

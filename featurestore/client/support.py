@@ -96,6 +96,9 @@ class _NoProgress:
     def phase(self, name: str) -> None:
         pass
 
+    def features(self, done: int, more_total: int) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -111,6 +114,7 @@ class _Bar:
         from tqdm import tqdm
 
         self.desc = desc
+        self.in_features = False
         self.tqdm = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
 
     def update(self, n: int) -> None:
@@ -119,6 +123,20 @@ class _Bar:
     def phase(self, name: str) -> None:
         self.tqdm.total = self.tqdm.n
         self.tqdm.set_description(f"{self.desc}: {name}", refresh=True)
+
+    def features(self, done: int, more_total: int) -> None:
+        """The features phase's own count (``write_features(progress=...)``): the bar restarts at 0
+        with the rows the features will cover as its total, so its rate and ETA are the phase's."""
+        if not self.in_features:  # the first call brings the plan: the bar restarts with it
+            self.in_features = True
+            self.tqdm.set_description(f"{self.desc}: features", refresh=False)
+            self.tqdm.reset(total=max(more_total, done))
+        elif more_total:
+            self.tqdm.total = max((self.tqdm.total or 0) + more_total, self.tqdm.n + done)
+        if done:
+            self.tqdm.update(done)
+        if not done or self.tqdm.n >= (self.tqdm.total or 0):  # a new total, or the end: draw it now
+            self.tqdm.refresh()
 
     def close(self) -> None:
         self.tqdm.close()

@@ -113,11 +113,13 @@ def write(store: FeatureStore,
     attempts = 4
     for attempt in range(attempts):
         bar = _progress(progress, total=total, desc="load", unit="rows")
+        stage = "writing"  # -> "committing" -> "committed": what a Ctrl-C leaves in the store
         try:
             with store.db.connection() as conn:
                 with conn.transaction():
                     writer = LoadWriter(conn, source=source, on_conflict=on_conflict,
-                                        create_symbols=create_symbols, views=store._views(conn), small=small)
+                                        create_symbols=create_symbols, views=store._views(conn), small=small,
+                                        memory_rows=store.settings.load_memory_rows, progress=bar.features)
                     reading = 0.0  # reading, validating and sorting file chunks happens lazily, here
                     t0 = time.perf_counter()
                     for chunk in chunks():
@@ -130,7 +132,9 @@ def write(store: FeatureStore,
                     result = writer.finish()
                     bar.phase("commit")
                     t_commit = time.perf_counter()
+                    stage = "committing"
                 # leaving the block committed (an exception there propagates: nothing committed)
+                stage = "committed"
                 commit_s = time.perf_counter() - t_commit
             break  # the bar stays open through the post-commit phase
         except DeadlockError as exc:  # pool.py maps DeadlockDetected / SerializationFailure
@@ -143,6 +147,9 @@ def write(store: FeatureStore,
                     server_message=exc.server_message,
                 ) from exc
             time.sleep(0.05 * (attempt + 1))
+        except KeyboardInterrupt as exc:  # the transaction rolled back (or committed, see stage)
+            bar.close()
+            raise _interrupted(stage, source) from exc
         except BaseException:
             bar.close()
             raise
@@ -150,9 +157,26 @@ def write(store: FeatureStore,
     result.phases["commit"] = commit_s
     try:
         store._after_commit(result, started, bar)
+    except KeyboardInterrupt as exc:  # last_load is set: the load is in the store
+        raise _interrupted("committed", source, result.load_id) from exc
     finally:
         bar.close()
     return result
+
+
+def _interrupted(stage: str, source: str, load_id: int | None = None) -> BaseException:
+    """The LoadInterrupted for a Ctrl-C at ``stage`` of a load."""
+    from featurestore.errors import LoadInterrupted
+
+    if stage == "writing":
+        return LoadInterrupted("load interrupted: nothing was written", committed=False)
+    if stage == "committing":
+        return LoadInterrupted(
+            f"load of {source} interrupted while committing: it may or may not be in the store "
+            "(featurestore info shows the last load)", committed=None,
+        )
+    which = f"load {load_id}" if load_id is not None else "the load"
+    return LoadInterrupted(f"load interrupted after it committed: {which} of {source} is in the store", committed=True)
 
 
 def after_commit(store: FeatureStore, result: LoadResult, started: float, bar: Any = None) -> None:

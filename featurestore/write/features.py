@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,10 @@ from featurestore.write.state import pack_states, unpack_states
 # Entities per feature batch: bounds the bars held in memory while computing features
 # (2,500 daily bars x 256 entities = 640k rows, ~45 MB).
 FEATURE_BATCH_ENTITIES = 256
+# Bar rows per feature group (when the caller knows each entity's new rows): a batch of entities
+# also stops before it would hold more than this (2M rows, ~100 MB of bars plus the outputs).
+# An entity with more rows than this is computed alone: its bars are never split.
+FEATURE_GROUP_ROWS = 2_000_000
 # An entity's state is also saved after every CHECKPOINT_BARS-th bar (indicator_checkpoints), so a
 # correction recomputes from the nearest checkpoint before it; one state row per this many bars.
 CHECKPOINT_BARS = 256
@@ -31,6 +35,19 @@ def _segments(entity_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(np.r_[True, entity_ids[1:] != entity_ids[:-1]])
     offsets = np.r_[starts, entity_ids.size].astype(np.int64)
     return entity_ids[starts], offsets
+
+
+def _groups(sizes: Sequence[int], max_rows: int, max_entities: int) -> Iterator[tuple[int, int]]:
+    """Index ranges [lo, hi) of consecutive entities, each with at most ``max_entities`` entities and
+    at most ``max_rows`` rows by ``sizes`` (an entity larger than that forms a group alone)."""
+    lo, rows = 0, 0
+    for i, n in enumerate(sizes):
+        if i > lo and (i - lo >= max_entities or rows + n > max_rows):
+            yield lo, i
+            lo, rows = i, 0
+        rows += n
+    if lo < len(sizes):
+        yield lo, len(sizes)
 
 
 _BARS_FULL = sql.SQL(
@@ -62,11 +79,19 @@ class MemoryBars:
             eid, ts, open_, high, low, close, volume = (a[order] for a in (eid, ts, open_, high, low, close, volume))
         self.eid, self.ts, self.open, self.high, self.low, self.close, self.volume = eid, ts, open_, high, low, close, volume
 
+    def counts(self, ids: Sequence[int]) -> np.ndarray:
+        """Rows held for each of ``ids``."""
+        wanted = np.asarray(ids, dtype=self.eid.dtype)
+        return np.searchsorted(self.eid, wanted, side="right") - np.searchsorted(self.eid, wanted, side="left")
+
     def rows(self, ids: Sequence[int]) -> list[np.ndarray]:
+        """The rows of ``ids`` (sorted): views of the held arrays when they are adjacent there, else copies."""
         wanted = np.asarray(ids, dtype=self.eid.dtype)
         lo = np.searchsorted(self.eid, wanted, side="left")
         hi = np.searchsorted(self.eid, wanted, side="right")
         lengths = hi - lo
+        if wanted.size and int(lengths.sum()) == int(hi[-1] - lo[0]):  # one run: no copy
+            return [a[lo[0] : hi[-1]] for a in (self.eid, self.ts, self.open, self.high, self.low, self.close, self.volume)]
         # positions lo[k]..hi[k] of every wanted entity, concatenated without a Python loop
         starts = np.repeat(lo - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
         idx = starts + np.arange(int(lengths.sum()))
@@ -82,6 +107,11 @@ def write_features(
     memory: MemoryBars | None = None,
     load_id: int = 0,
     changed_from: dict[int, int] | None = None,
+    *,
+    new_rows: Mapping[int, int] | None = None,
+    group_rows: int = FEATURE_GROUP_ROWS,
+    progress: Callable[[int, int], None] | None = None,
+    held: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Bring ``view``'s features for ``entity_ids`` up to date with ``bars``; return (rows, recomputed).
 
@@ -95,6 +125,14 @@ def write_features(
     ``changed_past`` the entities whose bars changed at or before it. ``memory`` holds the
     load's appended rows: entities whose new bars are all there (appends, and entities that had
     no bars) are computed from it; the others read their bars back from the table.
+
+    Entities are computed in groups: at most FEATURE_BATCH_ENTITIES (x8 for appends) and, by the
+    rows each is expected to bring (``new_rows[e]``: the load's new bars of e, plus its stored bars
+    when it is recomputed), at most ``group_rows`` rows; an entity larger than that is a group of
+    its own. ``progress(done, more_total)`` is called with ``(0, rows planned)`` once, then with
+    the rows of each group computed (and, at the end, a correction of the total if the plan was
+    off), so ``done`` sums to the final total. ``held(rows)`` reports the rows each group holds
+    besides ``memory`` (rows read back, or copied out of ``memory``; 0 for a slice of it).
     """
     if not entity_ids:
         return 0, 0
@@ -129,41 +167,64 @@ def write_features(
             keep = np.flatnonzero(ok)
             incremental = [incremental[i] for i in keep]
             matrix = matrix[keep]
-        step = FEATURE_BATCH_ENTITIES * 8
-        for lo in range(0, len(incremental), step):
-            part = incremental[lo : lo + step]
-            counts = {e: saved[e][1] for e in part}
-            state_part = matrix[lo : lo + len(part)]
-            if memory is not None:
-                bars = memory.rows(part)
-            else:
-                bars = _read_bars(conn, _BARS_SINCE, (part, [saved[e][0] for e in part]))
-            written += _compute_and_store(conn, view, bars, part, state_part, counts, replace=False, load_id=load_id)
+    added = dict(new_rows or {})
     in_memory = [e for e in full_fresh if memory is not None and old_last.get(e) is None and e not in changed_past]
     read_back = sorted(set(full_fresh) - set(in_memory))
-    for lo in range(0, len(in_memory), FEATURE_BATCH_ENTITIES * 8):
-        part = in_memory[lo : lo + FEATURE_BATCH_ENTITIES * 8]
-        written += _compute_and_store(conn, view, memory.rows(part), part, None, None, replace=False, load_id=load_id)  # type: ignore[union-attr]
     full_replace.sort()
     resumed, cp_ts, cp_counts, cp_states = _checkpoints_before(conn, view, full_replace, changed_from or {})
     _drop_checkpoints_after(conn, view, full_replace, resumed, cp_ts)
-    for lo in range(0, len(resumed), FEATURE_BATCH_ENTITIES):
-        part = resumed[lo : lo + FEATURE_BATCH_ENTITIES]
-        bars = _read_bars(conn, _BARS_SINCE, (part, cp_ts[lo : lo + len(part)]))
-        counts = dict(zip(part, cp_counts[lo : lo + len(part)]))
-        written += _compute_and_store(
-            conn, view, bars, part, cp_states[lo : lo + len(part)], counts,
-            replace=True, load_id=load_id, keep_from=changed_from,
-        )
     from_start = [e for e in full_replace if e not in set(resumed)]
-    for group, replace in ((read_back, False), (from_start, True)):
-        for lo in range(0, len(group), FEATURE_BATCH_ENTITIES):
-            part = group[lo : lo + FEATURE_BATCH_ENTITIES]
+    # the rows each entity is expected to bring, for grouping and the progress total
+    inc_sizes = memory.counts(incremental).tolist() if memory is not None else [added.get(e, 0) for e in incremental]
+    mem_sizes = memory.counts(in_memory).tolist() if memory is not None else []
+    res_sizes = [max(saved[e][1] - c, 0) + added.get(e, 0) for e, c in zip(resumed, cp_counts)]
+    back_sizes = [added.get(e, 0) for e in read_back]
+    start_sizes = [saved[e][1] + added.get(e, 0) for e in from_start]
+    planned = sum(inc_sizes) + sum(mem_sizes) + sum(res_sizes) + sum(back_sizes) + sum(start_sizes)
+    if progress is not None:
+        progress(0, planned)
+    done = 0
+
+    def step(bars: list[np.ndarray], extra: int, part: list[int], state: np.ndarray | None,
+             counts: dict[int, int] | None, replace: bool) -> int:
+        nonlocal done
+        if held is not None:
+            held(extra)
+        n = _compute_and_store(conn, view, bars, part, state, counts, replace=replace, load_id=load_id,
+                               keep_from=changed_from if replace else None)
+        done += n
+        if progress is not None:
+            progress(n, 0)
+        return n
+
+    def from_memory(part: list[int]) -> tuple[list[np.ndarray], int]:
+        assert memory is not None
+        bars = memory.rows(part)
+        return bars, (0 if np.may_share_memory(bars[0], memory.eid) else int(bars[0].size))
+
+    for lo, hi in _groups(inc_sizes, group_rows, FEATURE_BATCH_ENTITIES * 8):
+        part = incremental[lo:hi]
+        counts = {e: saved[e][1] for e in part}
+        if memory is not None:
+            bars, extra = from_memory(part)
+        else:
+            bars = _read_bars(conn, _BARS_SINCE, (part, [saved[e][0] for e in part]))
+            extra = int(bars[0].size)
+        written += step(bars, extra, part, matrix[lo:hi], counts, False)
+    for lo, hi in _groups(mem_sizes, group_rows, FEATURE_BATCH_ENTITIES * 8):
+        bars, extra = from_memory(in_memory[lo:hi])
+        written += step(bars, extra, in_memory[lo:hi], None, None, False)
+    for lo, hi in _groups(res_sizes, group_rows, FEATURE_BATCH_ENTITIES):
+        part = resumed[lo:hi]
+        bars = _read_bars(conn, _BARS_SINCE, (part, cp_ts[lo:hi]))
+        written += step(bars, int(bars[0].size), part, cp_states[lo:hi], dict(zip(part, cp_counts[lo:hi])), True)
+    for group, sizes, replace in ((read_back, back_sizes, False), (from_start, start_sizes, True)):
+        for lo, hi in _groups(sizes, group_rows, FEATURE_BATCH_ENTITIES):
+            part = group[lo:hi]
             bars = _read_bars(conn, _BARS_FULL, (part,))
-            written += _compute_and_store(
-                conn, view, bars, part, None, None, replace=replace, load_id=load_id,
-                keep_from=changed_from if replace else None,
-            )
+            written += step(bars, int(bars[0].size), part, None, None, replace)
+    if progress is not None and done != planned:
+        progress(0, done - planned)  # the plan was an estimate (recomputes): the total is what was done
     return written, len(full_fresh) + len(full_replace)
 
 

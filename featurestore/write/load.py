@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from featurestore.schema import BAR_COLUMNS, ident
 from featurestore.views import FeatureView
 from featurestore.write.copy import _NO_TS, BAR_TYPES, _ts_us_sql, _us_sql, copy_in
 from featurestore.write.dtype import check_user_columns, user_value_sql
-from featurestore.write.features import MemoryBars, history_insert, history_returning, write_features
+from featurestore.write.features import FEATURE_GROUP_ROWS, MemoryBars, history_insert, history_returning, write_features
 from featurestore.write.generation import LOAD_LOG_SQL, bump_generation
 
 ON_CONFLICT = ("update", "ignore", "error")
@@ -29,10 +29,11 @@ ON_CONFLICT = ("update", "ignore", "error")
 # benchmarks/load.py ("small writes") measured the prepared path tying COPY at 10-50 rows and
 # 1.2-1.5x slower from 100 rows up (it writes WAL per row; COPY batches per page).
 SMALL_WRITE_ROWS = 50
-# Appended rows kept in memory for the features step (entity, ts and the five OHLCV columns, which
-# kernels may take as inputs: 52 bytes a row), so features need not read them back
-# (benchmarks/load.py measures the read-back). Past this the load falls back to reading bars back,
-# keeping memory bounded (about 0.6 GB).
+# The default bound on the bar rows a load holds in memory (``load_memory_rows``): appended rows are
+# kept for the features step (entity, ts and the five OHLCV columns, which kernels may take as
+# inputs: 52 bytes a row), so features need not read them back (benchmarks/load.py measures the
+# read-back). A load that appends more falls back to reading bars back in groups, keeping memory
+# bounded (about 0.6 GB at this default).
 MEMORY_ROWS_MAX = 12_000_000
 
 #: The phases of a load, in order, as reported in ``LoadResult.phases`` (seconds each).
@@ -48,6 +49,9 @@ class LoadResult:
     it (:data:`PHASES`): ``validate`` (reading, validating and sorting the input), ``write``
     (bars, staging, upserts, load log), ``features`` (indicators and their state), ``commit``
     and ``analyze``; their sum is at most ``elapsed_s`` (the rest is bookkeeping and retries).
+    ``held_rows_peak`` is the most bar rows the load held in memory at once besides its input
+    chunk (appended rows kept for the features step, plus the rows of the feature group being
+    computed): at most ``load_memory_rows``, unless one symbol alone brings more new rows.
     """
 
     source: str
@@ -63,6 +67,7 @@ class LoadResult:
     elapsed_s: float = 0.0
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     peak_rss_bytes: int = 0
+    held_rows_peak: int = 0
     load_id: int | None = None
     generation: int | None = None
     changed_entities: tuple[int, ...] = field(default=(), repr=False)
@@ -146,9 +151,15 @@ class LoadWriter:
         create_symbols: bool = True,
         views: Sequence[FeatureView] = (),
         small: bool = False,
+        memory_rows: int = MEMORY_ROWS_MAX,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         if on_conflict not in ON_CONFLICT:
             raise ConfigError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
+        if isinstance(memory_rows, bool) or not isinstance(memory_rows, int) or memory_rows < 0:
+            raise ConfigError(f"load_memory_rows must be an integer >= 0, got {memory_rows!r}")
+        self.memory_rows = memory_rows
+        self.progress = progress
         self.conn = conn
         self.on_conflict = on_conflict
         self.create_symbols = create_symbols
@@ -158,6 +169,7 @@ class LoadWriter:
         self.started = time.perf_counter()
         self.phases = self.result.phases  # write_chunk/finish add their "write" and "features" time
         self._features_s = 0.0
+        self._plan = 0
         # the load's id is taken now: every row it writes carries it (knowledge time); the
         # loads row itself is written at the end, stamped under the store's write lock
         self.started_at, load_id = conn.execute(  # type: ignore[misc]
@@ -175,8 +187,10 @@ class LoadWriter:
         self.extra_cols: list[str] = []
         self.staged = False
         self.extra_staged = False
-        self._mem: list[list[np.ndarray]] | None = []
+        self._mem: list[list[np.ndarray]] | None = [] if memory_rows > 0 else None
         self._mem_rows = 0
+        self._held_peak = 0
+        self.late: dict[int, int] = {}  # entity -> bars inserted before its old last bar
         self.checksum = hashlib.sha256()
         self._proc = psutil.Process()
         self._peak = self._proc.memory_info().rss
@@ -264,11 +278,12 @@ class LoadWriter:
             self._stage_extra(eid, chunk)
         if self._mem is not None:
             idx = np.flatnonzero(is_append)
-            self._mem_rows += int(idx.size)
-            if self._mem_rows > MEMORY_ROWS_MAX:
-                self._mem = None
+            if self._mem_rows + int(idx.size) > self.memory_rows:  # past the bound: features read back
+                self._mem, self._mem_rows = None, 0
             else:
+                self._mem_rows += int(idx.size)
                 self._mem.append([eid[idx], *(c[idx] for c in cols[1:])])
+                self._held_peak = max(self._held_peak, self._mem_rows)
         try:
             if self.small:
                 self._small_upsert(cols, is_append, uniq_ids, n_app)
@@ -324,6 +339,8 @@ class LoadWriter:
         for e, ins, upd, first_us in rows:
             self.result.inserted += ins
             self.result.updated += upd
+            if ins > appended_now.get(e, 0):
+                self.late[e] = self.late.get(e, 0) + ins - appended_now.get(e, 0)
             if ins + upd > appended_now.get(e, 0):
                 self.changed_past.add(e)
                 # appended rows come after every past one: the minimum is the earliest change
@@ -399,18 +416,39 @@ class LoadWriter:
         changed = sorted(set(self.appended) | self.changed_past)
         memory = None
         if self._mem and self.views and changed:
-            memory = MemoryBars(*(np.concatenate(cols) for cols in zip(*self._mem)))
+            memory = MemoryBars(*self._concat_memory(self._mem))
         self._mem = None
+        new_rows = {e: self.appended.get(e, 0) + self.late.get(e, 0) for e in changed}
+        # Two passes: first the entities the kept rows can serve (appends, new symbols), for every
+        # view; then, with the kept rows released, the entities with late or corrected bars, which
+        # always read their bars back. An entity's features do not depend on the others', so the
+        # split changes no result; it keeps a recompute's read-back from adding to the kept rows.
+        passes = [[e for e in changed if e not in self.changed_past], [e for e in changed if e in self.changed_past]]
         t0 = time.perf_counter()
-        for view in self.views:
-            written, recomputed = write_features(
-                self.conn, view, changed, self.old_last, self.changed_past, memory, load_id=self.load_id,
-                changed_from=self.changed_from,
-            )
-            res.features_written += written
-            res.entities_recomputed += recomputed
-            self._sample_memory()
+        for n, entities in enumerate(passes):
+            if n == 1:
+                memory = None  # the kept rows are no longer needed
+            if not entities:
+                continue
+            kept = int(memory.eid.size) if memory is not None else 0
+            # a feature group holds at most what the bound leaves beside the kept rows
+            group = FEATURE_GROUP_ROWS if self.memory_rows == 0 else max(1, min(FEATURE_GROUP_ROWS, self.memory_rows - kept))
+
+            def held(rows: int, kept: int = kept) -> None:
+                self._held_peak = max(self._held_peak, kept + rows)
+
+            for i, view in enumerate(self.views):
+                written, recomputed = write_features(
+                    self.conn, view, entities, self.old_last, self.changed_past, memory, load_id=self.load_id,
+                    changed_from=self.changed_from, new_rows=new_rows, group_rows=group, held=held,
+                    progress=None if self.progress is None else self._view_progress(i),
+                )
+                res.features_written += written
+                res.entities_recomputed += recomputed
+                self._sample_memory()
+        del memory
         self._features_s = time.perf_counter() - t0
+        res.held_rows_peak = self._held_peak
         user_changed = self._write_user_columns()
         touched = sorted(set(changed) | user_changed)
         res.symbols = len(self.ids)
@@ -439,6 +477,37 @@ class LoadWriter:
         res.peak_rss_bytes = self._peak
         res.elapsed_s = time.perf_counter() - self.started
         return res
+
+    @staticmethod
+    def _concat_memory(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """The kept chunks' columns concatenated, each column's parts released as soon as it is
+        joined (so the copy never doubles all seven columns at once)."""
+        out = []
+        empty = np.empty(0)
+        for k in range(len(parts[0])):
+            out.append(np.concatenate([p[k] for p in parts]))
+            for p in parts:
+                p[k] = empty
+        return out
+
+    def _view_progress(self, index: int) -> Callable[[int, int], None]:
+        """The features progress of view ``index``: the first view's plan, times the number of
+        views, is the first estimate of the total; later views correct it by their own plan."""
+        assert self.progress is not None
+        report = self.progress
+        first = [True]
+
+        def cb(done: int, more_total: int) -> None:
+            if first[0]:
+                first[0] = False
+                if index == 0:
+                    self._plan = more_total
+                    more_total *= len(self.views)
+                else:
+                    more_total -= self._plan
+            report(done, more_total)
+
+        return cb
 
     def _write_user_columns(self) -> set[int]:
         if not self.extra_staged:
