@@ -27,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
-ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "cache", "cache-store", "pool", "serialization",
+ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "segments", "cache", "cache-store", "pool", "serialization",
          "concurrency", "demo", "soak"]
 
 
@@ -158,8 +158,28 @@ def _scale_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, st
         rows.append((
             f"scale: the embedded server's settings {link['scale_store']}",
             "random_page_cost 1.1, effective_cache_size, work_mem sized from RAM", "PostgreSQL's defaults, same server",
-            ("speed-up " + ", ".join(f"{r[0]} {r[-1]}" for r in ab["rows"])) if ab else "n/a",  # type: ignore[index]
+            ("speed-up " + ", ".join(f"{r[0]} {r[-1]}" for r in ab["rows"])) if ab else "n/a",  # type: ignore[index, attr-defined]
             "report"))
+    return rows
+
+
+def _segment_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """The README row of benchmarks/segments.py, when its results exist."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    if "segments" in f.d:
+        sz = f.table("segments", "bytes per bar row")
+        rd = f.table("segments", "read speed")
+
+        def cell(t: dict[str, object] | None, row: str, col: int) -> str:
+            return next((r[col] for r in (t or {}).get("rows", []) if r[0].startswith(row)), "n/a")  # type: ignore[attr-defined]
+        rows.append((
+            f"design measurement: compressed history segments {link['segments']}",
+            (f"segments: {cell(sz, 'segments, Parquet', 1)} / {cell(sz, 'segments, byte-shuffled', 1)} B/row; whole history "
+             f"{cell(rd, 'whole history', 3)} / {cell(rd, 'whole history', 4)} rows/s (Parquet / pglz)"),
+            (f"rows {cell(sz, 'rows layout', 1)} B/row, {cell(rd, 'whole history', 2)} rows/s; "
+             f"ArcticDB {cell(sz, 'ArcticDB', 1)} B/row, {cell(rd, 'whole history', 5)} rows/s"),
+            _listed(f.checks("segments", "ArcticDB"), lambda w: w.split(",")[0] if "bytes" in w else "read time"),
+            "<= 1.5x; <= 1.0x"))
     return rows
 
 
@@ -255,6 +275,7 @@ def readme_rows(results_dir: Path = HERE / "results") -> str:
           f"{f.check('float32_size', 'max relative error', ' of 2**-24')}"),
          "<= 1x"),
         *_scale_rows(f, link),
+        *_segment_rows(f, link),
         (f"cached `get_latest`, 1 symbol {link.get('cache', '')}", f"hit p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 2)} µs",
          f"uncached p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 1)} µs", f.cell("cache", "cache hits", "get_latest(1 symbol)", 4), "< 20 µs"),
         (f"cache miss, `get_latest` 1 symbol {link.get('cache', '')}", "default cache, every call a new key", "`cache=None`",
