@@ -194,7 +194,8 @@ def load_worker(url: str, directory: Path) -> None:
     secs = time.perf_counter() - t0
     store.close()
     print(json.dumps({"seconds": secs, "rows": res.rows_in, "inserted": res.inserted, "vmhwm": vmhwm(),
-                      "vmhwm_before": rss0, "result_peak": res.peak_rss_bytes, "phases": res.phases}))
+                      "vmhwm_before": rss0, "result_peak": res.peak_rss_bytes, "phases": res.phases,
+                      "held_rows_peak": getattr(res, "held_rows_peak", None)}))
 
 
 def arctic_worker(path: Path) -> None:
@@ -685,6 +686,37 @@ def training_checks(res: Any, tr: dict[str, Any], at: str) -> None:
                       "<= 1.15x", r <= 1.15)
 
 
+def minute_index(ts_us: int) -> int:
+    """The trading-minute index of a timestamp :func:`minute_ts` made (its inverse)."""
+    days, rest = divmod(ts_us - MONDAY_US, DAY_US)
+    week, weekday = divmod(days, 7)
+    return int((week * 5 + weekday) * MINUTES_A_DAY + rest // MIN_US)
+
+
+def load_check(drv: Driver, res: Any, rows: int) -> None:
+    """Bulk-load ``rows`` new bars (after the store's last minute) from Parquet in a fresh worker
+    with this checkout's code and the default load_memory_rows: peak RSS and rows/s on the big store."""
+    from featurestore.config import DEFAULT_LOAD_MEMORY_ROWS
+
+    market = Market(drv.market.n, rows, seed=drv.args.seed + 99)
+    market.minute = minute_index(drv.span()[1]) + 1
+    d = drv.work / "load-check"
+    gen_s, written = timed(lambda: step_files(market, rows, d))
+    out = subprocess.run([sys.executable, __file__, "--load-worker", str(d), "--url", drv.url],
+                         capture_output=True, text=True)
+    shutil.rmtree(d, ignore_errors=True)
+    if out.returncode:
+        raise RuntimeError(f"load worker failed:\n{out.stderr[-4000:]}")
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    res.record("load_check", info)
+    res.table(f"A {written:,}-row load from Parquet into the {fmt_size(drv.stored() - written)} store (this checkout's code)",
+              ["what", "value"],
+              [["rows/s", f"{info['rows'] / info['seconds']:,.0f}"],
+               ["peak RSS of the loading process (VmHWM), MiB", f"{info['vmhwm'] / 2**20:,.0f}"],
+               ["most bar rows held at once (LoadResult.held_rows_peak)", f"{info['held_rows_peak']:,}"],
+               ["load_memory_rows (default)", f"{DEFAULT_LOAD_MEMORY_ROWS:,}"]])
+
+
 PG_DEFAULTS = {"random_page_cost": "4", "effective_cache_size": "4GB", "work_mem": "4MB"}
 
 
@@ -732,7 +764,18 @@ def settings_ab(drv: Driver, res: Any, lo: int, hi: int) -> None:
 
 
 def on_store(args: Any, Results: Any) -> None:
-    """Measure training frames (each strategy) and ``info`` on a store a full run kept."""
+    """Measure training frames (each strategy) and ``info`` on a store a full run kept; with
+    ``--load-check ROWS`` only bulk-load that many new bars into it (results ``scale_load``)."""
+    if args.load_check:
+        res = Results("scale_load", "Scale: a bulk load into the largest store, peak RSS",
+                      quick=False, results_dir=args.results_dir)
+        drv = Driver(args, res)
+        try:
+            load_check(drv, res, args.load_check)
+            res.write()
+        finally:
+            drv.store.close()
+        return
     res = Results("scale_store", "Scale: training-frame strategies and info on the largest store",
                   quick=False, results_dir=args.results_dir)
     drv = Driver(args, res)
@@ -846,6 +889,8 @@ def main() -> None:
     ap.add_argument("--load-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--arctic-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--load-check", type=parse_size, metavar="ROWS",
+                    help="with --on-store: only bulk-load ROWS new bars into that store and report the loader's peak RSS (scale_load)")
     ap.add_argument("--on-store", metavar="URL",
                     help="measure training strategies and info on the store at URL (left by a full run); writes scale_store")
     sys.path.insert(0, str(HERE))
