@@ -629,9 +629,10 @@ def _plot_scale(tables: list[MarkdownTable], path: Path) -> str | None:
     if not series:
         return "the scale table has no measures with positive values at every size"
     fig, ax = plt.subplots(figsize=(11, 6.5))
-    ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i % 20) for i in range(len(series))])
-    for name, rel in series:
-        ax.plot(xs, rel, marker="o", label=_short(name, 70))
+    colors = plt.get_cmap("tab10")
+    for i, (name, rel) in enumerate(series):  # 10 colours x 3 line styles keep ~30 series apart
+        ax.plot(xs, rel, marker="os^"[i // 10 % 3], linestyle=("-", "--", ":")[i // 10 % 3], color=colors(i % 10),
+                label=_short(name, 70))
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
