@@ -27,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
-ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "segments", "cache", "cache-store", "pool", "serialization",
+ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "scale_load", "segments", "cache", "cache-store", "pool", "serialization",
          "concurrency", "demo", "soak"]
 
 
@@ -148,6 +148,19 @@ def _scale_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, st
          _listed(f.checks("scale", "hand pipeline"), lambda w: w.split(" at ")[0].replace("training frame ", "")),
          "dense <= 1.2x; sparse >= 10x"),
     ]
+    if "scale_load" in f.d:
+        lt = f.table("scale_load", "-row load")
+        title = str(lt["title"]) if lt else "n/a"
+        cost = f.table("scale", "cost vs stored bars")
+        before = next((r[-2] for r in (cost or {}).get("rows", []) if r[0].startswith("peak RSS")), "n/a")  # type: ignore[attr-defined]
+
+        def lc(row: str) -> str:
+            return next((r[1] for r in (lt or {}).get("rows", []) if r[0].startswith(row)), "n/a")  # type: ignore[attr-defined]
+        rows.append((
+            f"scale: {title.removeprefix('A ').split(' (')[0]} {link['scale_load']}",
+            f"`featurestore` `load` of Parquet files, default `load_memory_rows` ({lc('load_memory_rows')} rows)",
+            f"the last step of the full scale run, before the bound: {before} MiB",
+            f"peak RSS {lc('peak RSS')} MiB; at most {lc('most bar rows')} rows held; {lc('rows/s')} rows/s", "bounded"))
     if "scale_store" in f.d:
         ab = f.table("scale_store", "default settings")
         rows.append((
