@@ -158,7 +158,7 @@ def _scale_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, st
             return next((r[1] for r in (lt or {}).get("rows", []) if r[0].startswith(row)), "n/a")  # type: ignore[attr-defined]
         rows.append((
             f"scale: {title.removeprefix('A ').split(' (')[0]} {link['scale_load']}",
-            f"`featurestore` `load` of Parquet files, default `load_memory_rows` ({lc('load_memory_rows')} rows)",
+            f"`FeatureStore.load` of Parquet files in a fresh process, default `load_memory_rows` ({lc('load_memory_rows')} rows)",
             f"the last step of the full scale run, before the bound: {before} MiB",
             f"peak RSS {lc('peak RSS')} MiB; at most {lc('most bar rows')} rows held; {lc('rows/s')} rows/s", "bounded"))
     if "scale_store" in f.d:
