@@ -200,7 +200,7 @@ def readme_rows(results_dir: Path = HERE / "results") -> str:
     """The README's benchmark table, every figure read from the results files (paste it there)."""
     f = _Files(results_dir)
     link = {n: f"([{n}](benchmarks/results/{n}.md))" for n in f.d}
-    ind_case = next((c["what"].split("batched ")[1].split(":")[0] for c in f.checks("indicators", "batched")), "n/a")  # type: ignore[union-attr]
+    ind_case = next((c["what"].split("batched ")[1].split(":")[0] for c in f.checks("indicators", "batched")), "n/a")  # type: ignore[union-attr, attr-defined]
     upd = f.checks("indicators", "talib.stream")
     upd_vals = [float(c["measured"]) for c in upd]  # type: ignore[arg-type]
     pandas_vals = [float(c["measured"]) for c in f.checks("indicators", "pandas / ours")]  # type: ignore[arg-type]
