@@ -155,7 +155,8 @@ def _scale_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, st
         before = next((r[-2] for r in (cost or {}).get("rows", []) if r[0].startswith("peak RSS")), "n/a")  # type: ignore[attr-defined]
 
         def lc(row: str) -> str:
-            return next((r[1] for r in (lt or {}).get("rows", []) if r[0].startswith(row)), "n/a")  # type: ignore[attr-defined]
+            return f.cell("scale_load", "-row load", row, 1)
+
         rows.append((
             f"scale: {title.removeprefix('A ').split(' (')[0]} {link['scale_load']}",
             f"`FeatureStore.load` of Parquet files in a fresh process, default `load_memory_rows` ({lc('load_memory_rows')} rows)",
@@ -180,17 +181,16 @@ def _segment_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, 
     """The README row of benchmarks/segments.py, when its results exist."""
     rows: list[tuple[str, str, str, str, str]] = []
     if "segments" in f.d:
-        sz = f.table("segments", "bytes per bar row")
-        rd = f.table("segments", "read speed")
 
-        def cell(t: dict[str, object] | None, row: str, col: int) -> str:
-            return next((r[col] for r in (t or {}).get("rows", []) if r[0].startswith(row)), "n/a")  # type: ignore[attr-defined]
+        def cell(title: str, row: str, col: int) -> str:
+            return f.cell("segments", title, row, col)
+
         rows.append((
             f"design measurement: compressed history segments {link['segments']}",
-            (f"segments: {cell(sz, 'segments, Parquet', 1)} / {cell(sz, 'segments, byte-shuffled', 1)} B/row; whole history "
-             f"{cell(rd, 'whole history', 3)} / {cell(rd, 'whole history', 4)} rows/s (Parquet / pglz)"),
-            (f"rows {cell(sz, 'rows layout', 1)} B/row, {cell(rd, 'whole history', 2)} rows/s; "
-             f"ArcticDB {cell(sz, 'ArcticDB', 1)} B/row, {cell(rd, 'whole history', 5)} rows/s"),
+            (f"segments: {cell('bytes per bar row', 'segments, Parquet', 1)} / {cell('bytes per bar row', 'segments, byte-shuffled', 1)} B/row; whole history "
+             f"{cell('read speed', 'whole history', 3)} / {cell('read speed', 'whole history', 4)} rows/s (Parquet / pglz)"),
+            (f"rows {cell('bytes per bar row', 'rows layout', 1)} B/row, {cell('read speed', 'whole history', 2)} rows/s; "
+             f"ArcticDB {cell('bytes per bar row', 'ArcticDB', 1)} B/row, {cell('read speed', 'whole history', 5)} rows/s"),
             _listed(f.checks("segments", "ArcticDB"), lambda w: w.split(",")[0] if "bytes" in w else "read time"),
             "<= 1.5x; <= 1.0x"))
     return rows

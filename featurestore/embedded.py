@@ -121,15 +121,16 @@ class EmbeddedServer:
             import psycopg
             from psycopg import sql
 
+            wanted = server_settings()
             with psycopg.connect(libpq_uri, autocommit=True) as conn:
                 untouched = {
                     r[0] for r in conn.execute("SELECT name FROM pg_settings WHERE source = 'default'").fetchall()
                 }
-                for name, value in server_settings().items():
+                for name, value in wanted.items():
                     if name in untouched:  # a value set in a configuration file stays
                         conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
                 conn.execute("SELECT pg_reload_conf()")
-            marker.write_text(json.dumps(server_settings()) + "\n")
+            marker.write_text(json.dumps(wanted) + "\n")
         except Exception as exc:  # pragma: no cover - e.g. a read-only data directory
             _log.warning("embedded server: could not apply its settings (%s); PostgreSQL defaults apply", exc)
 

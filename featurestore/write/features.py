@@ -183,16 +183,13 @@ def write_features(
     planned = sum(inc_sizes) + sum(mem_sizes) + sum(res_sizes) + sum(back_sizes) + sum(start_sizes)
     if progress is not None:
         progress(0, planned)
-    done = 0
 
     def step(bars: list[np.ndarray], extra: int, part: list[int], state: np.ndarray | None,
              counts: dict[int, int] | None, replace: bool) -> int:
-        nonlocal done
         if held is not None:
             held(extra)
         n = _compute_and_store(conn, view, bars, part, state, counts, replace=replace, load_id=load_id,
                                keep_from=changed_from if replace else None)
-        done += n
         if progress is not None:
             progress(n, 0)
         return n
@@ -223,8 +220,8 @@ def write_features(
             part = group[lo:hi]
             bars = _read_bars(conn, _BARS_FULL, (part,))
             written += step(bars, int(bars[0].size), part, None, None, replace)
-    if progress is not None and done != planned:
-        progress(0, done - planned)  # the plan was an estimate (recomputes): the total is what was done
+    if progress is not None and written != planned:
+        progress(0, written - planned)  # the plan was an estimate (recomputes): the total is what was done
     return written, len(full_fresh) + len(full_replace)
 
 
