@@ -149,6 +149,7 @@ class ValidationError(FeatureStoreError, ValueError):
         row: int | None = None,
         column: str | None = None,
     ) -> None:
+        self.message = message  # without the location prefix
         self.source = source
         self.row = row
         self.column = column
@@ -161,6 +162,19 @@ class ValidationError(FeatureStoreError, ValueError):
             where.append(f"column {column!r}")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        """The location survives pickling (a joblib worker's error reaches the caller whole);
+        subclasses with a constructor of their own pickle as before."""
+        if type(self).__init__ is not ValidationError.__init__:
+            return super().__reduce__()
+        return (_rebuild_validation, (type(self), self.message, self.source, self.row, self.column))
+
+
+def _rebuild_validation(
+    cls: type[ValidationError], message: str, source: str | None, row: int | None, column: str | None
+) -> ValidationError:
+    return cls(message, source=source, row=row, column=column)
 
 
 class IndicatorError(FeatureStoreError, ValueError):

@@ -29,6 +29,7 @@ from featurestore.errors import (
     FeatureStoreError,
     LockTimeoutError,
     QueryCanceledError,
+    ValidationError,
 )
 
 
@@ -171,6 +172,11 @@ def test_errors_pickle_with_their_sqlstate() -> None:
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is LockTimeoutError and back.sqlstate == "55P03" and back.server_message == "x"
     assert str(back) == str(err)
+    # a ValidationError keeps its location (a joblib worker's error reaches create_view whole)
+    verr = ValidationError("value too big", source="view v v1", row=3, column="obv")
+    back = pickle.loads(pickle.dumps(verr))
+    assert type(back) is ValidationError and str(back) == str(verr)
+    assert (back.message, back.source, back.row, back.column) == ("value too big", "view v v1", 3, "obv")
 
 
 class _Deadlocker:

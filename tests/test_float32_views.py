@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy.engine import URL
 from featurestore.cli import cli
 from featurestore.client import FeatureStore
 from featurestore.config import libpq_url
-from featurestore.errors import ConfigError, ValidationError
+from featurestore.errors import ConfigError, NotFoundError, ValidationError
 from featurestore.indicators import register
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
@@ -341,12 +342,12 @@ def test_kernel_value_beyond_float32_is_refused_nothing_written(small: tuple[Fea
     fs.create_view("big64", ["f32_huge"])
     fs.ingest(make_bars(["BIG"], 12, seed=3), progress=False)
     assert fs.get_features(["BIG"], view="big64")["f32_huge"].min() > 1e38
-    with pytest.raises(ValidationError, match="view 'big32' v1 stores float32 .* overflows float32"):
+    with pytest.raises(ValidationError, match="view 'big32' v1 stores float32 .* overflows float32.* was removed"):
         fs.create_view("big32", ["f32_huge"], dtype="float32")
     with psycopg.connect(libpq_url(url)) as conn:
-        rows = conn.execute("SELECT count(*) FROM fv_big32_v1").fetchone()[0]  # type: ignore[index]
-    assert rows == 0
-    assert fs.describe_view("big32", 1)["status"] == "backfilling"
+        assert conn.execute("SELECT to_regclass('fv_big32_v1')").fetchone() == (None,)
+    with pytest.raises(NotFoundError):
+        fs.describe_view("big32")
 
 
 def test_user_value_beyond_float32_is_refused_nothing_written(small: tuple[FeatureStore, URL]) -> None:
@@ -371,6 +372,126 @@ def test_user_value_beyond_float32_is_refused_nothing_written(small: tuple[Featu
     got = fs.get_features(["OLD", "NEW"], view="u32", columns=["x"])
     assert got["x"].dtype == np.float32 and got["x"].isna().sum() == 23
     assert got["x"].max() == np.float32(3.4e38)
+
+
+# -- a backfill or load that meets a value beyond float32 -----------------------------------
+
+HUGE = 1e36  # volumes x this: OBV (a running sum of volume) is beyond float32 from the first bar
+O32 = ["sma_3", "obv"]
+
+
+def _no_trace_of(conn: psycopg.Connection[Any], name: str) -> None:
+    """Nothing of view ``name`` remains: no registry row, table, history table, state or checkpoint."""
+    assert conn.execute("SELECT count(*) FROM feature_views WHERE name = %s", (name,)).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT to_regclass(%s), to_regclass(%s)", (f"fv_{name}_v1", f"fv_{name}_v1_h")
+    ).fetchone() == (None, None)
+    for table in ("indicator_state", "indicator_checkpoints"):
+        orphans = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE view_id NOT IN (SELECT view_id FROM feature_views)").format(
+                sql.Identifier(table)
+            )
+        ).fetchone()
+        assert orphans == (0,), table
+
+
+def _stored_data(fp: dict[str, Any]) -> dict[str, Any]:
+    """A fingerprint without the generations and knowledge stamp every committed write moves."""
+    return {k: v for k, v in fp.items() if k not in ("entities", "store_state")}
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_backfill_beyond_float32_fails_cleanly_and_removes_the_version(
+    small: tuple[FeatureStore, URL], n_jobs: int
+) -> None:
+    from joblib.externals.loky import get_reusable_executor
+
+    fs, url = small
+    ok = make_bars(["AAA", "BBB", "CCC"], 40, seed=5)
+    big = make_bars(["BIG"], 40, seed=6)  # entity order AAA, BBB, BIG, CCC: two batches commit first
+    big["volume"] *= HUGE
+    fs.ingest(pd.concat([ok, big], ignore_index=True), progress=False)
+    fs.create_view("base", O32)  # a float64 view holds these values
+    with psycopg.connect(libpq_url(url)) as conn:
+        before = fingerprint(conn)
+    try:
+        with pytest.raises(ValidationError) as err:
+            fs.create_view("o32", O32, dtype="float32", batch_entities=1, n_jobs=n_jobs)
+        e = err.value  # from a joblib worker too: the location survives pickling
+        assert (type(e), e.column, e.row, e.source) == (ValidationError, "obv", None, "view o32 v1")
+        msg = str(e)
+        assert "view 'o32' v1 stores float32 (real): value " in msg and "overflows float32" in msg
+        assert "symbol 'BIG' at 2020-01-01T00:00:00+00:00" in msg
+        backfilled = r"the 2 entities" if n_jobs == 1 else r"the \d entities"
+        assert re.search(rf"the backfill of view 'o32' v1 stopped there and the version was removed .*{backfilled}", msg)
+        assert "nothing of it remains" in msg and "dtype='float64'" in msg
+        with psycopg.connect(libpq_url(url)) as conn:
+            _no_trace_of(conn, "o32")
+            assert _stored_data(fingerprint(conn)) == _stored_data(before)
+        with pytest.raises(NotFoundError):
+            fs.describe_view("o32")
+        assert [v["name"] for v in fs.list_views()] == ["base"]
+        # loads are unaffected (a version left 'backfilling' would refuse every load of BIG)
+        more = make_bars(["AAA", "BIG"], 41, seed=7).groupby("symbol").tail(1).copy()
+        more.loc[more.symbol == "BIG", "volume"] *= HUGE
+        assert fs.ingest(more, progress=False).inserted == 2
+        # the same call fails the same way while the bars are the same ...
+        with pytest.raises(ValidationError, match="symbol 'BIG' at 2020-01-01.*was removed"):
+            fs.create_view("o32", O32, dtype="float32", batch_entities=1, n_jobs=n_jobs)
+        with psycopg.connect(libpq_url(url)) as conn:
+            _no_trace_of(conn, "o32")
+        # ... and succeeds once they are corrected
+        fixed = pd.concat([big, more[more.symbol == "BIG"]], ignore_index=True)
+        fixed["volume"] /= HUGE
+        fs.ingest(fixed, progress=False)
+        view = fs.create_view("o32", O32, dtype="float32", batch_entities=1, n_jobs=n_jobs)
+        assert (view.version, view.status) == (1, "ready")
+    finally:  # joblib keeps its process pool (and its manager thread) for reuse: stop them
+        if n_jobs > 1:
+            get_reusable_executor().shutdown(wait=True)
+    syms = ["AAA", "BBB", "BIG", "CCC"]
+    _same(fs.get_features(syms, view="o32"), fs.get_features(syms, view="base"))  # type: ignore[arg-type]
+
+
+def test_load_beyond_float32_into_float32_view_writes_nothing(
+    small: tuple[FeatureStore, URL], tmp_path: Path
+) -> None:
+    fs, url = small
+    fs.ingest(make_bars(["AAA", "BBB"], 300, seed=8), progress=False)  # > 256 bars: checkpoints
+    fs.create_view("o32", O32, dtype="float32")
+    fs.create_view("o64", O32)
+    with psycopg.connect(libpq_url(url)) as conn:
+        before = fingerprint(conn)
+    nxt = make_bars(["AAA", "BBB", "NEW"], 301, seed=8).groupby("symbol").tail(1).reset_index(drop=True)
+    stored = fs.get_bars(["AAA"])
+    past = stored.reset_index().iloc[[100]].copy()  # a past bar: recomputed from the checkpoint at 0
+    path = tmp_path / "bad.parquet"
+
+    def load(frame: pd.DataFrame) -> Any:
+        frame.to_parquet(path, index=False)
+        return fs.load(path, progress=False)
+
+    cases = {  # (the rows, the symbol and ts the error names)
+        "new symbol (features from memory)": (nxt.assign(volume=np.where(nxt.symbol == "NEW", 1e39, 1.0)), "NEW", 0),
+        "append (continued from state)": (nxt.assign(volume=np.where(nxt.symbol == "BBB", 1e39, 1.0)), "BBB", 1),
+        "correction (recomputed)": (past.assign(volume=1e39), "AAA", None),
+    }
+    for case, (rows, sym, pos) in cases.items():
+        when = pd.Timestamp(past.ts.iloc[0] if pos is None else rows.ts.iloc[pos])
+        with pytest.raises(ValidationError) as err:
+            load(rows)
+        msg = str(err.value)
+        assert err.value.column == "obv", case
+        assert "view 'o32' v1 stores float32" in msg and f"symbol '{sym}' at {when.isoformat()}" in msg, (case, msg)
+        assert "nothing was written" in msg, case
+        with psycopg.connect(libpq_url(url)) as conn:
+            assert fingerprint(conn) == before, case  # no bar, feature, state, history or load of it
+    # the store takes the same rows once the values fit
+    r = load(nxt)
+    assert r.inserted == 3
+    r = load(past.assign(volume=past.volume + 1))
+    assert r.updated == 1
+    _same(fs.get_features(["AAA", "BBB", "NEW"], view="o32"), fs.get_features(["AAA", "BBB", "NEW"], view="o64"))  # type: ignore[arg-type]
 
 
 # -- CLI -----------------------------------------------------------------------------------

@@ -385,7 +385,9 @@ class FeatureStore:
         (knowledge-time reads, training frames); part of the spec, so changing it makes a version.
         ``dtype="float32"`` stores the feature columns as PostgreSQL ``real`` (values computed in
         float64, rounded to float32 on write; reads return float32 columns); ``"float64"``
-        (default) stores ``float8``. Part of the spec too.
+        (default) stores ``float8``. Part of the spec too. A backfill that meets a value the view
+        cannot store (beyond float32) raises ValidationError and removes the new version; an
+        interrupted one stays ``backfilling`` and the same call resumes it.
         """
         return _view_api.create_view(self, name, indicators, columns=columns, n_jobs=n_jobs, batch_entities=batch_entities, progress=progress, available_after=available_after, dtype=dtype)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from featurestore.errors import ValidationError
 from featurestore.schema import ident
 
 if TYPE_CHECKING:
@@ -51,24 +52,14 @@ def create_view(store: FeatureStore,
         batches = _write.pending_backfill(conn, view, batch)
     bar = _progress(progress, total=len(batches), desc=f"backfill {name} v{view.version}", unit="batch")
     try:
-        if n_jobs == 1 or len(batches) <= 1:
-            for ids in batches:
-                with store.db.connection() as conn:
-                    _write.backfill_batch(conn, view, ids)
-                bar.update(1)
-        else:
-            from joblib import Parallel, delayed
-
-            from featurestore.config import libpq_url
-
-            url = libpq_url(store.db.url)
-            jobs = [delayed(_write.backfill_worker)(url, view.name, view.version, ids) for ids in batches]
-            try:
-                runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-            except ValueError:  # backends such as Ray return lists only
-                runner = Parallel(n_jobs=n_jobs)
-            for _ in runner(jobs):
-                bar.update(1)
+        _backfill(store, view, batches, n_jobs, bar)
+    except ValidationError as exc:
+        # A value the view cannot store (a float32 view's overflow) is in the stored bars. An
+        # interrupted backfill stays 'backfilling' and resumes, but this one cannot: every retry
+        # stops at the same row, and a version left behind makes each later load of that symbol
+        # fail too (loads compute every version, ready or not). So the version is removed.
+        bar.close()
+        raise _remove_failed_version(store, view, exc) from exc
     finally:
         bar.close()
     with store.db.connection() as conn, conn.transaction():
@@ -92,6 +83,62 @@ def create_view(store: FeatureStore,
     except Exception as exc:
         _log.warning("view %s v%s is ready, but reading it back failed: %s", name, view.version, exc)
         return ready
+
+
+def _backfill(store: FeatureStore, view: FeatureView, batches: list[list[int]], n_jobs: int, bar: Any) -> None:
+    """Run the backfill batches, one transaction each, here or in joblib workers."""
+    from featurestore import write as _write
+
+    if n_jobs == 1 or len(batches) <= 1:
+        for ids in batches:
+            with store.db.connection() as conn:
+                _write.backfill_batch(conn, view, ids)
+            bar.update(1)
+        return
+    from joblib import Parallel, delayed
+
+    from featurestore.config import libpq_url
+
+    url = libpq_url(store.db.url)
+    jobs = [delayed(_write.backfill_worker)(url, view.name, view.version, ids) for ids in batches]
+    try:
+        runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    except ValueError:  # backends such as Ray return lists only
+        runner = Parallel(n_jobs=n_jobs)
+    for _ in runner(jobs):  # a worker's error is raised here (joblib stops the others)
+        bar.update(1)
+
+
+def _remove_failed_version(store: FeatureStore, view: FeatureView, exc: ValidationError) -> ValidationError:
+    """Drop ``view`` (a version whose backfill met a value it cannot store) with its table, history
+    table, state and checkpoints, in one transaction; return the error to raise, saying so."""
+    from featurestore import views as _views
+    from featurestore.write import bump_generation
+
+    what = f"view {view.name!r} v{view.version}"
+    try:
+        with store.db.connection() as conn, conn.transaction():
+            # the batches committed before this one (the failing batch wrote nothing)
+            row = conn.execute(
+                "SELECT count(*) FROM indicator_state WHERE view_id = %s", (view.view_id,)
+            ).fetchone()
+            done = int(row[0]) if row else 0
+            _views.drop_view(conn, view.name, view.version)
+            bump_generation(conn, None)
+    except Exception as drop_exc:  # the version stays 'backfilling': say how to remove it
+        _log.warning("removing %s after its failed backfill failed: %s", what, drop_exc)
+        return ValidationError(
+            f"{exc.message}; the backfill of {what} stopped there, and removing the version failed "
+            f"({drop_exc}): drop it with store.drop_view({view.name!r}, {view.version})",
+            source=exc.source, row=exc.row, column=exc.column,
+        )
+    store._invalidate_committed(None, f"removing {what}")
+    return ValidationError(
+        f"{exc.message}; the backfill of {what} stopped there and the version was removed "
+        f"(its table, state and the {done} entities it had backfilled): nothing of it remains and loads "
+        "are unaffected. Create the view again once the bars are corrected, or with dtype='float64'",
+        source=exc.source, row=exc.row, column=exc.column,
+    )
 
 
 def list_views(store: FeatureStore) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ whether a row changed is float4 against float4: rewriting an unchanged value is 
 
 A finite value outside float32's range (|x| > 3.4e38) cannot be stored: ValidationError naming
 the view, the column and the row (symbol and ts), raised before the rows are sent, inside the
-caller's transaction, so nothing of the load is written.
+caller's transaction, so nothing of the load is written. In a backfill the version is then
+removed (``client/views.create_view``): the same bars would stop every retry at the same row.
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ def _raise(
     conn: psycopg.Connection[Any], view: FeatureView, column: str, value: float, pos: int, eid: np.ndarray,
     ts: np.ndarray, what: str, *, source: str | None = None, row: int | None = None,
 ) -> None:
+    """``row`` is the load's row number (user columns); a feature value is a row of no input, so
+    none is given for it: the message names the row by symbol and ts."""
     raise ValidationError(
         f"view {view.name!r} v{view.version} stores float32 (real): value {value!r} {what} float32 "
         f"(|x| <= {float(np.finfo(np.float32).max):.4g}) in the row of {_where(conn, int(eid[pos]), int(ts[pos]))}; "
         "nothing was written (use a float64 view for such values)",
         source=source if source is not None else f"view {view.name} v{view.version}",
-        row=pos if row is None else row,
+        row=row,
         column=column,
     )
 
@@ -72,7 +75,7 @@ def narrow_outputs(
     """The kernels' float64 ``outputs`` in the view's dtype: unchanged for float64, else rounded to
     float32 (NaN stays NaN); ValidationError for a finite value beyond float32's range.
 
-    ``eid``/``ts`` (µs) are the rows' keys, for the error; ``row`` in it is the position in this batch.
+    ``eid``/``ts`` (µs) are the rows' keys, for the error (which names the symbol and ts).
     """
     if view.dtype != "float32":
         return dict(outputs)
