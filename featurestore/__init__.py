@@ -24,6 +24,7 @@ from featurestore.errors import (
 if TYPE_CHECKING:
     from featurestore.client import FeatureStore
     from featurestore.history import BarHistory, CompactResult
+    from featurestore.segments import CompressResult
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from featurestore import history
 
         return getattr(history, name)
+    if name == "CompressResult":  # result type of compress_history
+        from featurestore import segments
+
+        return segments.CompressResult
     raise AttributeError(f"module 'featurestore' has no attribute {name!r}")
 
 
@@ -46,6 +51,7 @@ __all__ = [
     "FeatureStore",
     "BarHistory",
     "CompactResult",
+    "CompressResult",
     "ConfigError",
     "ConnectionError",
     "DatabaseError",

@@ -16,7 +16,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from featurestore import segments
 from featurestore.errors import ConfigError, NotFoundError
+from featurestore.read.segmented import shadow_pg
 from featurestore.schema import BAR_COLUMNS, ident
 
 if TYPE_CHECKING:
@@ -89,11 +91,18 @@ def bar_history(conn: psycopg.Connection[Any], symbol: str, ts: dt.datetime, vie
         raise NotFoundError(f"no symbol {symbol!r} in this store")
     params = {"e": row[0], "ts": ts}
     since = conn.execute("SELECT history_since FROM store_state WHERE id = 1").fetchone()[0]  # type: ignore[index]
-    bars = _frame(conn.execute(_versions_sql("bars", "bars_history", BAR_COLUMNS), params).fetchall(), BAR_COLUMNS)
+    # a current version held in history segments: the key's row, as a row, for these queries
+    layouts = [segments.bars_layout()] + [
+        segments.view_layout(v.table_name, v.feature_columns, float32=v.dtype == "float32") for v in views
+    ]
+    shadow_pg(conn, layouts, [row[0]], ts, ts)
+    bars = _frame(
+        conn.execute(_versions_sql("bars", "bars_history", BAR_COLUMNS), params, prepare=False).fetchall(), BAR_COLUMNS
+    )
     features: dict[str, pd.DataFrame] = {}
     for v in views:
         cols = v.feature_columns
-        rows = conn.execute(_versions_sql(v.table_name, v.history_table, cols), params).fetchall()
+        rows = conn.execute(_versions_sql(v.table_name, v.history_table, cols), params, prepare=False).fetchall()
         features[f"{v.name} v{v.version}"] = _frame(rows, cols, v.dtype)
     return BarHistory(symbol, pd.Timestamp(ts), pd.Timestamp(since), bars, features)
 

@@ -23,6 +23,7 @@ __all__ = [
     "entities",
     "bars",
     "bars_history",
+    "bars_segments",
     "feature_views",
     "indicator_state",
     "indicator_checkpoints",
@@ -82,6 +83,22 @@ bars_history = sa.Table(
     sa.Column("ts", TS, primary_key=True),
     sa.Column("superseded_by", sa.Integer, primary_key=True),
     *(sa.Column(name, sa.Float(53), nullable=False) for name in BAR_COLUMNS),
+)
+
+# History segments (featurestore.segments): up to 10,000 consecutive bars of one entity per row,
+# each column's values back to back in PostgreSQL's binary send format (stored EXTERNAL: out of
+# line, not compressed). Per entity, every bar in bars is newer than every bar in segments.
+bars_segments = sa.Table(
+    "bars_segments",
+    metadata,
+    sa.Column("entity_id", sa.Integer, primary_key=True),
+    sa.Column("ts_first", TS, primary_key=True),
+    sa.Column("ts_last", TS, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("ts", BYTEA, nullable=False),
+    sa.Column("load_id", BYTEA, nullable=False),
+    *(sa.Column(name, BYTEA, nullable=False) for name in BAR_COLUMNS),
+    sa.Column("nulls", BYTEA, nullable=True),
 )
 
 feature_views = sa.Table(

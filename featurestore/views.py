@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from featurestore import segments
 from featurestore.errors import ConfigError, IndicatorError, NotFoundError
 from featurestore.indicators import IndicatorSpec, UserKernelError, parse_indicator
 from featurestore.schema import BAR_COLUMNS, VIEW_TABLE_PREFIX, ident, validate_identifier
@@ -421,6 +422,7 @@ def register_view(
         + [sql.SQL("PRIMARY KEY (entity_id, ts, superseded_by)")]
     )
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident(table + "_h"), history_defs))
+    segments.create_segment_table(conn, segments.view_layout(table, feature_cols, float32=dtype == "float32"))
     row = conn.execute(
         "INSERT INTO feature_views (name, version, spec, table_name) VALUES (%s, %s, %s, %s) "
         "RETURNING view_id, name, version, spec, table_name, status, created_at, ready_at",
@@ -444,6 +446,7 @@ def drop_view(conn: psycopg.Connection[Any], name: str, version: int | None = No
         view = _from_row(r)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(view.table_name)))
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(view.history_table)))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident(view.table_name + "_s")))
         conn.execute("DELETE FROM indicator_state WHERE view_id = %s", (view.view_id,))
         conn.execute("DELETE FROM indicator_checkpoints WHERE view_id = %s", (view.view_id,))
         conn.execute("DELETE FROM feature_views WHERE view_id = %s", (view.view_id,))

@@ -65,9 +65,9 @@ def test_library_errors_are_one_clean_line(make_database: Any) -> None:
 def test_migrate_and_downgrade(make_database: Any) -> None:
     url = make_database("cli_mig").render_as_string(hide_password=False)
     runner = CliRunner()
-    assert "revision 0004" in runner.invoke(cli, ["--url", url, "migrate"]).output
+    assert "revision 0005" in runner.invoke(cli, ["--url", url, "migrate"]).output
     assert "revision 0001" in runner.invoke(cli, ["--url", url, "migrate", "--downgrade", "0001", "--yes"]).output
-    assert "revision 0004" in runner.invoke(cli, ["--url", url, "migrate", "head"]).output
+    assert "revision 0005" in runner.invoke(cli, ["--url", url, "migrate", "head"]).output
 
 
 def test_server_commands(tmp_path: Path) -> None:

@@ -34,8 +34,8 @@ def _tables(url: URL) -> set[str]:
 
 def test_one_head_and_linear_history() -> None:
     script = migrate._script()
-    assert script.get_heads() == ["0004"]
-    assert [s.revision for s in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
+    assert script.get_heads() == ["0005"]
+    assert [s.revision for s in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
 
 
 def test_upgrade_downgrade_upgrade_keeps_data(make_database: Callable[[str], URL]) -> None:
@@ -117,12 +117,12 @@ def test_store_on_older_schema_says_migrate(make_database: Callable[[str], URL])
     with pytest.raises(SchemaError, match="older than this featurestore"):
         FeatureStore(url)
     with FeatureStore(url, check_schema=False) as fs:
-        assert fs.migrate() == "0004"
+        assert fs.migrate() == "0005"
 
 
 def test_unknown_revision_is_a_clear_error(make_database: Callable[[str], URL]) -> None:
     url = make_database("unknown")
-    with FeatureStore(url, auto_migrate=True) as fs, pytest.raises(NotFoundError, match="known: 0004"):
+    with FeatureStore(url, auto_migrate=True) as fs, pytest.raises(NotFoundError, match="known: 0005"):
         fs.migrate("abc")
 
 
@@ -136,7 +136,7 @@ def test_concurrent_migrations_serialize(make_database: Callable[[str], URL]) ->
     procs = [subprocess.Popen([sys.executable, "-c", code, target]) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     with psycopg.connect(libpq_url(url)) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
 
 
 def test_alembic_cli_from_repo_root(make_database: Callable[[str], URL]) -> None:

@@ -65,6 +65,7 @@ import pyarrow as pa
 from featurestore.config import libpq_url
 from featurestore.errors import ConfigError, ConnectionError, HistoryError
 from featurestore.read import bulk as _bulk
+from featurestore.read import segmented as _seg
 from featurestore.read.args import _bound, _columns, _split, _symbols, _utc, knowledge_time
 from featurestore.read.frames import _block_order, _column, _empty, _frame, _segments, downcast
 from featurestore.read.sql import (
@@ -206,7 +207,7 @@ class Reader:
                 return _empty([*bars, *feats], as_arrow=as_arrow, float32=fv.float32_columns)
         return self._range(
             fv.table_name, bars, feats, symbols, start, end, as_arrow=as_arrow, known_at=known,
-            float32=fv.float32_columns,
+            float32=fv.float32_columns, view_columns=fv.feature_columns,
         )
 
     def get_latest(
@@ -263,6 +264,18 @@ class Reader:
             return conn.execute(query, params, prepare=True).fetchall()
 
         rows = self._run(run) or [(1, _NAT, *([None] * len(cols)))]
+        missing = [k for k, r in enumerate(rows) if r[1] == _NAT and sql_names[k]]
+        if missing:  # no row: the answer may be in history segments
+            again = dict(params, symbols=[sql_names[k] for k in missing])
+            again.pop("symbol", None)
+            found = self._latest_from_segments(
+                again, latest_sql(table, bar_cols, feat_cols, known=known is not None), cut, table, fv
+            )
+            if found:
+                rows = list(rows)
+                for r in found:  # ordinals count the missing symbols from 1
+                    k = missing[int(r[0]) - 1]
+                    rows[k] = (rows[k][0], *r[1:])
         ts = np.array([r[1] for r in rows], dtype=np.int64)
         # None (no row) becomes NaN; the SQL selects bar columns first, so reorder to the request
         block = np.array([r[2:] for r in rows], dtype=np.float64).reshape(len(rows), len(cols))
@@ -270,6 +283,43 @@ class Reader:
         if selected != cols:
             block = block[:, [selected.index(c) for c in cols]]
         return _frame(names, np.arange(len(names), dtype=np.int32), ts, (cols, block), as_arrow=as_arrow, float32=f32)
+
+    def _latest_from_segments(
+        self, params: dict[str, Any], query: str, cut: dt.datetime, table: str, fv: FeatureView | None
+    ) -> list[tuple[Any, ...]] | None:
+        """:func:`latest_sql` for ``params["symbols"]`` (symbols a latest read found no row for)
+        over rows and history segments alike, in one snapshot, when any of them holds data at or
+        before ``cut`` now (in segments, or in rows a correction moved back since); else None."""
+        ids = list(self._lookup(params["symbols"]).values())
+        if not ids:
+            return None
+
+        def held_now(conn: psycopg.Connection[Any]) -> bool:
+            return conn.execute(
+                "SELECT 1 FROM unnest(%s::int4[]) AS u(e) WHERE EXISTS (SELECT 1 FROM bars_segments s "
+                "WHERE s.entity_id = u.e AND s.ts_first <= %s) OR EXISTS (SELECT 1 FROM bars b "
+                "WHERE b.entity_id = u.e AND b.ts <= %s) LIMIT 1", (ids, cut, cut)
+            ).fetchone() is not None
+
+        if not self._run(held_now):
+            return None
+        if getattr(self._local, "snap", None) is not None:
+            raise ConfigError(
+                "this latest read reaches compressed history, which cannot run inside Reader.snapshot(); "
+                "read it outside the block"
+            )
+        layouts = [_seg.layout_of("bars")]
+        if fv is not None:
+            layouts.append(_seg.layout_of(table, fv.feature_columns, fv.dtype == "float32"))
+
+        def again(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                _seg.shadow_pg(conn, layouts, ids, cut)
+                # not prepared: a prepared statement keeps the table it was planned on
+                return conn.execute(query, params, prepare=False).fetchall()
+
+        return self._db.run(again, idempotent=True)
 
     def get_training_frame(
         self,
@@ -391,6 +441,7 @@ class Reader:
         as_arrow: bool,
         known_at: dt.datetime | None = None,
         float32: frozenset[str] = frozenset(),
+        view_columns: Sequence[str] = (),
     ) -> pd.DataFrame | pa.Table:
         names = _symbols(symbols)
         lo = _MIN_TS if start is None else _bound(start, "start", ceil=True)
@@ -408,7 +459,19 @@ class Reader:
         params: dict[str, Any] = {"ids": ids, "start": lo, "end": hi}
         if known_at is not None:
             params["known_at"] = known_at
-        table_ = self._fetch(range_sql(table, bar_cols, feat_cols, known=known_at is not None), params)
+        query = range_sql(table, bar_cols, feat_cols, known=known_at is not None)
+        table_ = self._fetch(_seg.marked(query, 2 + len(cols)), params)
+        if _seg.is_marked(table_):  # the range reaches history segments: read them in one snapshot
+            view_layout = _seg.layout_of(table, view_columns, bool(float32)) if table != "bars" else None
+            if known_at is None:
+                table_ = self._consistent(
+                    lambda c: _seg.merged_range(c, query, params, table, bar_cols, feat_cols, view_layout)
+                )
+            else:
+                tables = ["bars"] + ([table] if table != "bars" else [])
+                table_ = self._consistent(
+                    lambda c: _seg.shadowed(c, query, params, tables, ids.tolist(), hi), writable=True
+                )
         eid = _column(table_, "entity_id")
         starts, ends = _segments(eid)
         seg_codes = np.array([code_of_id[int(e)] for e in eid[starts].tolist()], dtype=np.int32)
@@ -446,6 +509,35 @@ class Reader:
         except BaseException as exc:
             _bulk.raise_typed(exc)
             raise
+
+    def _consistent(self, fn: Callable[[Any], T], *, writable: bool = False) -> T:
+        """``fn(bulk connection)`` inside one REPEATABLE READ transaction (this thread's snapshot
+        when one is open); ``writable`` when ``fn`` makes temporary tables."""
+        self._check_open()
+        snap = getattr(self._local, "snap", None)
+        try:
+            if snap is not None:
+                return fn(snap.bulk)
+            with self._bulk.held(self._uri) as conn:
+                _bulk.run_statement(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ" + ("" if writable else ", READ ONLY"))
+                out = fn(conn)
+                _bulk.run_statement(conn, "COMMIT")
+                return out
+        except ConfigError:
+            raise
+        except BaseException as exc:
+            _bulk.raise_typed(exc)
+            raise
+
+    def _fetch_scoped(
+        self, query: str, params: dict[str, Any], tables: Sequence[str], ids: np.ndarray, upper_us: int
+    ) -> pa.Table:
+        """A bulk read of entities ``ids`` at times up to ``upper_us`` (µs) over ``tables``: over
+        rows as they are, or, when those entities hold history segments, over rows and segments
+        alike (featurestore.read.segmented.shadowed), in one snapshot."""
+        upper = dt.datetime(1970, 1, 1, tzinfo=_UTC) + dt.timedelta(microseconds=int(upper_us))
+        uniq = np.unique(np.asarray(ids, dtype=np.int32)).tolist()
+        return self._consistent(lambda c: _seg.shadowed(c, query, params, tables, uniq, upper), writable=True)
 
     # -- snapshots ------------------------------------------------------------------------------
 

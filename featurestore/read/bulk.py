@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import psycopg
     import pyarrow as pa
 
-__all__ = ["BulkConnections", "begin_snapshot", "end_snapshot", "raise_typed", "run"]
+__all__ = ["BulkConnections", "begin_snapshot", "end_snapshot", "raise_typed", "run", "run_statement"]
 
 # SQLSTATE classes of a lost connection: 08 (connection exception) and 57P01-57P03 (the server
 # shut down or is starting). Anything else the server reported left the connection usable.
@@ -69,6 +69,11 @@ def run(conn: Any, text: str) -> pa.Table:
 def _execute(conn: Any, text: str) -> None:
     with conn.cursor() as cur:
         cur.execute(text)
+
+
+def run_statement(conn: Any, text: str) -> None:
+    """Execute a statement that returns no rows (DDL, INSERT) on an ADBC connection."""
+    _execute(conn, text)
 
 
 class BulkConnections:
@@ -203,7 +208,9 @@ def begin_snapshot(bulk: Any, pg: psycopg.Connection[Any]) -> None:
     snapshot_id = str(row[0]) if row else ""
     if not _SNAPSHOT_ID.fullmatch(snapshot_id):  # the server's own id; checked before it is quoted
         raise ConnectionError(f"unexpected snapshot id from the server: {snapshot_id[:40]!r}")
-    _execute(bulk, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    # read-write (it writes nothing): reads over history segments with a knowledge time make
+    # temporary tables (featurestore.read.segmented)
+    _execute(bulk, "BEGIN ISOLATION LEVEL REPEATABLE READ")
     _execute(bulk, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)).as_string(pg))
 
 

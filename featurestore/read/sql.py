@@ -280,10 +280,14 @@ def point_sql(
 
 def estimate_sql(table: str) -> str:
     """Per entity of a view: rows, first and last ts (µs); sizes a training frame's range read."""
+    # the first row: in the view's history segments when it has any, else in its rows
     return (
-        f"SELECT s.entity_id, s.n_bars, {_us('f.ts')}, {_us('s.last_ts')} FROM indicator_state s "
-        f"CROSS JOIN LATERAL (SELECT t.ts FROM {_quote(table)} t WHERE t.entity_id = s.entity_id "
-        "ORDER BY t.ts LIMIT 1) f WHERE s.view_id = %(view_id)s AND s.entity_id = ANY(%(ids)s::int4[])"
+        f"SELECT s.entity_id, s.n_bars, {_us('coalesce(g.ts, f.ts)')}, {_us('s.last_ts')} FROM indicator_state s "
+        f"LEFT JOIN LATERAL (SELECT t.ts FROM {_quote(table)} t WHERE t.entity_id = s.entity_id "
+        "ORDER BY t.ts LIMIT 1) f ON true "
+        f"LEFT JOIN LATERAL (SELECT min(x.ts_first) AS ts FROM {_quote(table)[:-1]}_s\" x "
+        "WHERE x.entity_id = s.entity_id) g ON true "
+        "WHERE s.view_id = %(view_id)s AND s.entity_id = ANY(%(ids)s::int4[]) AND coalesce(g.ts, f.ts) IS NOT NULL"
     )
 
 

@@ -238,7 +238,10 @@ def _attach_per_key(
     params: dict[str, Any] = {"ids": ent_ids[key_pos], "ts": key_ts, "lo": lo_us}
     if known is not None:
         params["known_at"] = known
-    table = reader._fetch(point_sql(fv.table_name, bar_cols, feats, known=known is not None), params)
+    tables = [fv.table_name, *(["bars"] if bar_cols else [])]
+    upper = int(key_ts.max()) if m else _MIN_US
+    table = reader._fetch_scoped(point_sql(fv.table_name, bar_cols, feats, known=known is not None), params,
+                                 tables, ent_ids[key_pos], upper)
     k = _column(table, "k").astype(np.int64) - 1  # WITH ORDINALITY counts from 1
     row_ts[k] = table.column("ts").cast(pa.int64()).to_numpy()
     for c in cols:
@@ -268,7 +271,9 @@ def _attach_by_range(
         params: dict[str, Any] = {"ids": ent_ids[key_pos[starts]], "first": first, "last": last}
         if known is not None:
             params["known_at"] = known
-        table = reader._fetch(training_sql(fv.table_name, bar_cols, feats, known=known is not None), params)
+        tables = [fv.table_name, *(["bars"] if bar_cols else [])]
+        table = reader._fetch_scoped(training_sql(fv.table_name, bar_cols, feats, known=known is not None), params,
+                                     tables, ent_ids[key_pos[starts]], int(last.max()))
         row_eid = _column(table, "entity_id").astype(np.int32, copy=False)
         row_ts = table.column("ts").cast(pa.int64()).to_numpy()
         # rows come grouped by entity (ascending, as requested) with ts ascending; sort if not

@@ -145,9 +145,10 @@ def _fetch_versions(
     probe: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(entity ids, ts, valid from, valid to, values), sorted by (entity, ts, valid from)."""
-    tab = reader._fetch(
+    tab = reader._fetch_scoped(
         versions_sql(table, columns, probe=probe),
         {"ids": ents, "first": first, "floor": floor, "last": last, "dmin": dmin},
+        [table], ents, int(last.max()) if last.size else 0,
     )
     eid = _column(tab, "entity_id").astype(np.int32, copy=False)
     ts = tab.column("ts").cast(pa.int64()).to_numpy()

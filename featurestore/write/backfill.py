@@ -16,7 +16,8 @@ def pending_backfill(conn: psycopg.Connection[Any], view: FeatureView, batch_ent
     """Entities with bars but no state for ``view`` (not yet backfilled), in batches."""
     rows = conn.execute(
         "SELECT e.entity_id FROM entities e "
-        "WHERE EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = e.entity_id) "
+        "WHERE (EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = e.entity_id) "
+        "OR EXISTS (SELECT 1 FROM bars_segments s WHERE s.entity_id = e.entity_id)) "
         "AND NOT EXISTS (SELECT 1 FROM indicator_state s WHERE s.view_id = %s AND s.entity_id = e.entity_id) "
         "ORDER BY e.entity_id",
         (view.view_id,),

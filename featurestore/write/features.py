@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -9,8 +10,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from featurestore import segments
 from featurestore.indicators import update_batch
-from featurestore.schema import ident
+from featurestore.schema import BAR_COLUMNS, ident
 from featurestore.views import FeatureView
 from featurestore.write.copy import _NO_TS, BAR_TYPES, _ts_us_sql, _us_sql, copy_in, copy_out
 from featurestore.write.dtype import copy_type, narrow_outputs
@@ -183,6 +185,10 @@ def write_features(
     planned = sum(inc_sizes) + sum(mem_sizes) + sum(res_sizes) + sum(back_sizes) + sum(start_sizes)
     if progress is not None:
         progress(0, planned)
+    # history segments (featurestore.segments): a recompute rewrites rows, so the segments it
+    # reaches come back into rows first; a first computation reads them and stores its own
+    # rows of that history as segments too (every table keeps one boundary per entity)
+    fresh_bounds = _expand_for_recompute(conn, resumed, cp_ts, from_start, read_back)
 
     def step(bars: list[np.ndarray], extra: int, part: list[int], state: np.ndarray | None,
              counts: dict[int, int] | None, replace: bool) -> int:
@@ -219,10 +225,52 @@ def write_features(
         for lo, hi in _groups(sizes, group_rows, FEATURE_BATCH_ENTITIES):
             part = group[lo:hi]
             bars = _read_bars(conn, _BARS_FULL, (part,))
+            seg_part = [e for e in part if e in fresh_bounds]
+            if seg_part:
+                bars = _with_segments(conn, seg_part, bars)
             written += step(bars, int(bars[0].size), part, None, None, replace)
+            if seg_part:
+                segments.compress(conn, segments.view_layout(view.table_name, view.feature_columns,
+                                                             float32=view.dtype == "float32"),
+                                  {e: fresh_bounds[e] + _ONE_US for e in seg_part})
     if progress is not None and written != planned:
         progress(0, written - planned)  # the plan was an estimate (recomputes): the total is what was done
     return written, len(full_fresh) + len(full_replace)
+
+
+_ONE_US = dt.timedelta(microseconds=1)
+
+
+def _expand_for_recompute(
+    conn: psycopg.Connection[Any], resumed: list[int], cp_ts: list[int], from_start: list[int], read_back: list[int]
+) -> dict[int, dt.datetime]:
+    """Expand the segments that recomputes will rewrite (from each resumed entity's checkpoint,
+    all of an entity recomputed from its first bar); return the segment boundary of each
+    ``read_back`` entity that keeps segments (its first computation reads them)."""
+    ask = [*resumed, *from_start, *read_back]
+    if not ask:
+        return {}
+    bounds = segments.boundaries(conn, ask)
+    if not bounds:
+        return {}
+    since: dict[int, int | None] = {e: t for e, t in zip(resumed, cp_ts) if e in bounds}
+    since.update({e: None for e in from_start if e in bounds})
+    if since:
+        segments.expand_from(conn, segments.store_layouts(conn), since)
+        bounds = segments.boundaries(conn, read_back) if read_back else {}
+    return {e: bounds[e] for e in read_back if e in bounds}
+
+
+def _with_segments(conn: psycopg.Connection[Any], entity_ids: list[int], bars: list[np.ndarray]) -> list[np.ndarray]:
+    """``bars`` (rows of whole entities, by entity then ts) with those entities' segment-held
+    bars before their rows."""
+    d = segments.fetch_segments(conn, segments.bars_layout(), entity_ids)
+    if not len(d):
+        return bars
+    held = [d.entity_id, d.ts, *(d.values[c] for c in BAR_COLUMNS)]
+    cols = [np.concatenate([h.astype(b.dtype, copy=False), b]) for h, b in zip(held, bars)]
+    order = np.argsort(cols[0], kind="stable")  # per entity: segments (older) first, then rows
+    return [c[order] for c in cols]
 
 
 _CHECKPOINT_BEFORE = (

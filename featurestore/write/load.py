@@ -14,6 +14,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from featurestore import segments
 from featurestore.errors import ConfigError, ValidationError
 from featurestore.load import BarChunk
 from featurestore.schema import BAR_COLUMNS, ident
@@ -181,6 +182,8 @@ class LoadWriter:
         self.ids: dict[str, int] = {}
         self.symbol_of: dict[int, str] = {}
         self.old_last: dict[int, int | None] = {}
+        self.seg_last: dict[int, int] = {}  # entity -> last bar held in history segments (µs)
+        self._layouts: list[segments.Layout] | None = None
         self.appended: dict[int, int] = {}  # entity -> rows appended after its old last bar
         self.changed_past: set[int] = set()
         self.changed_from: dict[int, int] = {}  # entity -> earliest past bar changed (µs)
@@ -231,16 +234,47 @@ class LoadWriter:
                 in_file=chunk.in_file,
             )
         ids = [found[s] for s in new]
+        # an entity's last bar: its newest row, else the end of its history segments
         last = self.conn.execute(
-            "SELECT e.id, " + _ts_us_sql("b.ts") + " FROM unnest(%s::int4[]) AS e(id) "
-            "LEFT JOIN LATERAL (SELECT ts FROM bars WHERE entity_id = e.id ORDER BY ts DESC LIMIT 1) b ON true",
+            "SELECT e.id, " + _ts_us_sql("greatest(b.ts, s.ts)") + ", " + _ts_us_sql("s.ts")
+            + " FROM unnest(%s::int4[]) AS e(id) "
+            "LEFT JOIN LATERAL (SELECT ts FROM bars WHERE entity_id = e.id ORDER BY ts DESC LIMIT 1) b ON true "
+            "LEFT JOIN LATERAL (SELECT max(ts_last) AS ts FROM bars_segments WHERE entity_id = e.id) s ON true",
             (ids,),
         ).fetchall()
         for s in new:
             self.ids[s] = found[s]
             self.symbol_of[found[s]] = s
-        for e, t in last:
+        for e, t, seg in last:
             self.old_last[e] = t
+            if seg is not None:
+                self.seg_last[e] = int(seg)
+
+    def _expand_segments(self, eid: np.ndarray, ts: np.ndarray, past: np.ndarray) -> None:
+        """Bring back into rows the history segments that this chunk's past bars fall in (every
+        table alike): the write path then sees rows only."""
+        if not self.seg_last or not past.any():
+            return
+        e_past, t_past = eid[past], ts[past]
+        firsts: dict[int, int] = {}
+        for e in np.unique(e_past).tolist():
+            bound = self.seg_last.get(e)
+            if bound is None:
+                continue
+            t0 = int(t_past[e_past == e].min())
+            if t0 <= bound:
+                firsts[e] = t0
+        if not firsts:
+            return
+        if self._layouts is None:
+            self._layouts = segments.store_layouts(self.conn)
+        segments.expand_from(self.conn, self._layouts, dict(firsts))
+        left = segments.boundaries(self.conn, list(firsts))
+        for e in firsts:
+            if e in left:
+                self.seg_last[e] = segments.to_us(left[e])
+            else:
+                self.seg_last.pop(e, None)
 
     # -- bars ---------------------------------------------------------------------------
 
@@ -266,6 +300,7 @@ class LoadWriter:
         )
         eid = uniq_ids[codes]
         is_append = chunk.ts > uniq_old[codes]
+        self._expand_segments(eid, chunk.ts, ~is_append)
         cols = [eid, chunk.ts, chunk.open, chunk.high, chunk.low, chunk.close, chunk.volume]
         for c in cols[1:]:
             self.checksum.update(np.ascontiguousarray(c).view(np.uint8).data)
