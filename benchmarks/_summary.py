@@ -186,12 +186,16 @@ def _segment_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, 
             return f.cell("segments", title, row, col)
 
         rows.append((
-            f"design measurement: compressed history segments {link['segments']}",
-            (f"segments: {cell('bytes per bar row', 'segments, Parquet', 1)} / {cell('bytes per bar row', 'segments, byte-shuffled', 1)} B/row; whole history "
-             f"{cell('read speed', 'whole history', 3)} / {cell('read speed', 'whole history', 4)} rows/s (Parquet / pglz)"),
-            (f"rows {cell('bytes per bar row', 'rows layout', 1)} B/row, {cell('read speed', 'whole history', 2)} rows/s; "
-             f"ArcticDB {cell('bytes per bar row', 'ArcticDB', 1)} B/row, {cell('read speed', 'whole history', 5)} rows/s"),
-            _listed(f.checks("segments", "ArcticDB"), lambda w: w.split(",")[0] if "bytes" in w else "read time"),
+            f"history segments (`compress_history`) {link['segments']}",
+            (f"segments: bars {cell('bytes per bar row', 'bars: history segments', 1)} B/row; 100 symbols' whole history "
+             f"{cell('read speed', 'bars, whole history', 3)} rows/s (bars), "
+             f"{cell('read speed', 'view (11 features), whole history', 3)} rows/s (11 features)"),
+            (f"rows layout {cell('bytes per bar row', 'bars: rows layout', 1)} B/row, "
+             f"{cell('read speed', 'bars, whole history', 2)} rows/s; "
+             f"ArcticDB {cell('bytes per bar row', 'ArcticDB', 1)} B/row, {cell('read speed', 'bars, whole history', 5)} / "
+             f"{cell('read speed', 'view (11 features), whole history', 5)} rows/s"),
+            _listed(f.checks("segments", "ArcticDB"),
+                    lambda w: "bytes" if "bytes" in w else w.split(":")[0].split(",")[0] + " read time"),
             "<= 1.5x; <= 1.0x"))
     return rows
 
