@@ -2,22 +2,33 @@
 
 The scripts live in the top-level ``migrations/`` folder, which the build maps into the wheel as
 ``featurestore.migrations``; the Alembic ``Config`` is built here, so no ini file is needed.
+
+Alembic is imported only when a migration runs or a revision must be looked up: opening a store
+whose schema is already at the head (``featurestore info`` and every other command) reads the
+head from the scripts' source text and the current revision with one query.
 """
 
 from __future__ import annotations
 
+import ast
+import os
+import re
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from featurestore.errors import NotFoundError, SchemaError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 __all__ = ["alembic_config", "head_revision", "current_revision", "upgrade", "downgrade", "check_schema"]
+
+# the script files Alembic reads in versions/ (its own pattern: no __init__, no editor lock files)
+_SCRIPT_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
 
 
 def _script_location() -> Path:
@@ -26,6 +37,8 @@ def _script_location() -> Path:
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
     """An Alembic Config for the packaged scripts, optionally bound to ``connection``."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_script_location()))
     if connection is not None:
@@ -34,20 +47,103 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
 
 
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
+
+
+def _literal_revisions(path: Path) -> tuple[str, tuple[str, ...]] | None:
+    """A script's ``revision`` and its ``down_revision`` (as a tuple), read from its source; None if
+    either is not a plain literal at module level, or the script has a ``depends_on``."""
+    found: dict[str, object] = {}
+    try:
+        body = ast.parse(path.read_bytes(), filename=str(path)).body
+    except (OSError, SyntaxError, ValueError):  # Alembic reports it when it loads the script
+        return None
+    for node in body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision", "depends_on"):
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError):
+                return None
+    revision, down = found.get("revision"), found.get("down_revision")
+    if not isinstance(revision, str) or found.get("depends_on") is not None:
+        return None
+    if down is None:
+        return revision, ()
+    if isinstance(down, str):
+        return revision, (down,)
+    if isinstance(down, (tuple, list)) and all(isinstance(d, str) for d in down):
+        return revision, tuple(down)
+    return None
+
+
+# the last _source_head answer, keyed by the script files' names, sizes and modification times
+_head_memo: tuple[object, str | None] | None = None
+
+
+def _source_head() -> str | None:
+    """The single head of the packaged scripts read from their source text, without Alembic;
+    None when the scripts are not that simple (then Alembic decides)."""
+    global _head_memo
+    versions = _script_location() / "versions"
+    try:
+        files = sorted(
+            (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+            for entry in os.scandir(versions)
+            if _SCRIPT_FILE.match(entry.name) and entry.is_file()
+        )
+    except OSError:
+        return None
+    if _head_memo is not None and _head_memo[0] == files:
+        return _head_memo[1]
+    head = _parse_head([versions / name for name, _, _ in files])
+    _head_memo = (files, head)
+    return head
+
+
+def _parse_head(paths: list[Path]) -> str | None:
+    revisions: dict[str, tuple[str, ...]] = {}
+    for path in paths:
+        parsed = _literal_revisions(path)
+        if parsed is None or parsed[0] in revisions:
+            return None
+        revisions[parsed[0]] = parsed[1]
+    referenced = {down for downs in revisions.values() for down in downs}
+    if not referenced <= revisions.keys():
+        return None
+    heads = [rev for rev in revisions if rev not in referenced]
+    return heads[0] if len(heads) == 1 else None
 
 
 def head_revision() -> str:
     """The newest revision this code knows."""
+    head = _source_head()
+    if head is not None:
+        return head
     heads = _script().get_heads()
     if len(heads) != 1:  # pragma: no cover - guarded by tests/test_migrations.py
         raise SchemaError(f"the packaged migrations have {len(heads)} heads: {heads}")
     return heads[0]
 
 
+def _current_heads(connection: sa.Connection) -> list[str]:
+    """The rows of Alembic's version table, ``alembic_version`` (its default name, which env.py keeps),
+    found through the search path as Alembic finds it."""
+    if connection.execute(sa.text("SELECT to_regclass('alembic_version')")).scalar() is None:
+        return []
+    return list(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+
+
 def current_revision(connection: sa.Connection) -> str | None:
     """The revision recorded in the database, or None for an empty database."""
-    heads = MigrationContext.configure(connection).get_current_heads()
+    heads = _current_heads(connection)
     return heads[0] if heads else None
 
 
@@ -78,10 +174,19 @@ def _notify_everything_changed(conn: sa.Connection) -> None:
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Upgrade to ``revision`` in one transaction under an advisory lock (safe to run concurrently)."""
+    """Upgrade to ``revision`` in one transaction under an advisory lock (safe to run concurrently).
+
+    A database already at the head, asked for the head, is left as it is without running Alembic.
+    """
     _check_known(revision)
     with engine.connect().execution_options(isolation_level="READ COMMITTED") as conn:
-        before = current_revision(conn)
+        heads = _current_heads(conn)
+        if revision in ("head", "heads") and len(heads) == 1 and heads[0] == _source_head():
+            conn.rollback()
+            return
+        before = heads[0] if heads else None
+        from alembic import command
+
         command.upgrade(alembic_config(conn), revision)
         if current_revision(conn) != before:
             _notify_everything_changed(conn)
@@ -93,6 +198,8 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
     _check_known(revision)
     with engine.connect().execution_options(isolation_level="READ COMMITTED") as conn:
         before = current_revision(conn)
+        from alembic import command
+
         command.downgrade(alembic_config(conn), revision)
         if current_revision(conn) != before:
             _notify_everything_changed(conn)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,35 @@ def test_info_json_masks_password(store: Any, db_url: URL) -> None:
     assert facts["server_version"].startswith("18")
     assert set(facts["rows"]) >= {"entities", "feature_views", "loads"}  # exact counts of the small tables
     assert facts["bars"]["estimate_source"] in ("exact", "statistics", "size") and facts["bars"]["rows_estimate"] >= 0
+
+
+# Runs `featurestore info` (human and JSON), `featurestore migrate` on a store already at the head,
+# and opens the store the way the embedded default does (auto_migrate=True), then lists what of
+# the heavy dependencies got imported: none of it is needed for these paths.
+_AT_HEAD_IMPORTS = """
+import sys
+from featurestore.cli import cli
+from featurestore.client import FeatureStore
+url = sys.argv[1]
+for args in (["--url", url, "info"], ["--url", url, "info", "--json"], ["--url", url, "migrate"]):
+    cli.main(args=args, prog_name="featurestore", standalone_mode=False)
+with FeatureStore(url, auto_migrate=True) as fs:
+    assert fs.info()["schema_revision"] == fs.schema_revision
+heavy = {"alembic", "mako", "numba", "llvmlite", "numpy", "pandas", "pyarrow", "matplotlib", "tqdm", "joblib"}
+loaded = [m for m in sys.modules if m.split(".")[0] in heavy or m.startswith("featurestore.indicators")]
+print("loaded:", sorted(loaded))
+"""
+
+
+def test_info_at_head_imports_no_migration_or_compute_stack(store: Any, db_url: URL) -> None:
+    url = db_url.render_as_string(hide_password=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _AT_HEAD_IMPORTS, url], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^schema revision: 0004$", out.stdout, re.MULTILINE), out.stdout
+    assert "schema at revision 0004" in out.stdout
+    assert out.stdout.splitlines()[-1] == "loaded: []", out.stdout.splitlines()[-1]
 
 
 def test_library_errors_are_one_clean_line(make_database: Any) -> None:

@@ -38,6 +38,50 @@ def test_one_head_and_linear_history() -> None:
     assert [s.revision for s in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
 
 
+def test_head_read_from_the_sources_is_alembics() -> None:
+    assert migrate._source_head() == migrate.head_revision() == migrate._script().get_heads()[0]
+
+
+@pytest.mark.parametrize(
+    ("scripts", "head"),
+    [
+        ({"a.py": 'revision = "1"\ndown_revision = None', "b.py": 'revision: str = "2"\ndown_revision: str | None = "1"'}, "2"),
+        ({"a.py": 'revision = "1"\ndown_revision = None', "b.py": 'revision = "2"\ndown_revision = None'}, None),  # two heads
+        ({"a.py": 'revision = "1"\ndown_revision = None', "m.py": 'revision = "3"\ndown_revision = ("1", "2")'}, None),
+        ({"a.py": 'revision = "1"\ndown_revision = None', "b.py": 'revision = "2"\ndown_revision = "1"\ndepends_on = "1"'}, None),
+        ({"a.py": 'revision = make_id()\ndown_revision = None'}, None),  # not a literal
+        ({"a.py": "down_revision = None"}, None),  # no revision
+        ({"a.py": "revision = (\n"}, None),  # not Python
+        ({"a.py": 'revision = "1"\ndown_revision = None', "b.py": 'revision = "1"\ndown_revision = None'}, None),
+    ],
+)
+def test_head_from_sources_leaves_anything_unusual_to_alembic(tmp_path: Path, scripts: dict[str, str], head: str | None) -> None:
+    for name, text in scripts.items():
+        (tmp_path / name).write_text(text + "\n")
+    assert migrate._parse_head([tmp_path / name for name in sorted(scripts)]) == head
+
+
+def test_current_revision_reads_what_alembic_reads(make_database: Callable[[str], URL]) -> None:
+    url = make_database("current")
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+
+    def both() -> tuple[str | None, str | None]:
+        with engine.connect() as conn:
+            heads = MigrationContext.configure(conn).get_current_heads()
+            return migrate.current_revision(conn), (heads[0] if heads else None)
+
+    assert both() == (None, None)  # no version table
+    migrate.upgrade(engine, "0002")
+    assert both() == ("0002", "0002")
+    migrate.upgrade(engine, "head")
+    assert both() == ("0004", "0004")
+    migrate.upgrade(engine, "head")  # at the head already: nothing runs, nothing changes
+    assert both() == ("0004", "0004")
+    migrate.downgrade(engine, "base")
+    assert both() == (None, None)  # the version table stays, empty
+    engine.dispose()
+
+
 def test_upgrade_downgrade_upgrade_keeps_data(make_database: Callable[[str], URL]) -> None:
     url = make_database("mig")
     engine = sa.create_engine(url, poolclass=sa.NullPool)
