@@ -80,8 +80,8 @@ def test_info_at_head_imports_no_migration_or_compute_stack(store: Any, db_url: 
         [sys.executable, "-c", _AT_HEAD_IMPORTS, url], capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode == 0, out.stderr
-    assert re.search(r"^schema revision: 0004$", out.stdout, re.MULTILINE), out.stdout
-    assert "schema at revision 0004" in out.stdout
+    assert re.search(r"^schema revision: 0005$", out.stdout, re.MULTILINE), out.stdout
+    assert "schema at revision 0005" in out.stdout
     assert out.stdout.splitlines()[-1] == "loaded: []", out.stdout.splitlines()[-1]
 
 
