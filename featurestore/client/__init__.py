@@ -124,6 +124,7 @@ class FeatureStore:
         cache_entries: int | None = None,
         consistency: str = "local",
         load_memory_rows: int | None = None,
+        coalesce: bool = True,
     ) -> None:
         from featurestore.consistency import CONSISTENCY_MODES
 
@@ -158,6 +159,7 @@ class FeatureStore:
         self._reads: CachedReads | None = None
         self._reader: Reader | None = None
         self._reader_lock = threading.Lock()
+        self._coalesce = bool(coalesce)
         self._stamp_seen: Any = None  # newest knowledge stamp seen (see _settled)
         try:
             if auto_migrate is None:
@@ -544,7 +546,7 @@ class FeatureStore:
                 if self._reader is None:
                     from featurestore.read import Reader
 
-                    self._reader = Reader(self.db)
+                    self._reader = Reader(self.db, coalesce=self._coalesce)
                 reader = self._reader
         return reader
 
@@ -610,12 +612,16 @@ class FeatureStore:
         as_arrow: bool = False,
         downcast: bool = False,
         as_known_at: Any = None,
-    ) -> pd.DataFrame | pa.Table:
+        as_dict: bool = False,
+    ) -> pd.DataFrame | pa.Table | list[dict[str, Any]]:
         """One row per symbol: the last bar (and feature row with ``view``) at or before ``as_of`` (now).
 
         ``as_known_at``: what this read would have returned at that moment (``as_of`` defaults to it).
+        ``as_dict``: a list of plain records ``{"symbol", "ts", <columns>}`` (no pandas: the fast
+        path for a live strategy asking one symbol at a time). Concurrent calls from several
+        threads are merged into one statement (``coalesce=False`` on the store turns that off).
         """
-        return _read_api.get_latest(self, symbols, as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at)
+        return _read_api.get_latest(self, symbols, as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at, as_dict=as_dict)
 
     def get_training_frame(
         self,

@@ -115,9 +115,18 @@ def get_latest(store: FeatureStore,
     as_arrow: bool = False,
     downcast: bool = False,
     as_known_at: Any = None,
-) -> pd.DataFrame | pa.Table:
+    as_dict: bool = False,
+) -> pd.DataFrame | pa.Table | list[dict[str, Any]]:
     """The body of :meth:`FeatureStore.get_latest`."""
     syms = _syms(symbols)
+    if as_dict:
+        # cached as tuples of pairs (immutable); each caller gets new dicts
+        dkey: tuple[Any, ...] = ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), _tkey(as_known_at))
+        records = store._read(dkey, syms, lambda: tuple(tuple(d.items()) for d in store.reader.get_latest(
+            list(syms), as_of=as_of, view=view, version=version, columns=columns, as_known_at=as_known_at,
+            as_dict=True,
+        )), as_known_at)
+        return [dict(r) for r in records]
     key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, downcast, _tkey(as_known_at))
     return store._read(
         key,

@@ -65,8 +65,10 @@ import pyarrow as pa
 from featurestore.config import libpq_url
 from featurestore.errors import ConfigError, ConnectionError, HistoryError
 from featurestore.read import bulk as _bulk
+from featurestore.read import coalesce as _coalesce
+from featurestore.read import latest as _latest
 from featurestore.read import segmented as _seg
-from featurestore.read.args import _bound, _columns, _split, _symbols, _utc, knowledge_time
+from featurestore.read.args import _bound, _columns, _symbols, _utc, knowledge_time
 from featurestore.read.frames import _block_order, _column, _empty, _frame, _segments, downcast
 from featurestore.read.sql import (
     _MAX_TS,
@@ -135,8 +137,9 @@ class Reader:
     with PoolTimeoutError. Point reads use the store's pool. Call :meth:`close` when done.
     """
 
-    def __init__(self, db: Database, *, bulk_connections: int = 2) -> None:
+    def __init__(self, db: Database, *, bulk_connections: int = 2, coalesce: bool = True) -> None:
         self._db = db
+        self._gate = _coalesce.Gate() if coalesce else None
         url = db.url.update_query_dict({"application_name": "featurestore-bulk"})
         self._uri = libpq_url(url)
         self._bulk = _bulk.BulkConnections(bulk_connections, db.pool_timeout)
@@ -220,69 +223,61 @@ class Reader:
         columns: str | Sequence[str] | None = None,
         as_arrow: bool = False,
         as_known_at: Any = None,
-    ) -> pd.DataFrame | pa.Table:
+        as_dict: bool = False,
+    ) -> pd.DataFrame | pa.Table | list[dict[str, Any]]:
         """One row per requested symbol: its last bar (and feature row, with ``view``) at or before ``as_of``.
 
         ``as_of=None`` means now (or ``as_known_at`` when given). Rows keep the requested order;
         a symbol with no such row (or unknown) is present with ts NaT and NaN values. ``columns``
         picks among the bar columns and, with a view, its feature columns (default: all of them,
         bars first). ``as_known_at``: what a read at that moment would have returned.
+        ``as_dict``: plain records instead of a frame (no pandas; see :func:`latest.to_dicts`).
+        Concurrent calls of one shape from several threads share one statement (coalescing).
         """
         self._check_open()
-        names = _symbols(symbols)
-        known = knowledge_time(as_known_at)
-        if as_of is None:
-            cut = dt.datetime.now(_UTC) if known is None else known
+        p = _latest.plan(symbols, self._view, as_of=as_of, view=view, version=version, columns=columns,
+                         as_known_at=as_known_at)
+        if not p.names:
+            rows: list[tuple[Any, ...]] = []
+        elif self._gate is not None and p.known is None and getattr(self._local, "snap", None) is None:
+            rows = self._gate.run(p.shape, p.names, lambda requests: self._latest_many(p, requests))
         else:
-            cut = _bound(as_of, "as_of", ceil=False)
-        if view is None:
-            table, available = "bars", list(BAR_COLUMNS)
-            fv = None
-        else:
-            fv = self._view(view, version, known)
-            if known is not None and fv.available_after:
-                cut = min(cut, known - fv.available_after)  # rows known only from ts + the lag
-            table, available = fv.table_name, [*BAR_COLUMNS, *fv.feature_columns]
-        cols = _columns(columns, available, "bars" if fv is None else f"bars and view {fv.name!r} v{fv.version}")
-        cols = cols if cols is not None else available
-        bar_cols, feat_cols = _split(cols) if fv is not None else (cols, [])
-        f32 = fv.float32_columns if fv is not None else frozenset()
-        if not names:
-            return _empty(cols, as_arrow=as_arrow, float32=f32)
-        # a NUL byte cannot be sent (nor stored): such a symbol is unknown, asked as ''
-        sql_names = [n if "\x00" not in n else "" for n in names]
-        if len(names) == 1:
-            query = latest_one_sql(table, bar_cols, feat_cols, known=known is not None)
-            params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
-        else:
-            query = latest_sql(table, bar_cols, feat_cols, known=known is not None)
-            params = {"symbols": sql_names, "as_of": cut}
-        if known is not None:
-            params["known_at"] = known
+            rows = self._latest_rows(p, p.names)
+        return _latest.to_dicts(p, rows) if as_dict else _latest.to_frame(p, rows, as_arrow=as_arrow)
+
+    def _latest_many(self, p: _latest.LatestPlan, requests: list[Sequence[str]]) -> list[list[tuple[Any, ...]]]:
+        """Several latest requests of one shape in one statement; each request's rows."""
+        if len(requests) == 1:
+            return [self._latest_rows(p, requests[0])]
+        merged, picks = _latest.merge(requests)
+        return _latest.split_rows(self._latest_rows(p, merged), picks)
+
+    def _latest_rows(self, p: _latest.LatestPlan, names: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The latest rows of ``names`` (one per name, in order) for plan ``p``."""
+        cut = p.cut()
+        query, params = _latest.statement(p, names, cut)
 
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(query, params, prepare=True).fetchall()
 
-        rows = self._run(run) or [(1, _NAT, *([None] * len(cols)))]
-        missing = [k for k, r in enumerate(rows) if r[1] == _NAT and sql_names[k]]
-        if missing:  # no row: the answer may be in history segments
-            again = dict(params, symbols=[sql_names[k] for k in missing])
-            again.pop("symbol", None)
-            found = self._latest_from_segments(
-                again, latest_sql(table, bar_cols, feat_cols, known=known is not None), cut, table, fv
-            )
-            if found:
-                rows = list(rows)
-                for r in found:  # ordinals count the missing symbols from 1
-                    k = missing[int(r[0]) - 1]
-                    rows[k] = (rows[k][0], *r[1:])
-        ts = np.array([r[1] for r in rows], dtype=np.int64)
-        # None (no row) becomes NaN; the SQL selects bar columns first, so reorder to the request
-        block = np.array([r[2:] for r in rows], dtype=np.float64).reshape(len(rows), len(cols))
-        selected = [*bar_cols, *feat_cols]
-        if selected != cols:
-            block = block[:, [selected.index(c) for c in cols]]
-        return _frame(names, np.arange(len(names), dtype=np.int32), ts, (cols, block), as_arrow=as_arrow, float32=f32)
+        rows = self._run(run) or [(1, _NAT, *([None] * len(p.cols)))]
+        return self._latest_fill(p, names, rows, cut)
+
+    def _latest_fill(
+        self, p: _latest.LatestPlan, names: Sequence[str], rows: list[tuple[Any, ...]], cut: dt.datetime
+    ) -> list[tuple[Any, ...]]:
+        """``rows`` with the symbols that found no row read again over history segments."""
+        missing = _latest.missing(rows, names)
+        if not missing:
+            return rows
+        query, params = _latest.statement(p, [names[k] for k in missing], cut, one=False)
+        found = self._latest_from_segments(params, query, cut, p.table, p.fv)
+        if found:
+            rows = list(rows)
+            for r in found:  # ordinals count the missing symbols from 1
+                k = missing[int(r[0]) - 1]
+                rows[k] = (rows[k][0], *r[1:])
+        return rows
 
     def _latest_from_segments(
         self, params: dict[str, Any], query: str, cut: dt.datetime, table: str, fv: FeatureView | None

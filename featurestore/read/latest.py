@@ -1,0 +1,168 @@
+"""[read] Latest rows: the request's plan, its statement, its result frame; shared by the sync
+:class:`~featurestore.read.Reader` and the asyncio store, so both answer exactly alike.
+
+A plan's ``shape`` says which requests one query can answer together (request coalescing,
+:mod:`featurestore.read.coalesce`): the same table, columns and times; their symbols are merged
+into one ``latest_sql`` statement and each request takes its own rows back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from featurestore.read.args import _bound, _columns, _split, _symbols, knowledge_time
+from featurestore.read.frames import _empty, _frame
+from featurestore.read.sql import _NAT, _UTC, latest_one_sql, latest_sql
+from featurestore.schema import BAR_COLUMNS
+
+if TYPE_CHECKING:
+    from featurestore.views import FeatureView
+
+__all__ = ["LatestPlan", "plan", "statement", "split_rows", "merge", "to_frame", "to_dicts"]
+
+
+@dataclass(frozen=True)
+class LatestPlan:
+    """One latest request, resolved: symbols, times, table and columns."""
+
+    names: tuple[str, ...]
+    as_of: dt.datetime | None  # None: now, taken when the statement is made
+    known: dt.datetime | None
+    table: str
+    fv: FeatureView | None
+    cols: tuple[str, ...]
+    bar_cols: tuple[str, ...]
+    feat_cols: tuple[str, ...]
+
+    @property
+    def f32(self) -> frozenset[str]:
+        return self.fv.float32_columns if self.fv is not None else frozenset()
+
+    @property
+    def shape(self) -> Hashable:
+        """Requests of one shape can share one statement."""
+        return (self.table, self.bar_cols, self.feat_cols, self.as_of, self.known)
+
+    def sql_names(self, names: Sequence[str] | None = None) -> list[str]:
+        # a NUL byte cannot be sent (nor stored): such a symbol is unknown, asked as ''
+        return [n if "\x00" not in n else "" for n in (self.names if names is None else names)]
+
+    def cut(self) -> dt.datetime:
+        """The time the rows must be at or before."""
+        if self.as_of is not None:
+            return self.as_of
+        return dt.datetime.now(_UTC) if self.known is None else self.known
+
+
+def plan(
+    symbols: str | Sequence[str],
+    view_of: Any,
+    *,
+    as_of: Any = None,
+    view: str | None = None,
+    version: int | None = None,
+    columns: str | Sequence[str] | None = None,
+    as_known_at: Any = None,
+) -> LatestPlan:
+    """Check and resolve a latest request; ``view_of(name, version, known)`` looks the view up."""
+    names = _symbols(symbols)
+    known = knowledge_time(as_known_at)
+    cut = None if as_of is None else _bound(as_of, "as_of", ceil=False)
+    if view is None:
+        table, available = "bars", list(BAR_COLUMNS)
+        fv = None
+    else:
+        fv = view_of(view, version, known)
+        if known is not None and fv.available_after:
+            lag_cut = known - fv.available_after  # rows known only from ts + the lag
+            cut = lag_cut if cut is None else min(cut, lag_cut)
+        table, available = fv.table_name, [*BAR_COLUMNS, *fv.feature_columns]
+    cols = _columns(columns, available, "bars" if fv is None else f"bars and view {fv.name!r} v{fv.version}")
+    cols = cols if cols is not None else available
+    bar_cols, feat_cols = _split(cols) if fv is not None else (cols, [])
+    return LatestPlan(tuple(names), cut, known, table, fv, tuple(cols), tuple(bar_cols), tuple(feat_cols))
+
+
+def statement(p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: bool | None = None) -> tuple[str, dict[str, Any]]:
+    """The statement and parameters reading the latest rows of ``names`` at ``cut``: the
+    scalar one-symbol form (one generic prepared plan, the online hot path) for one symbol."""
+    sql_names = p.sql_names(names)
+    known = p.known is not None
+    if (len(sql_names) == 1) if one is None else one:
+        query = latest_one_sql(p.table, p.bar_cols, p.feat_cols, known=known)
+        params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
+    else:
+        query = latest_sql(p.table, p.bar_cols, p.feat_cols, known=known)
+        params = {"symbols": sql_names, "as_of": cut}
+    if known:
+        params["known_at"] = p.known
+    return query, params
+
+
+def missing(rows: list[tuple[Any, ...]], names: Sequence[str]) -> list[int]:
+    """Positions of ``rows`` (one per name) that found nothing, for names that can exist."""
+    return [k for k, r in enumerate(rows) if r[1] == _NAT and "\x00" not in names[k] and names[k]]
+
+
+def merge(requests: Sequence[Sequence[str]]) -> tuple[list[str], list[list[int]]]:
+    """The distinct symbols of several requests (first-seen order), and for each request the
+    positions of its symbols among them."""
+    pos: dict[str, int] = {}
+    merged: list[str] = []
+    picks = []
+    for names in requests:
+        idx = []
+        for n in names:
+            k = pos.get(n)
+            if k is None:
+                k = pos[n] = len(merged)
+                merged.append(n)
+            idx.append(k)
+        picks.append(idx)
+    return merged, picks
+
+
+def split_rows(rows: list[tuple[Any, ...]], picks: Sequence[Sequence[int]]) -> list[list[tuple[Any, ...]]]:
+    """Each request's rows out of the merged statement's (one row per merged symbol)."""
+    return [[rows[k] for k in idx] for idx in picks]
+
+
+def _block(p: LatestPlan, rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    ts = np.array([r[1] for r in rows], dtype=np.int64)
+    # None (no row) becomes NaN; the SQL selects bar columns first, so reorder to the request
+    block = np.array([r[2:] for r in rows], dtype=np.float64).reshape(len(rows), len(p.cols))
+    selected = [*p.bar_cols, *p.feat_cols]
+    if selected != list(p.cols):
+        block = block[:, [selected.index(c) for c in p.cols]]
+    return ts, block
+
+
+def to_frame(p: LatestPlan, rows: list[tuple[Any, ...]], *, as_arrow: bool) -> pd.DataFrame | pa.Table:
+    """The result frame of ``p`` from its rows (one per requested symbol, in order)."""
+    if not p.names:
+        return _empty(list(p.cols), as_arrow=as_arrow, float32=p.f32)
+    ts, block = _block(p, rows)
+    return _frame(list(p.names), np.arange(len(p.names), dtype=np.int32), ts, (list(p.cols), block),
+                  as_arrow=as_arrow, float32=p.f32)
+
+
+def to_dicts(p: LatestPlan, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The result as plain records, no pandas: ``{"symbol", "ts", <columns>}`` per requested
+    symbol (``ts`` a tz-aware datetime or None, values floats, NaN where there is none)."""
+    ts, block = _block(p, rows)  # a float32 column's values are float4 already: exact as floats
+    epoch = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+    out = []
+    cols = p.cols
+    for i, name in enumerate(p.names):
+        t = int(ts[i])
+        rec: dict[str, Any] = {"symbol": name, "ts": None if t == _NAT else epoch + dt.timedelta(microseconds=t)}
+        rec.update(zip(cols, block[i].tolist()))
+        out.append(rec)
+    return out
