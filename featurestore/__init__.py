@@ -16,6 +16,7 @@ from featurestore.errors import (
     NotFoundError,
     PoolTimeoutError,
     QueryCanceledError,
+    RateLimitedError,
     ResourceError,
     SchemaError,
     ValidationError,
@@ -23,6 +24,7 @@ from featurestore.errors import (
 
 if TYPE_CHECKING:
     from featurestore.client import FeatureStore
+    from featurestore.client.aio import AsyncFeatureStore
     from featurestore.history import BarHistory, CompactResult
     from featurestore.segments import CompressResult
 
@@ -36,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from featurestore.client import FeatureStore
 
         return FeatureStore
+    if name == "AsyncFeatureStore":
+        from featurestore.client.aio import AsyncFeatureStore
+
+        return AsyncFeatureStore
     if name in ("BarHistory", "CompactResult"):  # result types of store.history / compact_history
         from featurestore import history
 
@@ -49,6 +55,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FeatureStore",
+    "AsyncFeatureStore",
+    "RateLimitedError",
     "BarHistory",
     "CompactResult",
     "CompressResult",

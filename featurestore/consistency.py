@@ -126,6 +126,31 @@ class CachedReads:
             return compute()  # not cached: nobody else holds it
         return mine[0] if mine else handout(entry.value)
 
+    def lookup(self, key: Hashable) -> tuple[bool, Any, int]:
+        """(hit, hand-out, epoch) without computing: for a caller that computes elsewhere (the
+        asyncio store) and then :meth:`offer`s the value with the returned epoch. Strict mode
+        never hits here (its check is a query: such callers take the sync path)."""
+        listener = self._listener
+        if listener is not None and not listener.is_alive():
+            self._restart_listener(listener)
+        epoch = self.cache.epoch
+        if self.consistency == "strict":
+            return False, None, epoch
+        entry = self.cache.get(key)
+        if entry is None:
+            return False, None, epoch
+        return True, handout(entry.value), epoch
+
+    def offer(self, key: Hashable, symbols: Iterable[str], value: Any, since: int) -> Any:
+        """Cache ``value`` computed after :meth:`lookup` returned ``since`` (not if a write
+        invalidated it meanwhile, nor if it is too large); return the caller's hand-out."""
+        frozen, given = freeze_and_handout(value)
+        try:
+            self.cache.set(key, Entry(0, frozen), tags=symbol_tags(symbols), since=since)
+        except ValueError:  # larger than the cache: served, not kept
+            pass
+        return given
+
     def _restart_listener(self, dead: _Listener) -> None:
         """The listener thread ended (it never should): what it missed is unknown, so start clean."""
         with self._restart_lock:

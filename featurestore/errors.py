@@ -53,6 +53,10 @@ class PoolTimeoutError(ConnectionError):
     """Every pooled connection stayed busy for longer than ``pool_timeout``."""
 
 
+class RateLimitedError(FeatureStoreError):
+    """A call waited longer than the store's ``timeout`` for its turn under ``rate_limit``."""
+
+
 class DatabaseError(FeatureStoreError):
     """The server refused or aborted a statement; the connection itself is fine.
 

@@ -285,7 +285,8 @@ _SELECT = "SELECT view_id, name, version, spec, table_name, status, created_at, 
 # entities with bars (what a complete backfill covers). Runs only for views that are not ready.
 _PROGRESS_SQL = (
     "SELECT v.view_id, (SELECT count(*) FROM indicator_state s WHERE s.view_id = v.view_id), "
-    "(SELECT count(*) FROM entities e WHERE EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = e.entity_id)) "
+    "(SELECT count(*) FROM entities e WHERE EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = e.entity_id) "
+    "OR EXISTS (SELECT 1 FROM bars_segments g WHERE g.entity_id = e.entity_id)) "
     "FROM unnest(%s::int4[]) AS v(view_id)"
 )
 
@@ -358,6 +359,18 @@ def read_view(conn: psycopg.Connection[Any], name: str, version: int | None = No
             f"cannot be read; {resume_hint(view)}"
         )
     return view
+
+
+async def read_view_async(conn: Any, name: str, version: int | None = None) -> FeatureView | None:
+    """:func:`read_view`'s one-query case on an asyncio psycopg connection: the newest ready
+    version by name (or exactly ``version`` when ready); None when the answer needs more (an
+    incomplete or missing view: the caller asks :func:`read_view` for its error)."""
+    if version is None:
+        cur = await conn.execute(_SELECT + " WHERE name = %s AND status = %s ORDER BY version DESC LIMIT 1", (name, READY))
+    else:
+        cur = await conn.execute(_SELECT + " WHERE name = %s AND version = %s AND status = %s", (name, version, READY))
+    row = await cur.fetchone()
+    return None if row is None else _from_row(row)
 
 
 def resume_hint(view: FeatureView) -> str:

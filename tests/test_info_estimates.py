@@ -61,7 +61,8 @@ def test_info_does_not_scan_bars_and_estimates_after_analyze(one_backend_store: 
         fs.get_latest("S00")  # a point read, through the same pooled backend
         _flush_stats(fs)
         assert _bars_scans(watch) != after
-    assert info["bars"] == {"rows_estimate": info["server"]["tables"]["bars"]["rows_estimate"], "estimate_source": "statistics"}
+    assert info["bars"] == {"rows_estimate": info["server"]["tables"]["bars"]["rows_estimate"],
+                            "estimate_source": "statistics", "in_segments": 0}
     assert abs(info["bars"]["rows_estimate"] - 6000) <= 60  # ANALYZE read every page: within 1 %
     assert info["rows"]["entities"] == 20 and info["rows"]["feature_views"] == 1  # small tables: exact
     # more rows since the ANALYZE: the estimate follows the table's size, still without a scan

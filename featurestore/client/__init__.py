@@ -101,6 +101,12 @@ class FeatureStore:
     ``consistency`` is ``"local"``, ``"notify"`` or ``"strict"``: see featurestore.consistency
     for exactly what each guarantees.
 
+    Serving: concurrent ``get_latest`` calls of one shape from several threads share one
+    statement (``coalesce=False`` turns it off); ``max_concurrency`` (calls in flight) and
+    ``rate_limit`` (calls per second) bound the reads and loads of this store, callers beyond
+    them waiting in order for at most ``timeout`` seconds (default ``pool_timeout``)
+    (featurestore.client.limits). :class:`~featurestore.AsyncFeatureStore` is the asyncio face.
+
     ``load_memory_rows`` (default ``FEATURESTORE_LOAD_MEMORY_ROWS``, else 12,000,000, about 0.6 GB)
     bounds the bar rows a load holds in memory at once: its appended rows are kept for the
     features step up to this many (more, and features read them back), and features are computed
@@ -125,9 +131,14 @@ class FeatureStore:
         consistency: str = "local",
         load_memory_rows: int | None = None,
         coalesce: bool = True,
+        max_concurrency: int | None = None,
+        rate_limit: float | None = None,
+        timeout: float | None = None,
     ) -> None:
+        from featurestore.client.limits import Limits
         from featurestore.consistency import CONSISTENCY_MODES
 
+        limits = Limits(max_concurrency, rate_limit, pool_timeout if timeout is None else timeout)  # checked first
         if consistency not in CONSISTENCY_MODES:  # checked even with cache=None: a typo must not pass
             raise ConfigError(
                 f"consistency must be one of {', '.join(map(repr, CONSISTENCY_MODES))}, got {consistency!r}"
@@ -160,6 +171,7 @@ class FeatureStore:
         self._reader: Reader | None = None
         self._reader_lock = threading.Lock()
         self._coalesce = bool(coalesce)
+        self.limits = limits
         self._stamp_seen: Any = None  # newest knowledge stamp seen (see _settled)
         try:
             if auto_migrate is None:
@@ -455,7 +467,8 @@ class FeatureStore:
         ``"ignore"`` keeps them, ``"error"`` refuses a load that would change one. Features of
         every view are computed in the same transaction. Returns what the load did.
         """
-        return _write_api.ingest(self, data, on_conflict=on_conflict, create_symbols=create_symbols, assume_tz=assume_tz, progress=progress)
+        with self.limits.slot():
+            return _write_api.ingest(self, data, on_conflict=on_conflict, create_symbols=create_symbols, assume_tz=assume_tz, progress=progress)
 
     def load(
         self,
@@ -481,7 +494,8 @@ class FeatureStore:
         from 1, header excluded) and the column. The progress bar's total is exact for Parquet
         and Feather (their metadata) and estimated from the size for CSV.
         """
-        return _write_api.load(self, paths, format=format, symbol=symbol, column_map=column_map, chunk_rows=chunk_rows, on_conflict=on_conflict, create_symbols=create_symbols, assume_tz=assume_tz, delimiter=delimiter, encoding=encoding, progress=progress)
+        with self.limits.slot():
+            return _write_api.load(self, paths, format=format, symbol=symbol, column_map=column_map, chunk_rows=chunk_rows, on_conflict=on_conflict, create_symbols=create_symbols, assume_tz=assume_tz, delimiter=delimiter, encoding=encoding, progress=progress)
 
     def _write(
         self,
@@ -579,7 +593,8 @@ class FeatureStore:
         ``downcast=True`` returns float32 values and categorical symbols (featurestore.read.downcast).
         ``as_known_at`` (tz-aware; default now): the bars as stored at that moment.
         """
-        return _read_api.get_bars(self, symbols, start, end, columns=columns, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at)
+        with self.limits.slot():
+            return _read_api.get_bars(self, symbols, start, end, columns=columns, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at)
 
     def get_features(
         self,
@@ -599,7 +614,8 @@ class FeatureStore:
 
         ``as_known_at``: the rows as computed and stored at that moment (knowledge time).
         """
-        return _read_api.get_features(self, symbols, start, end, view=view, version=version, columns=columns, include_bars=include_bars, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at)
+        with self.limits.slot():
+            return _read_api.get_features(self, symbols, start, end, view=view, version=version, columns=columns, include_bars=include_bars, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at)
 
     def get_latest(
         self,
@@ -621,7 +637,8 @@ class FeatureStore:
         path for a live strategy asking one symbol at a time). Concurrent calls from several
         threads are merged into one statement (``coalesce=False`` on the store turns that off).
         """
-        return _read_api.get_latest(self, symbols, as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at, as_dict=as_dict)
+        with self.limits.slot():
+            return _read_api.get_latest(self, symbols, as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow, downcast=downcast, as_known_at=as_known_at, as_dict=as_dict)
 
     def get_training_frame(
         self,
@@ -649,4 +666,5 @@ class FeatureStore:
         per symbol (``"range"``, for dense events) and one index probe per event
         (``"per_event"``, for sparse ones); both give the same frame.
         """
-        return _read_api.get_training_frame(self, events, view=view, version=version, columns=columns, tolerance=tolerance, event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars, downcast=downcast, as_known_at=as_known_at, known_at_col=known_at_col, strategy=strategy)
+        with self.limits.slot():
+            return _read_api.get_training_frame(self, events, view=view, version=version, columns=columns, tolerance=tolerance, event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars, downcast=downcast, as_known_at=as_known_at, known_at_col=known_at_col, strategy=strategy)
