@@ -66,6 +66,7 @@ class Limits:
         self._queue: collections.deque[object] = collections.deque()  # waiting threads, in order
         self._active = 0
         self._async_sem: asyncio.Semaphore | None = None
+        self._async_active = 0
         self.in_flight_peak = 0
 
     @property
@@ -128,12 +129,17 @@ class Limits:
             return
         if self._async_sem is None:
             self._async_sem = asyncio.Semaphore(self.max_concurrency)
-        try:
-            await asyncio.wait_for(self._async_sem.acquire(), self.timeout)
-        except TimeoutError:
-            raise self._concurrency_error(self.timeout) from None
-        self._note(self.max_concurrency - self._async_sem._value)
+        if not self._async_sem.locked():
+            await self._async_sem.acquire()  # free and nobody waiting: at once, whatever the timeout
+        else:
+            try:
+                await asyncio.wait_for(self._async_sem.acquire(), self.timeout)
+            except TimeoutError:
+                raise self._concurrency_error(self.timeout) from None
+        self._async_active += 1
+        self._note(self._async_active)
         try:
             yield
         finally:
+            self._async_active -= 1
             self._async_sem.release()
