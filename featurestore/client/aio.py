@@ -25,6 +25,11 @@ import psycopg
 from featurestore.client.limits import Limits
 from featurestore.client.support import _ckey, _syms, _tkey
 from featurestore.errors import ConnectionError, PoolTimeoutError
+from featurestore.read import latest as _latest
+from featurestore.read.args import _symbols, knowledge_time
+from featurestore.read.sql import _NAT
+from featurestore.schema import validate_identifier
+from featurestore.views import read_view_async
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -158,15 +163,13 @@ class AsyncFeatureStore:
                 hit, value, since = reads.lookup(key)
                 if hit:
                     return [dict(r) for r in value] if as_dict else value
-            p = await self._plan(syms, as_of=as_of, view=view, version=version, columns=columns)
-            from featurestore.read import latest as _latest
-
-            if not p.names:
-                rows: list[tuple[Any, ...]] = []
-            elif self._gate is not None:
-                rows = await self._gate.run(p.shape, p.names, functools.partial(self._latest_many, p))
+            request = {"as_of": as_of, "view": view, "version": version, "columns": columns}
+            shape = _latest.gate_shape(as_of, view, version, columns) if self._gate is not None else None
+            if shape is not None:
+                p, rows = await self._gate.run(shape, _symbols(syms), functools.partial(self._latest_batch, request))
             else:
-                rows = (await self._latest_many(p, [p.names]))[0]
+                p = await self._plan(syms, **request)
+                rows = (await self._latest_rows(p, list(p.names))) if p.names else []
             if as_dict:
                 records = tuple(tuple(d.items()) for d in _latest.to_dicts(p, rows))
                 if reads is not None:
@@ -176,15 +179,10 @@ class AsyncFeatureStore:
             return reads.offer(key, syms, out, since) if reads is not None else out
 
     async def _plan(self, syms: Sequence[str], **request: Any) -> LatestPlan:
-        from featurestore.read import latest as _latest
-        from featurestore.read.args import knowledge_time
-        from featurestore.views import read_view_async
 
         fv: FeatureView | None = None
         if request["view"] is not None:
             name, version = request["view"], request["version"]
-            from featurestore.schema import validate_identifier
-
             if isinstance(name, str):
                 validate_identifier(name, what="view name")  # before it reaches SQL
                 async with self._connection() as conn:
@@ -198,20 +196,27 @@ class AsyncFeatureStore:
         """An asyncio connection of the pool, its errors mapped like the sync store's."""
         return _Checkout(self)
 
-    async def _latest_many(self, p: LatestPlan, requests: list[Sequence[str]]) -> list[list[tuple[Any, ...]]]:
-        from featurestore.read import latest as _latest
-        from featurestore.read.sql import _NAT
+    async def _latest_batch(
+        self, request: dict[str, Any], requests: list[Sequence[str]]
+    ) -> list[tuple[LatestPlan, list[tuple[Any, ...]]]]:
+        """Coalesced requests (same arguments, their own symbols): one view lookup, one statement."""
 
-        merged, picks = (list(requests[0]), None) if len(requests) == 1 else _latest.merge(requests)
+        merged, picks = _latest.merge(requests)
+        p = await self._plan(merged, **request)
+        rows = (await self._latest_rows(p, merged)) if merged else []
+        return [(_latest.for_request(p, names), part) for names, part in zip(requests, _latest.split_rows(rows, picks))]
+
+    async def _latest_rows(self, p: LatestPlan, names: list[str]) -> list[tuple[Any, ...]]:
+
         cut = p.cut()
-        query, params = _latest.statement(p, merged, cut)
+        query, params = _latest.statement(p, names, cut)
         async with self._connection() as conn:
             cur = await conn.execute(query, params, prepare=True)
             rows = await cur.fetchall()
         rows = rows or [(1, _NAT, *([None] * len(p.cols)))]
-        if _latest.missing(rows, merged):  # history segments: the sync reader's snapshot read
-            rows = await self._in_thread(self.store.reader._latest_fill, p, merged, rows, cut)
-        return [rows] if picks is None else _latest.split_rows(rows, picks)
+        if _latest.missing(rows, names):  # history segments: the sync reader's snapshot read
+            rows = await self._in_thread(self.store.reader._latest_fill, p, names, rows, cut)
+        return rows  # type: ignore[no-any-return]
 
     async def get_bars(self, symbols: str | Sequence[str], start: Any = None, end: Any = None, **options: Any) -> Any:
         """:meth:`FeatureStore.get_bars` in the store's thread pool (ADBC has no asyncio driver)."""

@@ -235,22 +235,27 @@ class Reader:
         Concurrent calls of one shape from several threads share one statement (coalescing).
         """
         self._check_open()
-        p = _latest.plan(symbols, self._view, as_of=as_of, view=view, version=version, columns=columns,
-                         as_known_at=as_known_at)
-        if not p.names:
-            rows: list[tuple[Any, ...]] = []
-        elif self._gate is not None and p.known is None and getattr(self._local, "snap", None) is None:
-            rows = self._gate.run(p.shape, p.names, lambda requests: self._latest_many(p, requests))
+        request = {"as_of": as_of, "view": view, "version": version, "columns": columns}
+        shape = None
+        if self._gate is not None and as_known_at is None and getattr(self._local, "snap", None) is None:
+            shape = _latest.gate_shape(as_of, view, version, columns)
+        if shape is not None:
+            names = _symbols(symbols)
+            p, rows = self._gate.run(shape, names, lambda requests: self._latest_batch(requests, request))  # type: ignore[union-attr]
         else:
-            rows = self._latest_rows(p, p.names)
+            p = _latest.plan(symbols, self._view, as_known_at=as_known_at, **request)
+            rows = self._latest_rows(p, p.names) if p.names else []
         return _latest.to_dicts(p, rows) if as_dict else _latest.to_frame(p, rows, as_arrow=as_arrow)
 
-    def _latest_many(self, p: _latest.LatestPlan, requests: list[Sequence[str]]) -> list[list[tuple[Any, ...]]]:
-        """Several latest requests of one shape in one statement; each request's rows."""
-        if len(requests) == 1:
-            return [self._latest_rows(p, requests[0])]
+    def _latest_batch(
+        self, requests: list[Sequence[str]], request: dict[str, Any]
+    ) -> list[tuple[_latest.LatestPlan, list[tuple[Any, ...]]]]:
+        """Latest requests with the same arguments but their symbols: one view lookup, one
+        statement; each request's plan and rows."""
         merged, picks = _latest.merge(requests)
-        return _latest.split_rows(self._latest_rows(p, merged), picks)
+        p = _latest.plan(merged, self._view, **request)
+        rows = self._latest_rows(p, merged) if merged else []
+        return [(_latest.for_request(p, names), part) for names, part in zip(requests, _latest.split_rows(rows, picks))]
 
     def _latest_rows(self, p: _latest.LatestPlan, names: Sequence[str]) -> list[tuple[Any, ...]]:
         """The latest rows of ``names`` (one per name, in order) for plan ``p``."""

@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["Gate", "AsyncGate"]
 
-Rows = list[tuple[Any, ...]]
+Rows = Any  # what a request gets back (rows, or a plan and rows)
 
 
 class _Batch:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from featurestore.schema import BAR_COLUMNS
 if TYPE_CHECKING:
     from featurestore.views import FeatureView
 
-__all__ = ["LatestPlan", "plan", "statement", "split_rows", "merge", "to_frame", "to_dicts"]
+__all__ = ["LatestPlan", "plan", "gate_shape", "for_request", "statement", "split_rows", "merge", "to_frame", "to_dicts"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,28 @@ def plan(
     cols = cols if cols is not None else available
     bar_cols, feat_cols = _split(cols) if fv is not None else (cols, [])
     return LatestPlan(tuple(names), cut, known, table, fv, tuple(cols), tuple(bar_cols), tuple(feat_cols))
+
+
+def gate_shape(as_of: Any, view: Any, version: Any, columns: Any) -> Hashable | None:
+    """The key under which latest requests with these arguments (and no knowledge time) may be
+    merged before they are planned — one view lookup and one statement for all of them — or
+    None when an argument is of a kind planning will refuse (the request then runs alone and
+    gets that error itself)."""
+    if view is not None and not isinstance(view, str):
+        return None
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        return None
+    if columns is not None and not isinstance(columns, str):
+        if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
+            return None
+        columns = tuple(columns)
+    cut = None if as_of is None else _bound(as_of, "as_of", ceil=False)
+    return ("latest", view, version, columns, cut)
+
+
+def for_request(p: LatestPlan, names: Sequence[str]) -> LatestPlan:
+    """``p`` (planned for merged requests) as the plan of one request for ``names``."""
+    return replace(p, names=tuple(names))
 
 
 def statement(p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: bool | None = None) -> tuple[str, dict[str, Any]]:
