@@ -146,40 +146,47 @@ class AsyncFeatureStore:
         as_dict: bool = False,
     ) -> pd.DataFrame | pa.Table | list[dict[str, Any]]:
         """:meth:`FeatureStore.get_latest`, on asyncio connections and coalesced across tasks."""
+        if not self.limits.active:
+            return await self._get_latest(symbols, as_of, view, version, columns, as_arrow, downcast, as_known_at, as_dict)
         async with self.limits.aslot():
-            reads = self.store._reads
-            if (self._pool is None or as_known_at is not None or downcast
-                    or (reads is not None and reads.consistency == "strict")):
-                return await self._in_thread(self.store.get_latest, symbols, as_of=as_of, view=view, version=version,
-                                             columns=columns, as_arrow=as_arrow, downcast=downcast,
-                                             as_known_at=as_known_at, as_dict=as_dict)
-            syms = _syms(symbols)
-            if as_dict:
-                key: tuple[Any, ...] = ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), None)
-            else:
-                key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, False, None)
-            since = 0
-            if reads is not None:
-                hit, value, since = reads.lookup(key)
-                if hit:
-                    return [dict(r) for r in value] if as_dict else value
-            request = {"as_of": as_of, "view": view, "version": version, "columns": columns}
-            shape = _latest.gate_shape(as_of, view, version, columns) if self._gate is not None else None
-            if shape is not None:
-                p, rows = await self._gate.run(shape, _symbols(syms), functools.partial(self._latest_batch, request))
-            else:
-                p = await self._plan(syms, **request)
-                rows = (await self._latest_rows(p, list(p.names))) if p.names else []
-            if as_dict:
-                records = tuple(tuple(d.items()) for d in _latest.to_dicts(p, rows))
-                if reads is not None:
-                    records = reads.offer(key, syms, records, since)
-                return [dict(r) for r in records]
-            out = _latest.to_frame(p, rows, as_arrow=as_arrow)
-            return reads.offer(key, syms, out, since) if reads is not None else out
+            return await self._get_latest(symbols, as_of, view, version, columns, as_arrow, downcast, as_known_at, as_dict)
+
+    async def _get_latest(
+        self, symbols: Any, as_of: Any, view: Any, version: Any, columns: Any, as_arrow: bool, downcast: bool,
+        as_known_at: Any, as_dict: bool,
+    ) -> Any:
+        reads = self.store._reads
+        if (self._pool is None or as_known_at is not None or downcast
+                or (reads is not None and reads.consistency == "strict")):
+            return await self._in_thread(self.store.get_latest, symbols, as_of=as_of, view=view, version=version,
+                                         columns=columns, as_arrow=as_arrow, downcast=downcast,
+                                         as_known_at=as_known_at, as_dict=as_dict)
+        syms = _syms(symbols)
+        if as_dict:
+            key: tuple[Any, ...] = ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), None)
+        else:
+            key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, False, None)
+        since = 0
+        if reads is not None:
+            hit, value, since = reads.lookup(key)
+            if hit:
+                return [dict(r) for r in value] if as_dict else value
+        request = {"as_of": as_of, "view": view, "version": version, "columns": columns}
+        shape = _latest.gate_shape(as_of, view, version, columns) if self._gate is not None else None
+        if shape is not None:
+            p, rows = await self._gate.run(shape, _symbols(syms), functools.partial(self._latest_batch, request))
+        else:
+            p = await self._plan(syms, **request)
+            rows = (await self._latest_rows(p, list(p.names))) if p.names else []
+        if as_dict:
+            if reads is None:
+                return _latest.to_dicts(p, rows)
+            records = reads.offer(key, syms, tuple(tuple(d.items()) for d in _latest.to_dicts(p, rows)), since)
+            return [dict(r) for r in records]
+        out = _latest.to_frame(p, rows, as_arrow=as_arrow)
+        return reads.offer(key, syms, out, since) if reads is not None else out
 
     async def _plan(self, syms: Sequence[str], **request: Any) -> LatestPlan:
-
         fv: FeatureView | None = None
         if request["view"] is not None:
             name, version = request["view"], request["version"]

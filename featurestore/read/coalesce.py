@@ -97,20 +97,21 @@ class Gate:
         batch.go.set()
 
 
-class _TaskBatch(_Batch):
+class _TaskBatch:
     def __init__(self, execute: Callable[[list[Sequence[str]]], Awaitable[list[Rows]]]) -> None:
-        super().__init__()
         self.execute = execute
-        self.done = asyncio.get_running_loop().create_future()
+        self.requests: list[Sequence[str]] = []
+        self.waiters: list[asyncio.Future[Rows]] = []
 
 
 class AsyncGate:
     """Coalescing for asyncio tasks of one event loop (no locks: the loop runs one task at a time).
 
-    A waiting batch runs in a task of its own, started when the statement before it returns, so
-    cancelling a waiting request only gives up its place, and cancelling the request whose
-    statement is in flight cancels that statement alone (its connection goes back clean: the
-    pool resets or discards it)."""
+    A waiting batch runs in a task of its own, started when the statement before it returns,
+    and hands each request its rows through the request's own future: cancelling a waiting
+    request gives up its place (its symbols leave the statement if it has not started), and
+    cancelling the request whose statement is in flight cancels that statement alone (its
+    connection goes back clean: the pool resets or discards it)."""
 
     def __init__(self) -> None:
         self._busy: set[Hashable] = set()
@@ -133,18 +134,10 @@ class AsyncGate:
         batch = self._pending.get(shape)
         if batch is None:
             batch = self._pending[shape] = _TaskBatch(execute)
-        index = len(batch.requests)
+        waiter: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
         batch.requests.append(names)
-        try:
-            await asyncio.shield(batch.done)
-        except asyncio.CancelledError:
-            if not batch.done.done():
-                batch.requests[index] = ()  # gives up its place; the batch runs for the others
-            raise
-        if batch.error is not None:
-            raise batch.error
-        assert batch.results is not None
-        return batch.results[index]
+        batch.waiters.append(waiter)
+        return await waiter
 
     def _hand_over(self, shape: Hashable) -> None:
         """The statement of ``shape`` returned: start the waiting batch, or mark the shape idle."""
@@ -158,19 +151,18 @@ class AsyncGate:
 
     async def _run_batch(self, shape: Hashable, batch: _TaskBatch) -> None:
         try:
-            live = [k for k, names in enumerate(batch.requests) if names]
-            results: list[Rows] = [[] for _ in batch.requests]
+            live = [k for k, w in enumerate(batch.waiters) if not w.done()]  # cancelled ones drop out
             if live:
                 self.statements += 1
                 got = await batch.execute([batch.requests[k] for k in live])
                 for k, rows in zip(live, got):
-                    results[k] = rows
-            batch.results = results
+                    if not batch.waiters[k].done():
+                        batch.waiters[k].set_result(rows)
         except BaseException as exc:
-            batch.error = exc
+            for w in batch.waiters:
+                if not w.done():
+                    w.set_exception(exc)
         finally:
-            if not batch.done.done():
-                batch.done.set_result(None)
             self._hand_over(shape)
 
     async def aclose(self) -> None:

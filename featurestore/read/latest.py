@@ -9,8 +9,9 @@ into one ``latest_sql`` statement and each request takes its own rows back.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -109,7 +110,10 @@ def gate_shape(as_of: Any, view: Any, version: Any, columns: Any) -> Hashable | 
 
 def for_request(p: LatestPlan, names: Sequence[str]) -> LatestPlan:
     """``p`` (planned for merged requests) as the plan of one request for ``names``."""
-    return replace(p, names=tuple(names))
+    q = object.__new__(LatestPlan)
+    q.__dict__.update(p.__dict__)  # frozen dataclass: fill the fresh instance directly
+    q.__dict__["names"] = tuple(names)
+    return q
 
 
 def statement(p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: bool | None = None) -> tuple[str, dict[str, Any]]:
@@ -177,14 +181,26 @@ def to_frame(p: LatestPlan, rows: list[tuple[Any, ...]], *, as_arrow: bool) -> p
 
 def to_dicts(p: LatestPlan, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """The result as plain records, no pandas: ``{"symbol", "ts", <columns>}`` per requested
-    symbol (``ts`` a tz-aware datetime or None, values floats, NaN where there is none)."""
-    ts, block = _block(p, rows)  # a float32 column's values are float4 already: exact as floats
-    epoch = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+    symbol (``ts`` a tz-aware datetime or None, values floats, NaN where there is none). Built
+    from the rows directly (no numpy for a handful of rows: this is the one-symbol hot path)."""
+    order = _order(p.bar_cols, p.feat_cols, p.cols)
+    nan = float("nan")
     out = []
-    cols = p.cols
-    for i, name in enumerate(p.names):
-        t = int(ts[i])
-        rec: dict[str, Any] = {"symbol": name, "ts": None if t == _NAT else epoch + dt.timedelta(microseconds=t)}
-        rec.update(zip(cols, block[i].tolist()))
+    for name, r in zip(p.names, rows):
+        t = r[1]
+        rec: dict[str, Any] = {"symbol": name, "ts": None if t == _NAT else _EPOCH + dt.timedelta(microseconds=t)}
+        for c, j in order:
+            v = r[j]
+            rec[c] = nan if v is None else float(v)
         out.append(rec)
     return out
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+@functools.lru_cache(maxsize=256)
+def _order(bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], cols: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """(column, its position in a row) in the requested order (rows hold bars first, from 2)."""
+    selected = [*bar_cols, *feat_cols]
+    return tuple((c, 2 + selected.index(c)) for c in cols)
