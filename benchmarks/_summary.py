@@ -27,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
-ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "scale_load", "segments", "cache", "cache-store", "pool", "serialization",
+ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "scale_load", "segments", "serving", "cache", "cache-store", "pool", "serialization",
          "concurrency", "demo", "soak"]
 
 
@@ -200,6 +200,34 @@ def _segment_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, 
     return rows
 
 
+def _serving_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """The README rows of benchmarks/serving.py, when its results exist."""
+    if "serving" not in f.d:
+        return []
+    one = f.table("serving", "one requester")
+    conc = f.table("serving", "concurrent requesters")
+    top = conc["rows"][-1][0] if conc else "n/a"  # type: ignore[index]
+
+    def p50(call: str) -> str:
+        return f.cell("serving", "one requester", call, 1)
+
+    def tput(variant: str) -> str:
+        return next((r[2] for r in (conc or {}).get("rows", []) if r[0] == top and r[1].startswith(variant)), "n/a")  # type: ignore[attr-defined]
+
+    del one
+    return [
+        (f"serving: one-symbol latest, uncached {link['serving']}",
+         f"`get_latest` {p50('get_latest, pandas')} µs (pandas), {p50('get_latest, as_dict')} µs (`as_dict`); "
+         f"`AsyncFeatureStore` {p50('AsyncFeatureStore')} µs",
+         f"a held prepared psycopg query {p50('held prepared')} µs (p50)",
+         _listed(f.checks("serving", "one-symbol"), lambda w: w.split("p50, ")[-1].split(" /")[0]), "<= 2x"),
+        (f"serving: {top} concurrent requesters {link['serving']}",
+         f"`AsyncFeatureStore`, coalesced: {tput('(c)')} answers/s; `FeatureStore` threads {tput('(b)')}",
+         f"one statement per call on an asyncio pool: {tput('(a)')} answers/s",
+         _listed(f.checks("serving", "at "), lambda w: w.split(" requesters")[0]), ">= 5x; p99 <= 5 ms"),
+    ]
+
+
 def readme_rows(results_dir: Path = HERE / "results") -> str:
     """The README's benchmark table, every figure read from the results files (paste it there)."""
     f = _Files(results_dir)
@@ -293,6 +321,7 @@ def readme_rows(results_dir: Path = HERE / "results") -> str:
          "<= 1x"),
         *_scale_rows(f, link),
         *_segment_rows(f, link),
+        *_serving_rows(f, link),
         (f"cached `get_latest`, 1 symbol {link.get('cache', '')}", f"hit p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 2)} µs",
          f"uncached p50 {f.cell('cache', 'cache hits', 'get_latest(1 symbol)', 1)} µs", f.cell("cache", "cache hits", "get_latest(1 symbol)", 4), "< 20 µs"),
         (f"cache miss, `get_latest` 1 symbol {link.get('cache', '')}", "default cache, every call a new key", "`cache=None`",
