@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from featurestore.client.replicas import Replicas
     from featurestore.consistency import CachedReads
     from featurestore.history import BarHistory, CompactResult
     from featurestore.indicators import IndicatorSpec
@@ -134,6 +135,8 @@ class FeatureStore:
         max_concurrency: int | None = None,
         rate_limit: float | None = None,
         timeout: float | None = None,
+        read_replicas: Sequence[str | URL] | None = None,
+        replica_wait: float = 0.1,
     ) -> None:
         from featurestore.client.limits import Limits
         from featurestore.consistency import CONSISTENCY_MODES
@@ -172,6 +175,7 @@ class FeatureStore:
         self._reader_lock = threading.Lock()
         self._coalesce = bool(coalesce)
         self.limits = limits
+        self._replicas: Replicas | None = None
         self._stamp_seen: Any = None  # newest knowledge stamp seen (see _settled)
         try:
             if auto_migrate is None:
@@ -192,6 +196,8 @@ class FeatureStore:
                     generation=self._generation,
                     listen_url=libpq_url(db_url) if consistency == "notify" else None,
                 )
+            if read_replicas:
+                self._replicas = self._open_replicas(read_replicas, replica_wait)
         except sa.exc.DBAPIError as exc:
             self.db.close()
             from featurestore.pool import is_disconnect
@@ -233,6 +239,8 @@ class FeatureStore:
             self._reads.close()
         if self._reader is not None:
             self._reader.close()
+        if self._replicas is not None:
+            self._replicas.close()
         self.db.close()
 
     def __enter__(self) -> FeatureStore:
@@ -345,6 +353,7 @@ class FeatureStore:
             "cache": self.cache_stats(),
             "server": self.db.run(server, idempotent=True),
             "last_load": self.last_load.as_dict() if self.last_load else None,
+            "replicas": self._replicas.stats() if self._replicas is not None else None,
         }
 
     def cache_stats(self) -> dict[str, Any] | None:
@@ -563,6 +572,30 @@ class FeatureStore:
                     self._reader = Reader(self.db, coalesce=self._coalesce)
                 reader = self._reader
         return reader
+
+    def _open_replicas(self, urls: Sequence[str | URL], wait: float) -> Replicas:
+        from featurestore.client.replicas import Replica, Replicas
+        from featurestore.config import normalize_url
+        from featurestore.read import Reader
+
+        if not (isinstance(wait, (int, float)) and wait >= 0):
+            raise ConfigError(f"replica_wait must be a number of seconds >= 0, got {wait!r}")
+        if isinstance(urls, (str, URL)):
+            urls = [urls]
+        out = []
+        for u in urls:
+            url = normalize_url(u)
+            db = Database(url, pool_size=self.settings.pool_size, max_overflow=self.settings.max_overflow,
+                          pool_timeout=self.settings.pool_timeout, pool_recycle=self.settings.pool_recycle)
+            out.append(Replica(mask_url(url), db, Reader(db, coalesce=self._coalesce)))
+        return Replicas(out, self.db, wait=wait)
+
+    def _route(self, fn: Callable[[Reader], Any]) -> Any:
+        """``fn(reader)`` on a read replica when one is configured and has this store's writes
+        (featurestore.client.replicas), else on the primary's reader."""
+        if self._replicas is None:
+            return fn(self.reader)
+        return self._replicas.run(fn, self.reader)
 
     def _read(self, key: tuple[Any, ...], symbols: Iterable[str], compute: Any, as_known_at: Any = None) -> Any:
         return _read_api.read(self, key, symbols, compute, as_known_at)

@@ -5,7 +5,8 @@ Latest rows — the online path — run on asyncio psycopg connections from a
 ``max_overflow`` connections, ``pool_timeout``), coalesced: concurrent requests of one shape
 share one statement (:class:`featurestore.read.coalesce.AsyncGate`). Everything else (range
 reads, training frames, ingest and load, knowledge-time reads, strict-consistency cache checks)
-runs the sync store's own code in a bounded thread pool, off the event loop. Both paths share
+runs the sync store's own code in a bounded thread pool, off the event loop (so do latest
+reads of a store with ``read_replicas``: the sync store routes them). Both paths share
 the sync store's result cache and consistency mode, so a write through either invalidates
 both. Why psycopg's pool and not SQLAlchemy's asyncio engine: SQLAlchemy's needs greenlet
 (not installed here, one more compiled dependency) and adds a layer per checkout on the path
@@ -156,7 +157,7 @@ class AsyncFeatureStore:
         as_known_at: Any, as_dict: bool,
     ) -> Any:
         reads = self.store._reads
-        if (self._pool is None or as_known_at is not None or downcast
+        if (self._pool is None or as_known_at is not None or downcast or self.store._replicas is not None
                 or (reads is not None and reads.consistency == "strict")):
             return await self._in_thread(self.store.get_latest, symbols, as_of=as_of, view=view, version=version,
                                          columns=columns, as_arrow=as_arrow, downcast=downcast,

@@ -70,9 +70,9 @@ def get_bars(store: FeatureStore,
     return store._read(
         key,
         syms,
-        _maybe_downcast(downcast, lambda: store.reader.get_bars(
+        _maybe_downcast(downcast, lambda: store._route(lambda r: r.get_bars(
             list(syms), start, end, columns=columns, as_arrow=as_arrow, as_known_at=as_known_at
-        )),
+        ))),
         as_known_at,
     )
 
@@ -97,10 +97,10 @@ def get_features(store: FeatureStore,
     return store._read(
         key,
         syms,
-        _maybe_downcast(downcast, lambda: store.reader.get_features(
+        _maybe_downcast(downcast, lambda: store._route(lambda r: r.get_features(
             list(syms), start, end, view=view, version=version, columns=columns,
             include_bars=include_bars, as_arrow=as_arrow, as_known_at=as_known_at,
-        )),
+        ))),
         as_known_at,
     )
 
@@ -122,19 +122,19 @@ def get_latest(store: FeatureStore,
     if as_dict:
         # cached as tuples of pairs (immutable); each caller gets new dicts
         dkey: tuple[Any, ...] = ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), _tkey(as_known_at))
-        records = store._read(dkey, syms, lambda: tuple(tuple(d.items()) for d in store.reader.get_latest(
+        records = store._read(dkey, syms, lambda: tuple(tuple(d.items()) for d in store._route(lambda r: r.get_latest(
             list(syms), as_of=as_of, view=view, version=version, columns=columns, as_known_at=as_known_at,
             as_dict=True,
-        )), as_known_at)
+        ))), as_known_at)
         return [dict(r) for r in records]
     key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, downcast, _tkey(as_known_at))
     return store._read(
         key,
         syms,
-        _maybe_downcast(downcast, lambda: store.reader.get_latest(
+        _maybe_downcast(downcast, lambda: store._route(lambda r: r.get_latest(
             list(syms), as_of=as_of, view=view, version=version, columns=columns, as_arrow=as_arrow,
             as_known_at=as_known_at,
-        )),
+        ))),
         as_known_at,
     )
 
@@ -175,11 +175,11 @@ def get_training_frame(store: FeatureStore,
     return store._read(
         key,
         syms,
-        _maybe_downcast(downcast, lambda: store.reader.get_training_frame(
+        _maybe_downcast(downcast, lambda: store._route(lambda r: r.get_training_frame(
             events, view=view, version=version, columns=columns, tolerance=tolerance,
             event_time_col=event_time_col, symbol_col=symbol_col, include_bars=include_bars,
             as_known_at=as_known_at, known_at_col=known_at_col, strategy=strategy,
-        )),
+        ))),
         settles_at,
     )
 

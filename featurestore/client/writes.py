@@ -201,6 +201,12 @@ def after_commit(store: FeatureStore, result: LoadResult, started: float, bar: A
 
 def invalidate_committed(store: FeatureStore, symbols: Sequence[str] | None, what: str) -> None:
     """The body of :meth:`FeatureStore._invalidate_committed`."""
+    if store._replicas is not None:
+        try:  # read-your-writes: replicas must replay up to here before they serve this store
+            store._replicas.note_commit()
+        except Exception:
+            _log.warning("reading the WAL position after %s failed; reads go to the primary", what, exc_info=True)
+            store._replicas.note_unknown()
     try:
         store._invalidate(symbols)
         return
