@@ -6,6 +6,10 @@ Issue 15's side-by-side measurement, on the embedded server, cache off everywher
   ``get_latest(as_dict=True)``, against the ceiling a user could write by hand: a held psycopg
   connection running a prepared ``SELECT ... WHERE entity_id = $1 ORDER BY ts DESC LIMIT 1``
   (p50 of 2,000 calls each);
+- a streaming replica made here (``tests/replica.py``: ``pg_basebackup`` of the embedded server):
+  200 threads of the sync store, reads on the primary only vs primary + replica (on one machine
+  of 2 shared cores a replica adds a second server competing for the same cores: it shows the
+  routing's cost, not the scaling a second machine would give);
 - 1, 10, 100 and 1,000 closed-loop requesters, each asking the latest row of a random symbol among
   2,000 (the seven-indicator view's row and the bar), for a fixed time each: (a) naive: asyncio
   tasks, one statement per call on a psycopg asyncio pool of the store's size; (b) the sync store,
@@ -216,6 +220,26 @@ def main() -> None:
         p99 = pct(out[top]["(c) AsyncFeatureStore, coalesced"], 99) * 1e3
         res.check(f"p99 at {top:,} requesters, (c)", p99, "<= 5 ms", p99 <= 5.0, unit=" ms",
                   note="a closed loop's latency is requesters / throughput (Little's law)")
+        # -- a read replica ----------------------------------------------------------------------
+        from replica import Standby
+
+        n_rep = 100 if args.quick else 200
+        sb = Standby.of(url)
+        try:
+            with store.db.engine.connect() as sa_conn:
+                lsn = sa_conn.exec_driver_sql("SELECT pg_current_wal_lsn()").scalar()
+            sb.wait_for(str(lsn))
+            rep_rows = []
+            for name, kw in (("primary only", {}), ("primary + 1 replica", {"read_replicas": [sb.url]})):
+                with fs.FeatureStore(store.db.url, cache=None, pool_size=8, max_overflow=8, **kw) as rs:
+                    lat = sync_level(rs, symbols, n_rep, seconds)
+                    served = rs.stats()["replicas"]
+                rep_rows.append([name, f"{len(lat) / seconds:,.0f}", f"{pct(lat, 50) * 1e3:.2f}", f"{pct(lat, 99) * 1e3:.2f}",
+                                 "-" if served is None else f"{served['replicas'][0]['reads']:,} / {served['primary_reads']:,}"])
+            res.table(f"{n_rep} threads of FeatureStore.get_latest (bar + view), with and without a streaming replica "
+                      "on the same machine", ["reads go to", "answers/s", "p50 ms", "p99 ms", "replica / primary reads"], rep_rows)
+        finally:
+            sb.close()
         res.record("single", {k: v for k, v in t1.items()})
         res.record("throughput", tput)
         res.checks_table()
