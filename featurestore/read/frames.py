@@ -56,7 +56,7 @@ def _frame(
     else:
         ts_codes, uniq = pd.factorize(ts)
     index = pd.MultiIndex(
-        levels=[pd.Index(list(symbol_level)), pd.DatetimeIndex(uniq, dtype=_TS_DTYPE)],
+        levels=[_symbol_index(symbol_level), pd.DatetimeIndex(uniq, dtype=_TS_DTYPE)],
         codes=[codes, ts_codes],
         names=["symbol", "ts"],
         verify_integrity=False,  # levels are unique by construction and codes are in range
@@ -64,6 +64,20 @@ def _frame(
     if block is not None:
         return pd.DataFrame(block, index=index, columns=_column_index(tuple(names)), copy=False)
     return pd.DataFrame({k: _writable(v) for k, v in columns.items()}, index=index, copy=False)
+
+
+def _symbol_index(symbols: Sequence[str]) -> pd.Index:
+    """The symbol level: a copy of a cached Index for the few symbols of a point read (building
+    an Arrow-backed string Index wakes pyarrow's thread pool, which on two cores competes with
+    the database for the CPU: most of a one-symbol read's time), a new one otherwise."""
+    if len(symbols) <= 8:
+        return _small_symbol_index(tuple(symbols)).copy()
+    return pd.Index(list(symbols))
+
+
+@functools.lru_cache(maxsize=4096)
+def _small_symbol_index(symbols: tuple[str, ...]) -> pd.Index:
+    return pd.Index(list(symbols))
 
 
 @functools.lru_cache(maxsize=256)
