@@ -14,7 +14,9 @@ Issue 15's side-by-side measurement, on the embedded server, cache off everywher
   2,000 (the seven-indicator view's row and the bar), for a fixed time each: (a) naive: asyncio
   tasks, one statement per call on a psycopg asyncio pool of the store's size; (b) the sync store,
   one thread per requester (coalescing on); (c) ``AsyncFeatureStore`` (coalescing on,
-  ``as_dict=True``). Throughput and p50/p99 latency per level.
+  ``as_dict=True``); (d) the peer: Feast 0.67's online store (``get_online_features``; SQLite,
+  its local default; its own virtual environment, benchmarks/_feast.py) holding the same latest
+  rows, one thread per requester. Throughput and p50/p99 latency per level.
 
 Little's law bounds what a closed loop can show: with N requesters, latency = N / throughput, so
 a p99 of 5 ms at 1,000 requesters needs at least 200,000 answers/s.
@@ -145,6 +147,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="200 symbols, 1 s per level, 1/10/100 requesters")
     ap.add_argument("--seconds", type=float)
+    ap.add_argument("--no-feast", action="store_true", help="skip the Feast peer (its venv is made on first use)")
     ap.add_argument("--markdown", action="store_true", help="(output is always Markdown)")
     sys.path.insert(0, str(HERE))
     from _results import Results, add_arguments
@@ -212,6 +215,25 @@ def main() -> None:
             for k, lat in variants.items():
                 tput[n][k] = len(lat) / seconds
                 lines.append([f"{n:,}", k, f"{len(lat) / seconds:,.0f}", f"{pct(lat, 50) * 1e3:.2f}", f"{pct(lat, 99) * 1e3:.2f}"])
+        # -- the peer: Feast's online store on the same latest rows -----------------------------
+        if not args.no_feast:
+            from _feast import Feast, feast_python
+
+            latest = store.get_latest(symbols, view="seed").reset_index()
+            feats = [c for c in latest.columns if c not in ("symbol", "ts")]
+            latest.to_parquet(work / "latest.parquet")
+            peer = Feast(feast_python(None), work / "feast")
+            try:
+                res.setting("feast", peer.info + "; SQLite online store (Feast's local default), one FeatureStore shared by the threads")
+                peer("setup", parquet=str(work / "latest.parquet"), features=feats)
+                for n in levels:
+                    a = peer("serve", symbols=symbols, requesters=n, seconds=seconds)
+                    tput[n]["(d) Feast get_online_features, threads"] = a["answers_per_s"]
+                    lines.append([f"{n:,}", "(d) Feast get_online_features, threads", f"{a['answers_per_s']:,.0f}",
+                                  f"{a['p50_ms']:.2f}", f"{a['p99_ms']:.2f}"])
+            finally:
+                peer.close()
+            lines.sort(key=lambda r: int(r[0].replace(",", "")))
         res.table("Concurrent requesters, latest row of a random symbol (bar + view)",
                   ["requesters", "variant", "answers/s", "p50 ms", "p99 ms"], lines)
         top = levels[-1]

@@ -442,12 +442,13 @@ def compress_store(
 def segments_sql(layout: Layout, columns: Sequence[str]) -> str:
     """The segments of entities ``%(ids)s`` overlapping ``%(start)s``..``%(end)s`` (bulk-read text:
     the reader renders the parameters), columns as :func:`decode` takes them."""
-    cols = "".join(", " + sql.Identifier(c).as_string(None) for c in columns)
-    return (
-        f"SELECT entity_id, n, ts, load_id{cols}, nulls FROM {sql.Identifier(layout.segments).as_string(None)} "
+    return sql.SQL(
+        "SELECT entity_id, n, ts, load_id{cols}, nulls FROM {s} "
         "WHERE entity_id = ANY(%(ids)s::int4[]) AND ts_last >= %(start)s::timestamptz "
         "AND ts_first <= %(end)s::timestamptz ORDER BY entity_id, ts_first"
-    )
+    ).format(
+        cols=sql.SQL("").join(sql.SQL(", {}").format(ident(c)) for c in columns), s=ident(layout.segments)
+    ).as_string(None)
 
 
 def _arrow_values(column: Any, kind: str) -> np.ndarray:

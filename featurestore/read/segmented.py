@@ -37,12 +37,11 @@ def layout_of(table: str, feature_columns: Sequence[str] = (), float32: bool = F
 def marked(query: str, n_columns: int) -> str:
     """``query`` plus one all-NULL row at its end when the entities ``%(ids)s`` hold segments that
     overlap ``%(start)s``..``%(end)s`` (checked in the same statement, so in the same snapshot)."""
-    nulls = ", ".join(["NULL"] * n_columns)
-    return (
-        f"({query}) UNION ALL (SELECT {nulls} WHERE EXISTS (SELECT 1 FROM bars_segments s "
+    return sql.SQL(
+        "({query}) UNION ALL (SELECT {nulls} WHERE EXISTS (SELECT 1 FROM bars_segments s "
         "WHERE s.entity_id = ANY(%(ids)s::int4[]) AND s.ts_last >= %(start)s::timestamptz "
         "AND s.ts_first <= %(end)s::timestamptz))"
-    )
+    ).format(query=sql.SQL(query), nulls=sql.SQL(", ").join([sql.NULL] * n_columns)).as_string(None)
 
 
 def is_marked(table: pa.Table) -> bool:
@@ -144,13 +143,12 @@ def shadowed(
     schema = _bulk.run(conn, "SELECT current_schema() AS s").column("s")[0].as_py()
     rng = {"ids": np.asarray(ids, dtype=np.int32), "start": dt.datetime(1, 1, 1, tzinfo=dt.UTC), "end": upper}
     for layout in layouts:
-        real = sql.Identifier(schema, layout.table).as_string(None)
-        temp = sql.Identifier("pg_temp", layout.table).as_string(None)
-        name = sql.Identifier(layout.table).as_string(None)
-        _bulk.run_statement(conn, f"CREATE TEMP TABLE {name} (LIKE {real}) ON COMMIT DROP")
-        _bulk.run_statement(conn, render(
-            f"INSERT INTO {temp} SELECT * FROM {real} WHERE entity_id = ANY(%(ids)s::int4[]) "
-            "AND ts <= %(end)s::timestamptz", rng))
+        real, temp = sql.Identifier(schema, layout.table), sql.Identifier("pg_temp", layout.table)
+        _bulk.run_statement(conn, sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
+            sql.Identifier(layout.table), real).as_string(None))
+        _bulk.run_statement(conn, render(sql.SQL(
+            "INSERT INTO {} SELECT * FROM {} WHERE entity_id = ANY(%(ids)s::int4[]) AND ts <= %(end)s::timestamptz"
+        ).format(temp, real).as_string(None), rng))
         d = _segment_rows(conn, layout, layout.columns, rng)
         if len(d):
             cols = {"entity_id": pa.array(d.entity_id, pa.int32()), "load_id": pa.array(d.load_id, pa.int32()),
@@ -159,11 +157,11 @@ def shadowed(
                 cols[c] = pa.array(d.values[c], mask=d.nulls.get(c))
             with conn.cursor() as cur:
                 cur.adbc_ingest(layout.table, pa.table(cols), mode="append", temporary=True)
-        _bulk.run_statement(conn, f"CREATE INDEX ON {temp} (entity_id, ts)")
-        _bulk.run_statement(conn, f"ANALYZE {temp}")
+        _bulk.run_statement(conn, sql.SQL("CREATE INDEX ON {} (entity_id, ts)").format(temp).as_string(None))
+        _bulk.run_statement(conn, sql.SQL("ANALYZE {}").format(temp).as_string(None))
     out = _bulk.run(conn, render(query, params))
     for layout in layouts:  # now, not at commit: a snapshot's transaction runs several reads
-        _bulk.run_statement(conn, "DROP TABLE " + sql.Identifier("pg_temp", layout.table).as_string(None))
+        _bulk.run_statement(conn, sql.SQL("DROP TABLE {}").format(sql.Identifier("pg_temp", layout.table)).as_string(None))
     return out
 
 
