@@ -223,7 +223,7 @@ def _serving_rows(f: _Files, link: dict[str, str]) -> list[tuple[str, str, str, 
          _listed(f.checks("serving", "one-symbol"), lambda w: w.split("p50, ")[-1].split(" /")[0]), "<= 2x"),
         (f"serving: {top} concurrent requesters {link['serving']}",
          f"`AsyncFeatureStore`, coalesced: {tput('(c)')} answers/s; `FeatureStore` threads {tput('(b)')}",
-         f"one statement per call on an asyncio pool: {tput('(a)')} answers/s",
+         f"one statement per call on an asyncio pool: {tput('(a)')} answers/s; Feast's online store {tput('(d)')}",
          _listed(f.checks("serving", "at "), lambda w: w.split(" requesters")[0]), ">= 5x; p99 <= 5 ms"),
     ]
 

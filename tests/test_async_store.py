@@ -18,6 +18,8 @@ import pandas as pd
 import psycopg
 import pytest
 from helpers import make_bars
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import URL
 
 from featurestore import AsyncFeatureStore, FeatureStore, PoolTimeoutError, RateLimitedError
@@ -252,3 +254,41 @@ def test_closed_store_says_so(db_url: URL) -> None:
         await fs.aclose()  # idempotent
 
     run(main())
+
+
+_request = st.tuples(
+    st.lists(st.sampled_from(SYMBOLS[:12] + ["NOPE"]), min_size=1, max_size=4),
+    st.sampled_from([None, "v", "f"]),
+    st.sampled_from([None, "2020-02-15T00:00Z"]),
+    st.booleans(),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests=st.lists(_request, min_size=2, max_size=40), cancel=st.sets(st.integers(0, 39), max_size=8))
+def test_coalesced_mixes_equal_asking_alone(oracle: FeatureStore, db_url: URL, requests: list[Any], cancel: set[int]) -> None:
+    """Hypothesis-generated concurrent mixes (symbols, views, as_of, records or frames), some
+    requests cancelled: every other request gets exactly what it gets alone; none twice."""
+    want = [oracle.get_latest(s, view=v, as_of=a, as_dict=d) for s, v, a, d in requests]
+
+    async def main() -> list[Any]:
+        async with AsyncFeatureStore(db_url, cache=None) as fs:
+            tasks = [asyncio.ensure_future(fs.get_latest(s, view=v, as_of=a, as_dict=d)) for s, v, a, d in requests]
+            await asyncio.sleep(0)
+            for k in cancel:
+                if k < len(tasks):
+                    tasks[k].cancel()
+            out: list[Any] = []
+            for t in tasks:
+                try:
+                    out.append(await t)
+                except asyncio.CancelledError:
+                    out.append(None)
+            return out
+
+    got = run(main())
+    for k, (g, w) in enumerate(zip(got, want)):
+        if g is None:
+            assert k in cancel
+        else:
+            _same(g, w)
