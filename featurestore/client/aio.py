@@ -163,12 +163,13 @@ class AsyncFeatureStore:
                                          columns=columns, as_arrow=as_arrow, downcast=downcast,
                                          as_known_at=as_known_at, as_dict=as_dict)
         syms = _syms(symbols)
-        if as_dict:
-            key: tuple[Any, ...] = ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), None)
-        else:
-            key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, False, None)
+        key: tuple[Any, ...] = ()
         since = 0
-        if reads is not None:
+        if reads is not None:  # the sync store's keys: one cache for both
+            if as_dict:
+                key = ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), None)
+            else:
+                key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, False, None)
             hit, value, since = reads.lookup(key)
             if hit:
                 return [dict(r) for r in value] if as_dict else value
