@@ -210,6 +210,9 @@ class AsyncFeatureStore:
     ) -> list[tuple[LatestPlan, list[tuple[Any, ...]]]]:
         """Coalesced requests (same arguments, their own symbols): one view lookup, one statement."""
 
+        if len(requests) == 1:  # alone: no merging to undo
+            p = await self._plan(requests[0], **request)
+            return [(p, (await self._latest_rows(p, list(p.names))) if p.names else [])]
         merged, picks = _latest.merge(requests)
         p = await self._plan(merged, **request)
         rows = (await self._latest_rows(p, merged)) if merged else []

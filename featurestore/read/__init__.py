@@ -252,6 +252,9 @@ class Reader:
     ) -> list[tuple[_latest.LatestPlan, list[tuple[Any, ...]]]]:
         """Latest requests with the same arguments but their symbols: one view lookup, one
         statement; each request's plan and rows."""
+        if len(requests) == 1:  # alone: no merging to undo
+            p = _latest.plan(requests[0], self._view, **request)
+            return [(p, self._latest_rows(p, p.names) if p.names else [])]
         merged, picks = _latest.merge(requests)
         p = _latest.plan(merged, self._view, **request)
         rows = self._latest_rows(p, merged) if merged else []

@@ -122,14 +122,25 @@ def statement(p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: boo
     sql_names = p.sql_names(names)
     known = p.known is not None
     if (len(sql_names) == 1) if one is None else one:
-        query = latest_one_sql(p.table, p.bar_cols, p.feat_cols, known=known)
+        query = _one_sql(p.table, p.bar_cols, p.feat_cols, known)
         params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
     else:
-        query = latest_sql(p.table, p.bar_cols, p.feat_cols, known=known)
+        query = _many_sql(p.table, p.bar_cols, p.feat_cols, known)
         params = {"symbols": sql_names, "as_of": cut}
     if known:
         params["known_at"] = p.known
     return query, params
+
+
+@functools.lru_cache(maxsize=512)
+def _one_sql(table: str, bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], known: bool) -> str:
+    """:func:`latest_one_sql`, built once per shape (its identifiers are validated each build)."""
+    return latest_one_sql(table, bar_cols, feat_cols, known=known)
+
+
+@functools.lru_cache(maxsize=512)
+def _many_sql(table: str, bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], known: bool) -> str:
+    return latest_sql(table, bar_cols, feat_cols, known=known)
 
 
 def missing(rows: list[tuple[Any, ...]], names: Sequence[str]) -> list[int]:
