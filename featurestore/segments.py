@@ -78,6 +78,12 @@ class Layout:
     def segments(self) -> str:
         return segment_table(self.table)
 
+    def stored(self, column: str) -> sql.Identifier:
+        """The segment table's column for ``column``: the same name for bars; for a view, the name
+        with a leading underscore, which no user column can have (names start with a letter), so
+        a view column never meets the segment table's own (``n``, ``nulls``, ``ts_first``...)."""
+        return ident(column) if self.table == "bars" else sql.Identifier("_" + column)
+
 
 def bars_layout() -> Layout:
     return Layout("bars", BAR_COLUMNS, ("float8",) * len(BAR_COLUMNS), nullable=False)
@@ -91,7 +97,7 @@ def view_layout(table: str, columns: Sequence[str], float32: bool = False) -> La
 
 def create_segment_table(conn: psycopg.Connection[Any], layout: Layout) -> None:
     """Create ``layout``'s segment table if it does not exist (view tables; bars' is a migration's)."""
-    cols = sql.SQL("").join(sql.SQL(", {} bytea NOT NULL").format(ident(c)) for c in layout.columns)
+    cols = sql.SQL("").join(sql.SQL(", {} bytea NOT NULL").format(layout.stored(c)) for c in layout.columns)
     conn.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {s} (entity_id int4 NOT NULL, ts_first timestamptz NOT NULL, "
@@ -99,10 +105,8 @@ def create_segment_table(conn: psycopg.Connection[Any], layout: Layout) -> None:
             "nulls bytea, PRIMARY KEY (entity_id, ts_first))"
         ).format(s=ident(layout.segments), cols=cols)
     )
-    for c in ("ts", "load_id", *layout.columns):
-        conn.execute(
-            sql.SQL("ALTER TABLE {s} ALTER COLUMN {c} SET STORAGE EXTERNAL").format(s=ident(layout.segments), c=ident(c))
-        )
+    for c in (ident("ts"), ident("load_id"), *(layout.stored(c) for c in layout.columns)):
+        conn.execute(sql.SQL("ALTER TABLE {s} ALTER COLUMN {c} SET STORAGE EXTERNAL").format(s=ident(layout.segments), c=c))
 
 
 def _agg(expr: sql.Composable) -> sql.Composable:
@@ -151,14 +155,14 @@ def compress(
         delete = sql.SQL("DELETE FROM {t} WHERE ts < %(before)s::timestamptz{only} RETURNING *").format(
             t=ident(layout.table), only=only
         )
-    names = sql.SQL("").join(sql.SQL(", {}").format(ident(c)) for c in layout.columns)
+    names = sql.SQL("").join(sql.SQL(", {}").format(layout.stored(c)) for c in layout.columns)
     query = sql.SQL(
         "WITH moved AS ({delete}), "
-        "blocks AS (SELECT m.*, (row_number() OVER (PARTITION BY entity_id ORDER BY ts) - 1) / %(per)s AS blk "
+        "blocks AS (SELECT m.*, (row_number() OVER (PARTITION BY entity_id ORDER BY ts) - 1) / %(per)s AS _blk "
         "FROM moved m) "
         "INSERT INTO {s} (entity_id, ts_first, ts_last, n, ts, load_id{names}, nulls) "
         "SELECT entity_id, min(ts), max(ts), count(*)::int4, "
-        "{ts}, {load}{values}, {nulls} FROM blocks GROUP BY entity_id, blk RETURNING n"
+        "{ts}, {load}{values}, {nulls} FROM blocks GROUP BY entity_id, _blk RETURNING n"
     ).format(
         delete=delete,
         s=ident(layout.segments),
@@ -254,7 +258,7 @@ def fetch_segments(
         conds.append(sql.SQL("ts_first <= %(end)s::timestamptz"))
         params["end"] = end
     query = sql.SQL("SELECT entity_id, n, ts, load_id{cols}, nulls FROM {s} WHERE {w} ORDER BY entity_id, ts_first").format(
-        cols=sql.SQL("").join(sql.SQL(", {}").format(ident(c)) for c in cols),
+        cols=sql.SQL("").join(sql.SQL(", {}").format(layout.stored(c)) for c in cols),
         s=ident(layout.segments),
         w=sql.SQL(" AND ").join(conds),
     )
@@ -295,7 +299,7 @@ def expand(
             "WHERE s.entity_id = f.e AND (f.us = %(all)s OR s.ts_last >= "
             "('epoch'::timestamptz + f.us * interval '1 microsecond')) "
             "RETURNING s.entity_id, s.n, s.ts, s.load_id{cols}, s.nulls, s.ts_first"
-        ).format(s=ident(layout.segments), cols=sql.SQL("").join(sql.SQL(", s.{}").format(ident(c)) for c in cols)),
+        ).format(s=ident(layout.segments), cols=sql.SQL("").join(sql.SQL(", s.{}").format(layout.stored(c)) for c in cols)),
         {"ids": ids, "floor": floor, "all": -(2**63)},
         binary=True,
     ).fetchall()
@@ -355,7 +359,7 @@ def expand_from(
     boundary per entity: rows after it, segments up to it.
     """
     floor = dict(since)
-    for _ in range(64):
+    while True:  # each round only moves floors earlier, to a segment's first row: it ends
         pending = {e: v for e, v in floor.items() if v is not None}
         if not pending:
             break
@@ -411,20 +415,22 @@ def compress_store(
     import time
 
     t0 = time.perf_counter()
-    conn.execute("SELECT entity_id FROM entities ORDER BY entity_id FOR UPDATE").fetchall()
+    # the entities locked here are the ones compressed: a symbol a concurrent load creates
+    # meanwhile keeps all its rows (in every table), so its boundary stays one
+    locked = [int(r[0]) for r in conn.execute("SELECT entity_id FROM entities ORDER BY entity_id FOR UPDATE").fetchall()]
     layouts = store_layouts(conn)
     # an entity's last, partly filled block joins the rows that follow it, so compressing often
     # (say daily) keeps blocks full instead of adding a small one each time
     tails = conn.execute(
         "SELECT DISTINCT ON (entity_id) entity_id, (extract(epoch FROM ts_first) * 1000000)::int8, n, "
         "EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = s.entity_id AND b.ts < %s) "
-        "FROM bars_segments s ORDER BY entity_id, ts_first DESC",
-        (before,),
+        "FROM bars_segments s WHERE entity_id = ANY(%s::int4[]) ORDER BY entity_id, ts_first DESC",
+        (before, locked),
     ).fetchall()
     partial = {int(e): int(first) for e, first, n, more in tails if n < rows_per_segment and more}
     back = expand_from(conn, layouts, dict(partial)) if partial else {}
     moved = {
-        layout.table: compress(conn, layout, before, rows_per_segment=rows_per_segment) - back.get(layout.table, 0)
+        layout.table: compress(conn, layout, before, locked, rows_per_segment=rows_per_segment) - back.get(layout.table, 0)
         for layout in layouts
     }
     row = conn.execute("SELECT count(*), coalesce(sum(n), 0) FROM bars_segments").fetchone()
@@ -447,7 +453,8 @@ def segments_sql(layout: Layout, columns: Sequence[str]) -> str:
         "WHERE entity_id = ANY(%(ids)s::int4[]) AND ts_last >= %(start)s::timestamptz "
         "AND ts_first <= %(end)s::timestamptz ORDER BY entity_id, ts_first"
     ).format(
-        cols=sql.SQL("").join(sql.SQL(", {}").format(ident(c)) for c in columns), s=ident(layout.segments)
+        cols=sql.SQL("").join(sql.SQL(", {} AS {}").format(layout.stored(c), ident(c)) for c in columns),
+        s=ident(layout.segments),
     ).as_string(None)
 
 
@@ -469,16 +476,17 @@ def _arrow_values(column: Any, kind: str) -> np.ndarray:
 
 
 def decode_table(layout: Layout, table: Any, columns: Sequence[str]) -> Decoded:
-    """:func:`decode` for an Arrow table of :func:`segments_sql`'s columns (a bulk read)."""
-    if table.num_rows == 0 or table.column("nulls").null_count != table.num_rows:
+    """:func:`decode` for an Arrow table of :func:`segments_sql`'s columns (a bulk read), taken
+    by position (a view's column may share a name with the segment table's own)."""
+    last = table.num_columns - 1
+    if table.num_rows == 0 or table.column(last).null_count != table.num_rows:
         cols = [table.column(k).to_pylist() for k in range(table.num_columns)]
         return decode(layout, list(zip(*cols)), columns)
     kinds = dict(zip(layout.columns, layout.types))
-    n = table.column("n").to_numpy().astype(np.int64)
-    eid = np.repeat(table.column("entity_id").to_numpy().astype(np.int32), n)
-    values = {c: _arrow_values(table.column(c), kinds[c]) for c in columns}
-    return Decoded(eid, _arrow_values(table.column("ts"), "int8"), _arrow_values(table.column("load_id"), "int4"),
-                   values, {})
+    n = table.column(1).to_numpy().astype(np.int64)
+    eid = np.repeat(table.column(0).to_numpy().astype(np.int32), n)
+    values = {c: _arrow_values(table.column(4 + k), kinds[c]) for k, c in enumerate(columns)}
+    return Decoded(eid, _arrow_values(table.column(2), "int8"), _arrow_values(table.column(3), "int4"), values, {})
 
 
 def exists_sql() -> str:

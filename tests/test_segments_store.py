@@ -337,3 +337,70 @@ def test_compressing_often_keeps_blocks_full(make_database: Callable[[str], URL]
         assert fsegs == (2, 240)
         _same(want, s.get_features(["AAA", "BBB"], view="v", include_bars=True))
         assert segments.SEGMENT_ROWS > 120
+
+
+def test_a_symbol_created_during_compression_keeps_one_boundary(make_database: Callable[[str], URL]) -> None:
+    """A load that creates a symbol and commits between compress_history's statements (bars,
+    then each view table): the new symbol stays all rows, in every table."""
+    import threading
+
+    from featurestore import segments
+
+    url = make_database("seg_newsym")
+    with FeatureStore(url, auto_migrate=True, cache=None) as s, FeatureStore(url, cache=None) as other:
+        s.ingest(make_bars(["AAA"], 200, seed=1), progress=False, create_symbols=True)
+        s.create_view("v", ["sma_5"], progress=False)
+        original = segments.compress
+        fired: list[bool] = []
+
+        def compress(conn: Any, layout: Any, *args: Any, **kwargs: Any) -> int:
+            n = original(conn, layout, *args, **kwargs)
+            if layout.table == "bars" and not fired:
+                fired.append(True)
+                t = threading.Thread(target=other.ingest, args=(make_bars(["NEW"], 200, seed=2),),
+                                     kwargs={"progress": False, "create_symbols": True})
+                t.start()
+                t.join(60)
+            return n
+
+        segments.compress = compress  # type: ignore[assignment]
+        try:
+            s.compress_history(before=_day(100))
+        finally:
+            segments.compress = original  # type: ignore[assignment]
+        assert fired
+        assert len(s.get_features(["NEW"], view="v")) == 200
+        assert len(s.get_features(["NEW"], view="v", include_bars=True)) == 200
+        assert s.get_latest(["NEW"], as_of=_day(50), view="v").index[0][1] == _day(50)
+        held = s.db.run(lambda c: c.execute(
+            "SELECT (SELECT count(*) FROM bars_segments WHERE entity_id = 2), "
+            "(SELECT count(*) FROM fv_v_v1_s WHERE entity_id = 2)").fetchone())
+        assert held == (0, 0)
+
+
+def test_user_columns_named_like_the_segment_tables_own(make_database: Callable[[str], URL]) -> None:
+    url = make_database("seg_names")
+    with FeatureStore(url, auto_migrate=True, cache=None) as s:
+        s.ingest(make_bars(["AAA"], 120, seed=1), progress=False, create_symbols=True)
+        s.create_view("v", ["sma_3"], columns=["n", "nulls", "ts_first", "ts_last"], progress=False)
+        more = make_bars(["AAA"], 30, start=str(_day(120).date()), seed=3)
+        for k, c in enumerate(["n", "nulls", "ts_first", "ts_last"]):
+            more[c] = np.arange(30, dtype=float) + k
+        s.ingest(more, progress=False)
+        want = s.get_features(["AAA"], view="v", include_bars=True)
+        s.compress_history(before=_day(140))
+        _same(want, s.get_features(["AAA"], view="v", include_bars=True))
+        _same(s.get_latest(["AAA"], as_of=_day(130), view="v"),
+              want.loc[[("AAA", _day(130))]].rename_axis(["symbol", "ts"]))
+
+
+def test_latest_inside_a_reader_snapshot_reaches_segments(make_database: Callable[[str], URL]) -> None:
+    url = make_database("seg_snap")
+    with FeatureStore(url, auto_migrate=True, cache=None) as s:
+        s.ingest(make_bars(["AAA", "BBB"], 300, seed=1), progress=False, create_symbols=True)
+        want = s.get_latest(["AAA", "BBB"], as_of=_day(50))
+        s.compress_history(before=_day(200))
+        with s.reader.snapshot():
+            _same(want, s.get_latest(["AAA", "BBB"], as_of=_day(50)))
+            _same(want, s.get_latest(["AAA", "BBB"], as_of=_day(50)))  # twice in one snapshot
+        _same(want, s.get_latest(["AAA", "BBB"], as_of=_day(50)))

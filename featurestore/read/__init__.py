@@ -306,21 +306,24 @@ class Reader:
 
         if not self._run(held_now):
             return None
-        if getattr(self._local, "snap", None) is not None:
-            raise ConfigError(
-                "this latest read reaches compressed history, which cannot run inside Reader.snapshot(); "
-                "read it outside the block"
-            )
         layouts = [_seg.layout_of("bars")]
         if fv is not None:
             layouts.append(_seg.layout_of(table, fv.feature_columns, fv.dtype == "float32"))
 
+        def shadowed(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            _seg.shadow_pg(conn, layouts, ids, cut)
+            # not prepared: a prepared statement keeps the table it was planned on
+            return conn.execute(query, params, prepare=False).fetchall()
+
+        snap = getattr(self._local, "snap", None)
+        if snap is not None:  # in the snapshot, inside a savepoint whose rollback drops the tables
+            with snap.pg.transaction(force_rollback=True):
+                return shadowed(snap.pg)
+
         def again(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                _seg.shadow_pg(conn, layouts, ids, cut)
-                # not prepared: a prepared statement keeps the table it was planned on
-                return conn.execute(query, params, prepare=False).fetchall()
+                return shadowed(conn)
 
         return self._db.run(again, idempotent=True)
 

@@ -203,13 +203,13 @@ def begin_snapshot(bulk: Any, pg: psycopg.Connection[Any]) -> None:
     """
     from psycopg import sql
 
-    pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    # read-write, as the bulk side (both write nothing): reads over history segments may need
+    # temporary tables (featurestore.read.segmented), which a READ ONLY transaction refuses
+    pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
     row = pg.execute("SELECT pg_export_snapshot()").fetchone()
     snapshot_id = str(row[0]) if row else ""
     if not _SNAPSHOT_ID.fullmatch(snapshot_id):  # the server's own id; checked before it is quoted
         raise ConnectionError(f"unexpected snapshot id from the server: {snapshot_id[:40]!r}")
-    # read-write (it writes nothing): reads over history segments with a knowledge time make
-    # temporary tables (featurestore.read.segmented)
     _execute(bulk, "BEGIN ISOLATION LEVEL REPEATABLE READ")
     _execute(bulk, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)).as_string(pg))
 

@@ -45,8 +45,9 @@ def marked(query: str, n_columns: int) -> str:
 
 
 def is_marked(table: pa.Table) -> bool:
-    """True when :func:`marked`'s row ended the result (the read reaches segments)."""
-    return table.num_rows > 0 and not table.column("entity_id")[table.num_rows - 1].is_valid
+    """True when :func:`marked`'s row is in the result (the read reaches segments); rows never
+    have a NULL entity id, so its place in the result does not matter."""
+    return table.num_rows > 0 and table.column("entity_id").null_count > 0
 
 
 def _segment_rows(conn: Any, layout: segments.Layout, columns: Sequence[str], params: dict[str, Any]) -> segments.Decoded:
