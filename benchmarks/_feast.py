@@ -22,8 +22,6 @@ way ``scale.py`` runs ArcticDB):
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import shutil
 import subprocess
@@ -33,6 +31,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from _worker import Worker as Process
+from _worker import answers, serve
 
 FEAST = "feast==0.67.0"
 FEAST_VENV = Path.home() / ".cache" / "featurestore" / "bench-feast"
@@ -202,66 +203,32 @@ class Worker:
 
 
 def feast_worker(path: Path) -> None:
-    """Feast on its local SQLite online store: commands on stdin, one JSON answer per line on stdout."""
-    answers = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    """Feast on its local SQLite online store, as a :mod:`_worker` process."""
+    channel = answers()
     import feast
     import pandas as pd
 
     path.mkdir(parents=True, exist_ok=True)
     worker = Worker(path)
-    answers.write(json.dumps({"ready": f"feast {feast.__version__}, pandas {pd.__version__}"}) + "\n")
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        op = cmd["op"]
-        try:
-            if op == "quit":
-                break
-            if op == "setup":
-                out = worker.setup(cmd["parquet"], cmd["features"])
-            elif op == "serve":
-                out = worker.serve(cmd["symbols"], int(cmd["requesters"]), float(cmd["seconds"]))
-            else:
-                raise ValueError(op)
-            answers.write(json.dumps({"ok": out}) + "\n")
-        except Exception as exc:
-            import traceback
 
-            traceback.print_exc()
-            answers.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+    def handle(op: str, cmd: dict[str, Any]) -> Any:
+        if op == "setup":
+            return worker.setup(cmd["parquet"], cmd["features"])
+        if op == "serve":
+            return worker.serve(cmd["symbols"], int(cmd["requesters"]), float(cmd["seconds"]))
+        raise ValueError(op)
+
+    serve(channel, f"feast {feast.__version__}, pandas {pd.__version__}", handle)
 
 
 # -- main side ---------------------------------------------------------------------------------------
 
 
-class Feast:
+class Feast(Process):
+    """The driver's end of :func:`feast_worker`."""
+
     def __init__(self, python: str, path: Path) -> None:
-        self.proc = subprocess.Popen([python, __file__, "--feast-worker", str(path)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.info = self._answer()["ready"]
-
-    def _answer(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError(f"feast worker exited ({self.proc.wait()})")
-        return json.loads(line)
-
-    def __call__(self, op: str, **kw: Any) -> Any:
-        self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")  # type: ignore[union-attr]
-        ans = self._answer()
-        if "error" in ans:
-            raise RuntimeError(f"feast {op}: {ans['error']}")
-        return ans["ok"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write('{"op": "quit"}\n')  # type: ignore[union-attr]
-                self.proc.stdin.flush()  # type: ignore[union-attr]
-                self.proc.wait(120)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
+        super().__init__("feast", [python, __file__, "--feast-worker", str(path)])
 
 
 def selftest(python: str) -> None:

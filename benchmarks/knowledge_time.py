@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _worker import Worker, answers, serve
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -415,67 +416,25 @@ def _now_pd() -> Any:
 
 
 def worker_main(kind: str, data: Path, target: str, dbname: str) -> None:
-    """Serve commands: one JSON object per stdin line, one JSON answer per stdout line."""
-    answers = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the answers
-    sys.stdout = sys.stderr
+    """Serve the driver's commands as a :mod:`_worker` process (one method of the worker each)."""
+    channel = answers()
     w: Any = StoreWorker(data, target, dbname) if kind == "store" else ArcticWorker(data, target)
     if kind == "store":
         import featurestore
 
-        answers.write(json.dumps({"ready": str(Path(featurestore.__file__).resolve().parent)}) + "\n")
+        ready = str(Path(featurestore.__file__).resolve().parent)
     else:
         import arcticdb
         import pandas
 
-        answers.write(json.dumps({"ready": f"arcticdb {arcticdb.__version__}, pandas {pandas.__version__}, "
-                                           f"numpy {np.__version__}"}) + "\n")
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        op = cmd.pop("op")
-        if op == "quit":
-            break
-        try:
-            out = getattr(w, op)(**cmd)
-            answers.write(json.dumps({"ok": out}, default=str) + "\n")
-        except Exception as exc:  # reported to the driver, which stops the run
-            import traceback
-
-            traceback.print_exc()
-            answers.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
-    w.close()
+        ready = f"arcticdb {arcticdb.__version__}, pandas {pandas.__version__}, numpy {np.__version__}"
+    try:
+        serve(channel, ready, lambda op, cmd: getattr(w, op)(**cmd))
+    finally:
+        w.close()
 
 
 # -- the driver ---------------------------------------------------------------------------------
-
-
-class Worker:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
-        self.info = self._answer()["ready"]
-
-    def _answer(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError(f"worker {self.name} exited (code {self.proc.wait()})")
-        return json.loads(line)
-
-    def __call__(self, op: str, **kw: Any) -> Any:
-        self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")  # type: ignore[union-attr]
-        ans = self._answer()
-        if "error" in ans:
-            raise RuntimeError(f"worker {self.name}, {op} {kw}: {ans['error']}")
-        return ans["ok"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write('{"op": "quit"}\n')  # type: ignore[union-attr]
-                self.proc.stdin.flush()  # type: ignore[union-attr]
-                self.proc.wait(60)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
 
 
 def git(*args: str) -> str:

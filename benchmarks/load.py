@@ -63,6 +63,11 @@ from _results import Results, add_arguments
 
 import featurestore.load as fs_load
 import featurestore.write as fs_write
+import featurestore.write.backfill
+import featurestore.write.copy
+import featurestore.write.features
+import featurestore.write.generation
+import featurestore.write.load
 from featurestore.client import FeatureStore
 from featurestore.config import libpq_url
 from featurestore.embedded import EmbeddedServer
@@ -204,6 +209,10 @@ def new_store(srv: Server, name: str, views: bool) -> FeatureStore:
 # -- phase profile ----------------------------------------------------------------------------
 
 
+_WRITE_MODULES = [fs_write, featurestore.write.load, featurestore.write.features, featurestore.write.copy,
+                  featurestore.write.backfill, featurestore.write.generation]
+
+
 class Phases:
     """Inclusive wall time of the write path's steps, by wrapping module functions (benchmark only)."""
 
@@ -244,15 +253,14 @@ class Phases:
         self._wrap(fs_write.LoadWriter, "write_chunk", "write_chunk")
         self._wrap(fs_write.LoadWriter, "finish", "finish")
         self._wrap(fs_write.LoadWriter, "_small_upsert", "small_upsert")
-        self._wrap(fs_write, "copy_in", copy_kind)
-        self._wrap(fs_write, "encode_rows_buffer", "encode")
-        self._wrap(fs_write, "copy_out", "copy_out")
-        self._wrap(fs_write, "compute_batch", "compute")
-        self._wrap(fs_write, "update_batch", "compute")
-        self._wrap(fs_write, "write_features", "write_features")
-        self._wrap(fs_write, "_compute_and_store", "compute_and_store")
-        self._wrap(fs_write, "pack_states", "pack_states")
-        self._wrap(fs_write, "bump_generation", "bump_generation")
+        # write/ is a package: a function is looked up in each module that imported it by name
+        for attr, label in (("copy_in", copy_kind), ("encode_rows_buffer", "encode"), ("copy_out", "copy_out"),
+                            ("compute_batch", "compute"), ("update_batch", "compute"),
+                            ("write_features", "write_features"), ("_compute_and_store", "compute_and_store"),
+                            ("pack_states", "pack_states"), ("bump_generation", "bump_generation")):
+            for module in _WRITE_MODULES:
+                if attr in vars(module):
+                    self._wrap(module, attr, label)
 
     def uninstall(self) -> None:
         for owner, attr, orig in reversed(self._restore):

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _worker import Worker, answers, serve
 
 HERE = Path(__file__).resolve().parent
 SEED_VIEW = ["sma_20", "ema_50", "rsi_14", "macd_12_26_9", "bbands_20_2", "atr_14", "adx_14"]
@@ -199,17 +199,14 @@ def load_worker(url: str, directory: Path) -> None:
 
 
 def arctic_worker(path: Path) -> None:
-    """ArcticDB on LMDB: commands on stdin, one JSON answer per line on stdout."""
-    answers = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    """ArcticDB on LMDB, as a :mod:`_worker` process."""
+    channel = answers()
     import arcticdb as adb
     import pandas as pd
     import pyarrow.parquet as pq
 
     path.mkdir(parents=True, exist_ok=True)
     lib = adb.Arctic(f"lmdb://{path}?map_size=200GB").get_library("bench", create_if_missing=True)
-    answers.write(json.dumps({"ready": f"arcticdb {adb.__version__}, pandas {pd.__version__}"}) + "\n")
 
     def nbytes() -> int:
         return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
@@ -221,75 +218,42 @@ def arctic_worker(path: Path) -> None:
             out.append(adb.WritePayload(str(sym), g))
         return out
 
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        op = cmd["op"]
-        try:
-            if op == "quit":
-                break
-            if op == "append":
-                t0 = time.perf_counter()
-                for f in sorted(Path(cmd["dir"]).glob("*.parquet")):
-                    df = pq.read_table(f).to_pandas()
-                    df["symbol"] = df["symbol"].astype(str)
-                    lib.append_batch(by_symbol(df))
-                out: Any = {"seconds": time.perf_counter() - t0, "bytes": nbytes()}
-            elif op == "write_features":
-                df = pq.read_table(cmd["file"]).to_pandas()
+    def handle(op: str, cmd: dict[str, Any]) -> Any:
+        if op == "append":
+            t0 = time.perf_counter()
+            for f in sorted(Path(cmd["dir"]).glob("*.parquet")):
+                df = pq.read_table(f).to_pandas()
                 df["symbol"] = df["symbol"].astype(str)
-                payloads = by_symbol(df)
-                lib.write_batch([adb.WritePayload("F_" + p.symbol, p.data) for p in payloads])
-                out = {}
-            elif op == "read":
-                names = cmd["symbols"] if not cmd.get("features") else ["F_" + s for s in cmd["symbols"]]
-                times, rows = [], 0
-                for _ in range(cmd["repeats"]):
-                    t0 = time.perf_counter()
-                    got = lib.read_batch(names)
-                    times.append(time.perf_counter() - t0)
-                    missing = [n for n, x in zip(names, got) if not hasattr(x, "data")]
-                    if missing:
-                        raise KeyError(f"{len(missing)} symbols not in ArcticDB, e.g. {missing[:3]}")
-                    rows = sum(len(x.data) for x in got)
-                    del got
-                out = {"seconds": statistics.median(times), "rows": rows}
-            else:
-                raise ValueError(op)
-            answers.write(json.dumps({"ok": out}) + "\n")
-        except Exception as exc:
-            import traceback
+                lib.append_batch(by_symbol(df))
+            return {"seconds": time.perf_counter() - t0, "bytes": nbytes()}
+        if op == "write_features":
+            df = pq.read_table(cmd["file"]).to_pandas()
+            df["symbol"] = df["symbol"].astype(str)
+            lib.write_batch([adb.WritePayload("F_" + p.symbol, p.data) for p in by_symbol(df)])
+            return {}
+        if op == "read":
+            names = cmd["symbols"] if not cmd.get("features") else ["F_" + s for s in cmd["symbols"]]
+            times, rows = [], 0
+            for _ in range(cmd["repeats"]):
+                t0 = time.perf_counter()
+                got = lib.read_batch(names)
+                times.append(time.perf_counter() - t0)
+                missing = [n for n, x in zip(names, got) if not hasattr(x, "data")]
+                if missing:
+                    raise KeyError(f"{len(missing)} symbols not in ArcticDB, e.g. {missing[:3]}")
+                rows = sum(len(x.data) for x in got)
+                del got
+            return {"seconds": statistics.median(times), "rows": rows}
+        raise ValueError(op)
 
-            traceback.print_exc()
-            answers.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+    serve(channel, f"arcticdb {adb.__version__}, pandas {pd.__version__}", handle)
 
 
-class Arctic:
+class Arctic(Worker):
+    """The driver's end of :func:`arctic_worker`."""
+
     def __init__(self, python: str, path: Path) -> None:
-        self.proc = subprocess.Popen([python, __file__, "--arctic-worker", str(path)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.info = self._answer()["ready"]
-
-    def _answer(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError(f"arcticdb worker exited ({self.proc.wait()})")
-        return json.loads(line)
-
-    def __call__(self, op: str, **kw: Any) -> Any:
-        self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")  # type: ignore[union-attr]
-        ans = self._answer()
-        if "error" in ans:
-            raise RuntimeError(f"arcticdb {op}: {ans['error']}")
-        return ans["ok"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write('{"op": "quit"}\n')  # type: ignore[union-attr]
-                self.proc.stdin.flush()  # type: ignore[union-attr]
-                self.proc.wait(120)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
+        super().__init__("arcticdb", [python, __file__, "--arctic-worker", str(path)])
 
 
 def arctic_python(given: str | None) -> str:

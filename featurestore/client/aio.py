@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 
 from featurestore.client.limits import Limits
-from featurestore.client.support import _ckey, _syms, _tkey
+from featurestore.client.reads import latest_key
+from featurestore.client.support import _syms
 from featurestore.errors import ConnectionError, PoolTimeoutError
 from featurestore.read import latest as _latest
 from featurestore.read.args import _symbols, knowledge_time
@@ -166,10 +167,7 @@ class AsyncFeatureStore:
         key: tuple[Any, ...] = ()
         since = 0
         if reads is not None:  # the sync store's keys: one cache for both
-            if as_dict:
-                key = ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), None)
-            else:
-                key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, False, None)
+            key = latest_key(syms, as_of, view, version, columns, as_arrow, False, None, as_dict)
             hit, value, since = reads.lookup(key)
             if hit:
                 return [dict(r) for r in value] if as_dict else value

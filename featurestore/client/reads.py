@@ -119,15 +119,14 @@ def get_latest(store: FeatureStore,
 ) -> pd.DataFrame | pa.Table | list[dict[str, Any]]:
     """The body of :meth:`FeatureStore.get_latest`."""
     syms = _syms(symbols)
+    key = latest_key(syms, as_of, view, version, columns, as_arrow, downcast, as_known_at, as_dict)
     if as_dict:
         # cached as tuples of pairs (immutable); each caller gets new dicts
-        dkey: tuple[Any, ...] = ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), _tkey(as_known_at))
-        records = store._read(dkey, syms, lambda: tuple(tuple(d.items()) for d in store._route(lambda r: r.get_latest(
+        records = store._read(key, syms, lambda: tuple(tuple(d.items()) for d in store._route(lambda r: r.get_latest(
             list(syms), as_of=as_of, view=view, version=version, columns=columns, as_known_at=as_known_at,
             as_dict=True,
         ))), as_known_at)
         return [dict(r) for r in records]
-    key = ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, downcast, _tkey(as_known_at))
     return store._read(
         key,
         syms,
@@ -137,6 +136,16 @@ def get_latest(store: FeatureStore,
         ))),
         as_known_at,
     )
+
+
+def latest_key(
+    syms: tuple[str, ...], as_of: Any, view: Any, version: Any, columns: Any, as_arrow: bool, downcast: bool,
+    as_known_at: Any, as_dict: bool,
+) -> tuple[Any, ...]:
+    """The cache key of a latest read (the sync and the asyncio store share one cache)."""
+    if as_dict:
+        return ("latest-dict", syms, _tkey(as_of), view, version, _ckey(columns), _tkey(as_known_at))
+    return ("latest", syms, _tkey(as_of), view, version, _ckey(columns), as_arrow, downcast, _tkey(as_known_at))
 
 
 def get_training_frame(store: FeatureStore,

@@ -26,6 +26,7 @@ from featurestore.read.frames import _column
 from featurestore.read.sql import _MIN_US, _NAT, _UTC, estimate_sql, point_sql, training_sql
 from featurestore.read.versions import attach_known_per_event
 from featurestore.schema import BAR_COLUMNS
+from featurestore.segments import to_us
 
 if TYPE_CHECKING:
     import psycopg
@@ -117,7 +118,7 @@ def training_frame(
         )
     else:
         # with as_known_at, rows later than T - lag were not published yet: probe no further
-        probe_ts = key_ts if known is None else np.minimum(key_ts, _to_us(known) - lag_us)
+        probe_ts = key_ts if known is None else np.minimum(key_ts, to_us(known) - lag_us)
         per_event = strategy == "per_event" or (
             strategy == "auto"
             and key_ts.size > 0
@@ -142,11 +143,6 @@ def training_frame(
     return out
 
 
-def _to_us(t: dt.datetime) -> int:
-    """A tz-aware datetime -> µs since the epoch (floored)."""
-    return int(pd.Timestamp(t).value // 1000)
-
-
 def _lag_us(fv: FeatureView) -> int:
     """The view's availability lag in µs (``FeatureView.available_after``; 0 when absent)."""
     lag = getattr(fv, "available_after", None)
@@ -165,8 +161,8 @@ def _check_history(reader: Reader, fv: FeatureView, events: pd.DataFrame, ev_d: 
     """HistoryError naming the first event decided before the store's history or the view's
     ``ready_at``: what the store knew then cannot be answered (its features were not computed)."""
     since = reader._run(lambda conn: conn.execute(_HISTORY_SINCE_SQL, prepare=True).fetchone()[0])  # type: ignore[index]
-    since_us = _to_us(since)
-    ready_us = _to_us(fv.ready_at) if fv.ready_at is not None else np.iinfo(np.int64).max
+    since_us = to_us(since)
+    ready_us = to_us(fv.ready_at) if fv.ready_at is not None else np.iinfo(np.int64).max
     bound = max(since_us, ready_us)
     early = np.flatnonzero((ev_d != _NAT) & (ev_d < bound))
     if early.size:
