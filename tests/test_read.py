@@ -30,6 +30,7 @@ from featurestore.read import (
     render,
     training_sql,
 )
+from featurestore.read.latest import _checked_sql
 from featurestore.schema import BAR_COLUMNS
 
 UTC = dt.UTC
@@ -473,6 +474,15 @@ def test_plan_latest(plan_data: Any, raw_conn_module: Any, generic: bool) -> Non
                 direction="Backward", no_seq_scan_on=("bars", table), require_limit=True,
             )
             assert any(node.get("Index Name") == "entities_symbol_key" for node in nodes(plan)), plan
+        # the one-statement form of a cached view version: the same probe under the version check
+        for pinned in (False, True):
+            query = _checked_sql(latest_one_sql(table, list(BAR_COLUMNS), ["sma_3"]), pinned)
+            params = {"symbol": "P0007", "as_of": dt.datetime(2020, 3, 1, tzinfo=UTC), "view_name": "pv",
+                      "view_status": "ready", **({"view_version": 1} if pinned else {})}
+            assert_plan_uses_index(
+                conn, query, params, index=plan_data["pkey"], node_types=("Index Scan", "Index Only Scan"),
+                direction="Backward", no_seq_scan_on=("bars", table), require_limit=True,
+            )
     finally:
         conn.execute("RESET plan_cache_mode")
 

@@ -71,6 +71,8 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("featurestore/read/sql.py", "latest_sql"): "same as range_sql",
     ("featurestore/read/sql.py", "latest_one_sql"): "same as range_sql",
     ("featurestore/read/sql.py", "training_sql"): "same as range_sql",
+    ("featurestore/read/latest.py", "_checked_sql"): "wraps a statement from latest_one_sql (via _one_sql) in a "
+    "constant fragment; the view name and version stay %(view_name)s / %(view_version)s parameters",
     ("featurestore/read/sql.py", "point_sql"): "same as range_sql",
     ("featurestore/read/sql.py", "estimate_sql"): "same as range_sql",
     ("featurestore/read/sql.py", "_known"): "a constant column name chosen by read/sql.py itself ('load_id', "

@@ -26,7 +26,7 @@ import psycopg
 from featurestore.client.limits import Limits
 from featurestore.client.reads import latest_key
 from featurestore.client.support import _syms
-from featurestore.errors import ConnectionError, PoolTimeoutError
+from featurestore.errors import ConnectionError, DatabaseError, PoolTimeoutError
 from featurestore.read import latest as _latest
 from featurestore.read.args import _symbols, knowledge_time
 from featurestore.read.sql import _NAT
@@ -174,16 +174,17 @@ class AsyncFeatureStore:
         request = {"as_of": as_of, "view": view, "version": version, "columns": columns}
         shape = _latest.gate_shape(as_of, view, version, columns) if self._gate is not None else None
         if shape is not None:
-            p, rows = await self._gate.run(shape, _symbols(syms), functools.partial(self._latest_batch, request))
+            p, names, rows = await self._gate.run(shape, _symbols(syms), functools.partial(self._latest_batch, request))
         else:
             p = await self._plan(syms, **request)
+            names = p.names
             rows = (await self._latest_rows(p, list(p.names))) if p.names else []
         if as_dict:
             if reads is None:
-                return _latest.to_dicts(p, rows)
-            records = reads.offer(key, syms, tuple(tuple(d.items()) for d in _latest.to_dicts(p, rows)), since)
+                return _latest.to_dicts(p, rows, names)
+            records = reads.offer(key, syms, tuple(tuple(d.items()) for d in _latest.to_dicts(p, rows, names)), since)
             return [dict(r) for r in records]
-        out = _latest.to_frame(p, rows, as_arrow=as_arrow)
+        out = _latest.to_frame(p, rows, as_arrow=as_arrow, names=names)
         return reads.offer(key, syms, out, since) if reads is not None else out
 
     async def _plan(self, syms: Sequence[str], **request: Any) -> LatestPlan:
@@ -194,6 +195,8 @@ class AsyncFeatureStore:
                 validate_identifier(name, what="view name")  # before it reaches SQL
                 async with self._connection() as conn:
                     fv = await read_view_async(conn, name, version)
+                if fv is not None:
+                    self.store.reader.views.put(name, version, fv)
             if fv is None:  # not ready, not there, not a name: the sync reader raises the precise error
                 fv = await self._in_thread(self.store.reader._view, name, version, knowledge_time(None))
         found = fv
@@ -205,16 +208,47 @@ class AsyncFeatureStore:
 
     async def _latest_batch(
         self, request: dict[str, Any], requests: list[Sequence[str]]
-    ) -> list[tuple[LatestPlan, list[tuple[Any, ...]]]]:
+    ) -> list[tuple[LatestPlan, Sequence[str], list[tuple[Any, ...]]]]:
         """Coalesced requests (same arguments, their own symbols): one view lookup, one statement."""
 
         if len(requests) == 1:  # alone: no merging to undo
+            found = await self._latest_cached(requests[0], request)
+            if found is not None:
+                return [(found[0], found[0].names, found[1])]
             p = await self._plan(requests[0], **request)
-            return [(p, (await self._latest_rows(p, list(p.names))) if p.names else [])]
+            return [(p, p.names, (await self._latest_rows(p, list(p.names))) if p.names else [])]
         merged, picks = _latest.merge(requests)
         p = await self._plan(merged, **request)
         rows = (await self._latest_rows(p, merged)) if merged else []
-        return [(_latest.for_request(p, names), part) for names, part in zip(requests, _latest.split_rows(rows, picks))]
+        return [(p, names, part) for names, part in zip(requests, _latest.split_rows(rows, picks))]
+
+    async def _latest_cached(
+        self, names: Sequence[str], request: dict[str, Any]
+    ) -> tuple[LatestPlan, list[tuple[Any, ...]]] | None:
+        """:meth:`Reader._latest_cached <featurestore.read.Reader._latest_cached>` on an asyncio connection."""
+        views = self.store.reader.views
+        view, version = request["view"], request["version"]
+        fv = views.get(view, version)
+        if fv is None or len(names) != 1:
+            return None
+        p = _latest.plan(names, lambda *_: fv, **request)
+        cut = p.cut()
+        query, params = _latest.checked_statement(p, version, cut)
+        try:
+            async with self._connection() as conn:
+                cur = await conn.execute(query, params, prepare=True)
+                rows = await cur.fetchall()
+        except DatabaseError as exc:
+            if exc.sqlstate not in _latest.VIEW_CHANGED:
+                raise
+            rows = None
+        got = None if rows is None else _latest.checked_rows(rows, fv)
+        if got is None:
+            views.forget(view, version)
+            return None
+        if _latest.missing(got, p.names):  # history segments: the sync reader's snapshot read
+            got = await self._in_thread(self.store.reader._latest_fill, p, p.names, got, cut)
+        return p, got
 
     async def _latest_rows(self, p: LatestPlan, names: list[str]) -> list[tuple[Any, ...]]:
 

@@ -63,7 +63,7 @@ import pandas as pd
 import pyarrow as pa
 
 from featurestore.config import libpq_url
-from featurestore.errors import ConfigError, ConnectionError, HistoryError
+from featurestore.errors import ConfigError, ConnectionError, DatabaseError, HistoryError
 from featurestore.read import bulk as _bulk
 from featurestore.read import coalesce as _coalesce
 from featurestore.read import latest as _latest
@@ -140,6 +140,7 @@ class Reader:
     def __init__(self, db: Database, *, bulk_connections: int = 2, coalesce: bool = True) -> None:
         self._db = db
         self._gate = _coalesce.Gate() if coalesce else None
+        self.views = _latest.ViewCache()  # view versions one-symbol latest reads plan with
         url = db.url.update_query_dict({"application_name": "featurestore-bulk"})
         self._uri = libpq_url(url)
         self._bulk = _bulk.BulkConnections(bulk_connections, db.pool_timeout)
@@ -239,26 +240,64 @@ class Reader:
         shape = None
         if self._gate is not None and as_known_at is None and getattr(self._local, "snap", None) is None:
             shape = _latest.gate_shape(as_of, view, version, columns)
+        names: Sequence[str]
         if shape is not None:
-            names = _symbols(symbols)
-            p, rows = self._gate.run(shape, names, lambda requests: self._latest_batch(requests, request))  # type: ignore[union-attr]
+            p, names, rows = self._gate.run(shape, _symbols(symbols), lambda requests: self._latest_batch(requests, request))  # type: ignore[union-attr]
         else:
             p = _latest.plan(symbols, self._view, as_known_at=as_known_at, **request)
+            names = p.names
             rows = self._latest_rows(p, p.names) if p.names else []
-        return _latest.to_dicts(p, rows) if as_dict else _latest.to_frame(p, rows, as_arrow=as_arrow)
+        return _latest.to_dicts(p, rows, names) if as_dict else _latest.to_frame(p, rows, as_arrow=as_arrow, names=names)
 
     def _latest_batch(
         self, requests: list[Sequence[str]], request: dict[str, Any]
-    ) -> list[tuple[_latest.LatestPlan, list[tuple[Any, ...]]]]:
+    ) -> list[tuple[_latest.LatestPlan, Sequence[str], list[tuple[Any, ...]]]]:
         """Latest requests with the same arguments but their symbols: one view lookup, one
-        statement; each request's plan and rows."""
+        statement; for each request the plan, its symbols and its rows."""
         if len(requests) == 1:  # alone: no merging to undo
-            p = _latest.plan(requests[0], self._view, **request)
-            return [(p, self._latest_rows(p, p.names) if p.names else [])]
+            found = self._latest_cached(requests[0], request)
+            if found is not None:
+                return [(found[0], found[0].names, found[1])]
+            p = _latest.plan(requests[0], self._view_cached(request["version"]), **request)
+            return [(p, p.names, self._latest_rows(p, p.names) if p.names else [])]
         merged, picks = _latest.merge(requests)
         p = _latest.plan(merged, self._view, **request)
         rows = self._latest_rows(p, merged) if merged else []
-        return [(_latest.for_request(p, names), part) for names, part in zip(requests, _latest.split_rows(rows, picks))]
+        return [(p, names, part) for names, part in zip(requests, _latest.split_rows(rows, picks))]
+
+    def _view_cached(self, version: int | None) -> Callable[[str, int | None, Any], FeatureView]:
+        """:meth:`_view` that remembers what it found for one-symbol reads (:class:`latest.ViewCache`)."""
+
+        def view_of(name: str, v: int | None, known: Any) -> FeatureView:
+            fv = self._view(name, v, known)
+            self.views.put(name, version, fv)
+            return fv
+
+        return view_of
+
+    def _latest_cached(
+        self, names: Sequence[str], request: dict[str, Any]
+    ) -> tuple[_latest.LatestPlan, list[tuple[Any, ...]]] | None:
+        """A one-symbol latest read of a view in one statement, with the view version cached
+        from an earlier read; None when there is none cached or the view changed since."""
+        view, version = request["view"], request["version"]
+        fv = self.views.get(view, version)
+        if fv is None or len(names) != 1:
+            return None
+        p = _latest.plan(names, lambda *_: fv, **request)
+        cut = p.cut()
+        query, params = _latest.checked_statement(p, version, cut)
+        try:
+            rows = self._run(lambda conn: conn.execute(query, params, prepare=True).fetchall())
+        except DatabaseError as exc:
+            if exc.sqlstate not in _latest.VIEW_CHANGED:  # the view's table is gone or remade: plan again
+                raise
+            rows = None
+        got = None if rows is None else _latest.checked_rows(rows, fv)
+        if got is None:
+            self.views.forget(view, version)
+            return None
+        return p, self._latest_fill(p, p.names, got, cut)
 
     def _latest_rows(self, p: _latest.LatestPlan, names: Sequence[str]) -> list[tuple[Any, ...]]:
         """The latest rows of ``names`` (one per name, in order) for plan ``p``."""

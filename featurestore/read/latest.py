@@ -26,7 +26,10 @@ from featurestore.schema import BAR_COLUMNS
 if TYPE_CHECKING:
     from featurestore.views import FeatureView
 
-__all__ = ["LatestPlan", "plan", "gate_shape", "for_request", "statement", "split_rows", "merge", "to_frame", "to_dicts"]
+__all__ = [
+    "LatestPlan", "plan", "gate_shape", "statement", "checked_statement", "checked_rows", "ViewCache",
+    "split_rows", "merge", "to_frame", "to_dicts",
+]
 
 
 @dataclass(frozen=True)
@@ -108,14 +111,6 @@ def gate_shape(as_of: Any, view: Any, version: Any, columns: Any) -> Hashable | 
     return ("latest", view, version, columns, cut)
 
 
-def for_request(p: LatestPlan, names: Sequence[str]) -> LatestPlan:
-    """``p`` (planned for merged requests) as the plan of one request for ``names``."""
-    q = object.__new__(LatestPlan)
-    q.__dict__.update(p.__dict__)  # frozen dataclass: fill the fresh instance directly
-    q.__dict__["names"] = tuple(names)
-    return q
-
-
 def statement(p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: bool | None = None) -> tuple[str, dict[str, Any]]:
     """The statement and parameters reading the latest rows of ``names`` at ``cut``: the
     scalar one-symbol form (one generic prepared plan, the online hot path) for one symbol."""
@@ -130,6 +125,65 @@ def statement(p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: boo
     if known:
         params["known_at"] = p.known
     return query, params
+
+
+class ViewCache:
+    """The view versions latest reads planned with, by (name, requested version), so that a
+    one-symbol read needs one statement, not a view lookup and then a statement: the statement
+    checks in passing that the lookup would still find the same version (its ``view_id``), and
+    a read whose check fails plans again (:func:`checked_rows`). Shared by the sync and
+    asyncio stores of one store; bounded."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._views: dict[tuple[str, int | None], FeatureView] = {}
+        self._size = size
+
+    def get(self, name: Any, version: Any) -> FeatureView | None:
+        return self._views.get((name, version)) if isinstance(name, str) else None
+
+    def put(self, name: str, version: int | None, fv: FeatureView) -> None:
+        if len(self._views) >= self._size:
+            self._views.clear()
+        self._views[(name, version)] = fv
+
+    def forget(self, name: str, version: int | None) -> None:
+        self._views.pop((name, version), None)
+
+
+# SQLSTATEs of a cached view's statement whose table was dropped (and perhaps made again with
+# other columns): undefined table, undefined column, cached plan result type changed
+VIEW_CHANGED = frozenset({"42P01", "42703", "0A000"})
+
+
+def checked_statement(p: LatestPlan, version: int | None, cut: dt.datetime) -> tuple[str, dict[str, Any]]:
+    """:func:`statement` for the one symbol of ``p`` (planned with a cached view), with a
+    leading column: the ``view_id`` a view lookup by (name, ``version``) finds now. Always one row."""
+    assert p.fv is not None and p.known is None and len(p.names) == 1
+    query, params = statement(p, p.names, cut, one=True)
+    params["view_name"] = p.fv.name
+    params["view_status"] = "ready"  # featurestore.views.READY
+    if version is not None:
+        params["view_version"] = version
+    return _checked_sql(query, version is not None), params
+
+
+def checked_rows(rows: list[tuple[Any, ...]], fv: FeatureView) -> list[tuple[Any, ...]] | None:
+    """The rows of a :func:`checked_statement` as :func:`statement`'s would be, or None when the
+    view changed since ``fv`` was cached (plan again)."""
+    r = rows[0]
+    if r[0] != fv.view_id:
+        return None
+    return [(1, _NAT, *r[3:])] if r[1] is None else [r[1:]]
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_sql(query: str, pinned: bool) -> str:
+    version = " AND version = %(view_version)s" if pinned else ""
+    return (
+        "SELECT c.view_id, q.* FROM (SELECT (SELECT view_id FROM feature_views WHERE name = %(view_name)s "
+        f"AND status = %(view_status)s{version} ORDER BY version DESC LIMIT 1) AS view_id) c "
+        f"LEFT JOIN LATERAL ({query}) q ON true"
+    )
 
 
 @functools.lru_cache(maxsize=512)
@@ -181,30 +235,46 @@ def _block(p: LatestPlan, rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.n
     return ts, block
 
 
-def to_frame(p: LatestPlan, rows: list[tuple[Any, ...]], *, as_arrow: bool) -> pd.DataFrame | pa.Table:
-    """The result frame of ``p`` from its rows (one per requested symbol, in order)."""
-    if not p.names:
+def to_frame(
+    p: LatestPlan, rows: list[tuple[Any, ...]], *, as_arrow: bool, names: Sequence[str] | None = None
+) -> pd.DataFrame | pa.Table:
+    """The result frame of ``p`` from its rows (one per requested symbol, in order); ``names``:
+    the symbols of one request among those ``p`` was planned for (coalesced requests)."""
+    names = p.names if names is None else names
+    if not names:
         return _empty(list(p.cols), as_arrow=as_arrow, float32=p.f32)
     ts, block = _block(p, rows)
-    return _frame(list(p.names), np.arange(len(p.names), dtype=np.int32), ts, (list(p.cols), block),
+    return _frame(list(names), np.arange(len(names), dtype=np.int32), ts, (list(p.cols), block),
                   as_arrow=as_arrow, float32=p.f32)
 
 
-def to_dicts(p: LatestPlan, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+def to_dicts(p: LatestPlan, rows: list[tuple[Any, ...]], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The result as plain records, no pandas: ``{"symbol", "ts", <columns>}`` per requested
     symbol (``ts`` a tz-aware datetime or None, values floats, NaN where there is none). Built
-    from the rows directly (no numpy for a handful of rows: this is the one-symbol hot path)."""
+    from the rows directly (no numpy for a handful of rows: this is the one-symbol hot path).
+    ``names`` as for :func:`to_frame`."""
     order = _order(p.bar_cols, p.feat_cols, p.cols)
     nan = float("nan")
     out = []
-    for name, r in zip(p.names, rows):
-        t = r[1]
-        rec: dict[str, Any] = {"symbol": name, "ts": None if t == _NAT else _EPOCH + dt.timedelta(microseconds=t)}
+    for name, r in zip(p.names if names is None else names, rows):
+        rec: dict[str, Any] = {"symbol": name, "ts": _datetime(r[1])}
         for c, j in order:
             v = r[j]
-            rec[c] = nan if v is None else float(v)
+            rec[c] = nan if v is None else v  # float8 and float4 arrive as Python floats
         out.append(rec)
     return out
+
+
+_STAMPS: dict[int, dt.datetime | None] = {}  # the datetime of a ts (µs): bars share their timestamps
+
+
+def _datetime(t: int) -> dt.datetime | None:
+    d = _STAMPS.get(t)
+    if d is None:
+        if len(_STAMPS) >= 4096:
+            _STAMPS.clear()
+        d = _STAMPS[t] = None if t == _NAT else _EPOCH + dt.timedelta(microseconds=t)
+    return d
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
