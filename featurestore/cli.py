@@ -604,6 +604,32 @@ def compress(ctx: click.Context, older_than: str | None, before: str | None, as_
 
 
 @cli.command()
+@click.option("--shard-count", type=int, help="Shards per distributed table (default: the cluster's citus.shard_count).")
+@click.option("--json", "as_json", is_flag=True, help="Print the placement as JSON.")
+@click.pass_context
+def distribute(ctx: click.Context, shard_count: int | None, as_json: bool) -> None:
+    """Distribute the store on a Citus coordinator (FEATURESTORE_URL / --url names it).
+
+    Bars, history and every view's tables are distributed by symbol and colocated; entities,
+    views, loads and the store state become reference tables. Safe to run again.
+
+    \b
+    Example:
+      featurestore --url postgresql://postgres@coordinator:5432/market distribute --shard-count 32
+    """
+    with _open(ctx) as store:
+        placed = store.distribute(shard_count)
+    if as_json:
+        _print_json(placed)
+        return
+    kinds = placed["tables"].values()
+    click.echo(
+        f"distributed on Citus {placed['citus']}: {placed['workers']} worker(s), {placed['shard_count']} shards per table; "
+        f"{sum(k == 'distributed' for k in kinds)} distributed and {sum(k == 'reference' for k in kinds)} reference tables"
+    )
+
+
+@cli.command()
 @click.option("--full", is_flag=True, help="Full sizes (slow); default: quick mode.")
 @click.option("--only", multiple=True, help="Run only this benchmark (repeatable): indicators, load, read, cache, serialization, pool (the default set), or any other script in benchmarks/ (demo, concurrency, soak).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmark-report.md"), show_default=True)

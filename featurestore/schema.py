@@ -21,6 +21,7 @@ from featurestore.errors import ConfigError
 __all__ = [
     "metadata",
     "entities",
+    "entity_keys",
     "bars",
     "bars_history",
     "bars_segments",
@@ -58,6 +59,15 @@ entities = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
     # bumped by every committed write that touches this entity: fine-grained cache invalidation
     sa.Column("generation", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+)
+
+# Every entity_id of entities, in a table laid out like the per-symbol ones: on a distributed
+# store (featurestore.placement) it is distributed and colocated with bars, and statements over
+# many entities start from it (Citus pushes LATERAL probes down only from a distributed relation).
+entity_keys = sa.Table(
+    "entity_keys",
+    metadata,
+    sa.Column("entity_id", sa.Integer, primary_key=True, autoincrement=False),
 )
 
 # No foreign key to entities: a per-row FK check slows COPY, and the write path creates the

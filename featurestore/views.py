@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from featurestore import segments
+from featurestore import placement, segments
 from featurestore.errors import ConfigError, IndicatorError, NotFoundError
 from featurestore.indicators import IndicatorSpec, UserKernelError, parse_indicator
 from featurestore.schema import BAR_COLUMNS, VIEW_TABLE_PREFIX, ident, validate_identifier
@@ -281,22 +281,23 @@ def _from_row(row: Sequence[Any]) -> FeatureView:
 
 
 _SELECT = "SELECT view_id, name, version, spec, table_name, status, created_at, ready_at FROM feature_views"
-# Backfill progress of views (an array of view ids): entities with state for the view, and
+# Backfill progress of views (an array of view ids): entities with state for each view, and
 # entities with bars (what a complete backfill covers). Runs only for views that are not ready.
-_PROGRESS_SQL = (
-    "SELECT v.view_id, (SELECT count(*) FROM indicator_state s WHERE s.view_id = v.view_id), "
-    "(SELECT count(*) FROM entities e WHERE EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = e.entity_id) "
-    "OR EXISTS (SELECT 1 FROM bars_segments g WHERE g.entity_id = e.entity_id)) "
-    "FROM unnest(%s::int4[]) AS v(view_id)"
+_PROGRESS_STATE_SQL = "SELECT view_id, count(*) FROM indicator_state WHERE view_id = ANY(%s::int4[]) GROUP BY view_id"
+_PROGRESS_TOTAL_SQL = (
+    "SELECT count(*) FROM entity_keys k WHERE EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = k.entity_id) "
+    "OR EXISTS (SELECT 1 FROM bars_segments g WHERE g.entity_id = k.entity_id)"
 )
 
 
 def _with_progress(conn: psycopg.Connection[Any], views: list[FeatureView]) -> list[FeatureView]:
-    """``views`` with backfill progress filled in for those not ready (one query, none if all are)."""
+    """``views`` with backfill progress filled in for those not ready (two queries, none if all are)."""
     pending = [v.view_id for v in views if not v.ready]
     if not pending:
         return views
-    counts = {r[0]: (int(r[1]), int(r[2])) for r in conn.execute(_PROGRESS_SQL, (pending,)).fetchall()}
+    done = dict(conn.execute(_PROGRESS_STATE_SQL, (pending,)).fetchall())
+    total = int(conn.execute(_PROGRESS_TOTAL_SQL).fetchone()[0])  # type: ignore[index]
+    counts = {v: (int(done.get(v, 0)), total) for v in pending}
     return [
         replace(v, entities_backfilled=counts[v.view_id][0], entities_total=counts[v.view_id][1])
         if v.view_id in counts
@@ -435,7 +436,9 @@ def register_view(
         + [sql.SQL("PRIMARY KEY (entity_id, ts, superseded_by)")]
     )
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(ident(table + "_h"), history_defs))
-    segments.create_segment_table(conn, segments.view_layout(table, feature_cols, float32=dtype == "float32"))
+    layout = segments.view_layout(table, feature_cols, float32=dtype == "float32")
+    segments.create_segment_table(conn, layout)
+    placement.place_new(conn, [table, table + "_h", layout.segments])  # distributed stores: colocated
     row = conn.execute(
         "INSERT INTO feature_views (name, version, spec, table_name) VALUES (%s, %s, %s, %s) "
         "RETURNING view_id, name, version, spec, table_name, status, created_at, ready_at",

@@ -4,6 +4,12 @@ The server is the embedded one (started once, in a temporary home) unless
 ``FEATURESTORE_TEST_URL`` names another PostgreSQL (a maintenance database such as
 ``postgresql://user:pw@host:5432/postgres``; the tests create and drop databases on it).
 The database is never mocked.
+
+``pytest --citus`` runs the store's behavioural tests (``CITUS_SUITE``) on a real Citus cluster
+instead: a coordinator and two workers on 127.0.0.1 (``tests/citus.py``, Citus built once per
+machine), each test module's database migrated and distributed (``FeatureStore.distribute``)
+before its tests see it. Tests marked ``single_node`` (PostgreSQL plan shapes, the embedded
+server's own life cycle) do not apply there and are deselected.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import guards
 import psycopg
@@ -31,9 +38,54 @@ pytest_sessionfinish = guards.pytest_sessionfinish
 pytest_unconfigure = guards.pytest_unconfigure
 
 
+# the modules whose tests describe the store's behaviour, run again on Citus by `pytest --citus`
+CITUS_SUITE = frozenset({
+    "test_citus_store",
+    "test_read",
+})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--citus", action="store_true",
+        help="run the store's behavioural tests on a local Citus cluster (coordinator + 2 workers, tests/citus.py)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--citus"):
+        return
+    keep, drop = [], []
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
+        (keep if module in CITUS_SUITE and item.get_closest_marker("single_node") is None else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def on_citus(config: pytest.Config) -> bool:
+    return bool(config.getoption("--citus"))
+
+
 @pytest.fixture(scope="session")
-def pg_admin_url() -> Iterator[URL]:
+def citus_cluster(request: pytest.FixtureRequest) -> Iterator[object | None]:
+    """The session's Citus cluster under ``--citus`` (else None)."""
+    if not on_citus(request.config):
+        yield None
+        return
+    from citus import Cluster
+
+    with Cluster.start(workers=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(citus_cluster: object | None) -> Iterator[URL]:
     """URL of the session's server, connected to its maintenance database."""
+    if citus_cluster is not None:
+        yield normalize_url(citus_cluster.coordinator_url)  # type: ignore[attr-defined]
+        return
     env = os.environ.get("FEATURESTORE_TEST_URL")
     if env:
         yield normalize_url(env)
@@ -52,9 +104,9 @@ def pg_admin_url() -> Iterator[URL]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(pg_admin_url: URL) -> EmbeddedServer | None:
-    """The embedded server object when the tests run on it (None on FEATURESTORE_TEST_URL)."""
-    if os.environ.get("FEATURESTORE_TEST_URL"):
+def pg_server(pg_admin_url: URL, citus_cluster: object | None) -> EmbeddedServer | None:
+    """The embedded server object when the tests run on it (None on FEATURESTORE_TEST_URL or Citus)."""
+    if os.environ.get("FEATURESTORE_TEST_URL") or citus_cluster is not None:
         return None
     host = pg_admin_url.query.get("host")
     assert isinstance(host, str)
@@ -62,18 +114,32 @@ def pg_server(pg_admin_url: URL) -> EmbeddedServer | None:
 
 
 @pytest.fixture(scope="session")
-def make_database(pg_admin_url: URL) -> Iterator[Callable[[str], URL]]:
-    """Factory: create an empty database with a unique name; all are dropped at session end."""
+def make_database(pg_admin_url: URL, citus_cluster: Any) -> Iterator[Callable[[str], URL]]:
+    """Factory: create an empty database with a unique name; all are dropped at session end.
+    On Citus the database comes migrated and distributed (empty of data)."""
     created: list[str] = []
 
     def make(prefix: str = "t") -> URL:
         name = f"fs_{prefix[:30]}_{uuid.uuid4().hex[:8]}".lower().replace("-", "_")
+        if citus_cluster is not None:
+            from featurestore.client import FeatureStore
+
+            citus_cluster.new_database(name)
+            created.append(name)
+            url = pg_admin_url.set(database=name)
+            with FeatureStore(url, auto_migrate=True) as fs:
+                fs.distribute()
+            return url
         with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
         created.append(name)
         return pg_admin_url.set(database=name)
 
     yield make
+    if citus_cluster is not None:
+        for name in created:
+            citus_cluster.drop_database(name)
+        return
     with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
         for name in created:
             conn.execute(

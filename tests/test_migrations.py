@@ -34,8 +34,8 @@ def _tables(url: URL) -> set[str]:
 
 def test_one_head_and_linear_history() -> None:
     script = migrate._script()
-    assert script.get_heads() == ["0005"]
-    assert [s.revision for s in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
+    assert script.get_heads() == ["0006"]
+    assert [s.revision for s in script.walk_revisions()] == ["0006", "0005", "0004", "0003", "0002", "0001"]
 
 
 def test_head_read_from_the_sources_is_alembics() -> None:
@@ -74,9 +74,9 @@ def test_current_revision_reads_what_alembic_reads(make_database: Callable[[str]
     migrate.upgrade(engine, "0002")
     assert both() == ("0002", "0002")
     migrate.upgrade(engine, "head")
-    assert both() == ("0005", "0005")
+    assert both() == ("0006", "0006")
     migrate.upgrade(engine, "head")  # at the head already: nothing runs, nothing changes
-    assert both() == ("0005", "0005")
+    assert both() == ("0006", "0006")
     migrate.downgrade(engine, "base")
     assert both() == (None, None)  # the version table stays, empty
     engine.dispose()
@@ -88,6 +88,7 @@ def test_upgrade_downgrade_upgrade_keeps_data(make_database: Callable[[str], URL
     migrate.upgrade(engine, "head")
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("INSERT INTO entities (symbol) VALUES ('AAA'), ('BBB')")
+        conn.execute("INSERT INTO entity_keys SELECT entity_id FROM entities")
         conn.execute(
             "INSERT INTO bars SELECT 1, 0, t, 1, 2, 0.5, 1.5, 10 "
             "FROM generate_series('2024-01-01'::timestamptz, '2024-01-10', '1 day') t"
@@ -161,12 +162,12 @@ def test_store_on_older_schema_says_migrate(make_database: Callable[[str], URL])
     with pytest.raises(SchemaError, match="older than this featurestore"):
         FeatureStore(url)
     with FeatureStore(url, check_schema=False) as fs:
-        assert fs.migrate() == "0005"
+        assert fs.migrate() == "0006"
 
 
 def test_unknown_revision_is_a_clear_error(make_database: Callable[[str], URL]) -> None:
     url = make_database("unknown")
-    with FeatureStore(url, auto_migrate=True) as fs, pytest.raises(NotFoundError, match="known: 0005"):
+    with FeatureStore(url, auto_migrate=True) as fs, pytest.raises(NotFoundError, match="known: 0006"):
         fs.migrate("abc")
 
 
@@ -180,7 +181,7 @@ def test_concurrent_migrations_serialize(make_database: Callable[[str], URL]) ->
     procs = [subprocess.Popen([sys.executable, "-c", code, target]) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     with psycopg.connect(libpq_url(url)) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0006",)]
 
 
 def test_alembic_cli_from_repo_root(make_database: Callable[[str], URL]) -> None:

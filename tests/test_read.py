@@ -398,7 +398,8 @@ def plan_data(store: Any, data: Any, raw_conn_module: Any) -> dict[str, Any]:
     """1,000 symbols x 200 bars in bars (generate_series) and a view over them, analyzed."""
     conn = raw_conn_module
     conn.execute(
-        "INSERT INTO entities (symbol) SELECT 'P' || lpad(i::text, 4, '0') FROM generate_series(1, %s) i",
+        "WITH n AS (INSERT INTO entities (symbol) SELECT 'P' || lpad(i::text, 4, '0') FROM generate_series(1, %s) i "
+        "RETURNING entity_id) INSERT INTO entity_keys SELECT entity_id FROM n",
         (N_PLAN_SYMBOLS,),
     )
     conn.execute(
@@ -423,6 +424,7 @@ def _range_params(ids: list[int], days: tuple[int, int] | None) -> dict[str, Any
     return {"ids": np.array(ids, dtype=np.int32), "start": lo, "end": hi}
 
 
+@pytest.mark.single_node  # PostgreSQL's own plan shapes (Citus plans: tests/test_citus_store.py)
 @pytest.mark.parametrize("days", [None, (10, 60)])
 def test_plan_range_reads(plan_data: Any, raw_conn_module: Any, days: Any) -> None:
     table, ids = plan_data["table"], plan_data["ids"]
@@ -439,12 +441,14 @@ def test_plan_range_reads(plan_data: Any, raw_conn_module: Any, days: Any) -> No
                 assert any(node.get("Index Name") == "bars_pkey" for node in nodes(plan))
 
 
+@pytest.mark.single_node  # PostgreSQL's own plan shapes (Citus plans: tests/test_citus_store.py)
 def test_plan_lookup(plan_data: Any, raw_conn_module: Any) -> None:
     assert_plan_uses_index(
         raw_conn_module, LOOKUP_SQL, {"symbols": ["P0001", "P0002"]}, index="entities_symbol_key"
     )
 
 
+@pytest.mark.single_node  # PostgreSQL's own plan shapes (Citus plans: tests/test_citus_store.py)
 @pytest.mark.parametrize("generic", [False, True])
 def test_plan_latest(plan_data: Any, raw_conn_module: Any, generic: bool) -> None:
     """Index Scan Backward + Limit per entity, also as the generic plan a prepared statement ends up with."""
@@ -487,6 +491,7 @@ def test_plan_latest(plan_data: Any, raw_conn_module: Any, generic: bool) -> Non
         conn.execute("RESET plan_cache_mode")
 
 
+@pytest.mark.single_node  # PostgreSQL's own plan shapes (Citus plans: tests/test_citus_store.py)
 def test_plan_point_in_time(plan_data: Any, raw_conn_module: Any) -> None:
     conn = raw_conn_module
     table, ids = plan_data["table"], plan_data["ids"]
@@ -577,6 +582,7 @@ def test_downcast_halves_values_and_round_trips_within_float32(store: Any, plan_
     pd.testing.assert_frame_equal(cached, downcast(store.reader.get_bars(symbols[:5])))
 
 
+@pytest.mark.single_node  # PostgreSQL's own plan shapes (Citus plans: tests/test_citus_store.py)
 def test_plan_one_day_of_every_symbol_is_an_index_range_scan(make_database: Any) -> None:
     """Every symbol over one day (a cross-section read) reads index ranges, never the whole table.
 
@@ -594,7 +600,8 @@ def test_plan_one_day_of_every_symbol_is_an_index_range_scan(make_database: Any)
     url = make_database("xsection")
     FeatureStore(url, auto_migrate=True, cache=None).close()
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        conn.execute("INSERT INTO entities (symbol) SELECT 'X' || lpad(i::text, 4, '0') FROM generate_series(1, 1000) i")
+        conn.execute("WITH n AS (INSERT INTO entities (symbol) SELECT 'X' || lpad(i::text, 4, '0') "
+                     "FROM generate_series(1, 1000) i RETURNING entity_id) INSERT INTO entity_keys SELECT entity_id FROM n")
         for part in range(4):  # 1,000 symbols x 1,000 minutes in four loads, each symbol-major
             conn.execute(
                 "INSERT INTO bars (entity_id, load_id, ts, open, high, low, close, volume) "

@@ -39,7 +39,8 @@ def big_bars(store: Any) -> Any:
     """1,000 entities x 250 bars = 250k rows, analyzed: a realistic planner input."""
     with store.db.connection() as conn:
         conn.execute(
-            "INSERT INTO entities (symbol) SELECT 'S' || g FROM generate_series(1, 1000) g"
+            "WITH n AS (INSERT INTO entities (symbol) SELECT 'S' || g FROM generate_series(1, 1000) g "
+            "RETURNING entity_id) INSERT INTO entity_keys SELECT entity_id FROM n"
         )
         conn.execute(
             "INSERT INTO bars SELECT e, 0, '2020-01-01'::timestamptz + d * interval '1 day', "

@@ -71,6 +71,10 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("featurestore/read/sql.py", "latest_sql"): "same as range_sql",
     ("featurestore/read/sql.py", "latest_one_sql"): "same as range_sql",
     ("featurestore/read/sql.py", "training_sql"): "same as range_sql",
+    ("featurestore/placement.py", "per_entity"): "interpolates fragments its callers in featurestore pass as "
+    "constants (an unnest(...) of %s / %(name)s placeholders, an alias, column names); never data",
+    ("featurestore/write/load.py", "_resolve"): "concatenates per_entity's constant FROM item and _ts_us_sql's "
+    "constant expressions; the ids stay a %s parameter",
     ("featurestore/read/latest.py", "_checked_sql"): "wraps a statement from latest_one_sql (via _one_sql) in a "
     "constant fragment; the view name and version stay %(view_name)s / %(view_version)s parameters",
     ("featurestore/read/sql.py", "point_sql"): "same as range_sql",

@@ -399,7 +399,8 @@ def test_plan_versions_query(store: Any, replay: Replay, raw_conn: Any) -> None:
     never a sequential scan; the probe looks the loads up by key."""
     conn = raw_conn
     conn.execute(
-        "INSERT INTO entities (symbol) SELECT 'P' || lpad(i::text, 4, '0') FROM generate_series(1, 1000) i"
+        "WITH n AS (INSERT INTO entities (symbol) SELECT 'P' || lpad(i::text, 4, '0') FROM generate_series(1, 1000) i "
+        "RETURNING entity_id) INSERT INTO entity_keys SELECT entity_id FROM n"
     )
     conn.execute(
         "INSERT INTO bars (entity_id, load_id, ts, open, high, low, close, volume) "

@@ -18,6 +18,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL
 
 from featurestore import migrate as _migrate
+from featurestore import placement as _placement
 from featurestore.client import knowledge as _history_api
 from featurestore.client import reads as _read_api
 from featurestore.client import views as _view_api
@@ -264,11 +265,29 @@ class FeatureStore:
         """
         try:
             _migrate.upgrade(self.db.engine, revision)
+            self._place_new_tables()
         finally:  # even a failed migration may have changed something before it failed
             self._invalidate_committed(None, "a migration")
         with self.db.engine.connect() as conn:
             self.schema_revision = _migrate.current_revision(conn) or "base"
         return self.schema_revision
+
+    def distribute(self, shard_count: int | None = None) -> dict[str, Any]:
+        """Make this store a distributed one on a Citus coordinator: the per-symbol tables
+        distributed by entity and colocated (one symbol's rows on one worker), the small shared
+        tables reference tables (see :mod:`featurestore.placement`). Idempotent; views and
+        tables made later are placed as they are created. ``shard_count``: Citus's default
+        (``citus.shard_count``) when None; fixed once ``bars`` is distributed. Returns the
+        placement (also in :meth:`info`). Refuses on a plain PostgreSQL (ConfigError)."""
+
+        def run(conn: Any) -> dict[str, Any]:
+            with conn.transaction():
+                return _placement.distribute(conn, shard_count)
+
+        try:
+            return self.db.run(run)
+        finally:
+            self._invalidate_committed(None, "distribute")
 
     def downgrade(self, revision: str) -> str:
         """Downgrade the schema to ``revision`` (``"base"`` drops every table and its data).
@@ -279,11 +298,22 @@ class FeatureStore:
             raise ConfigError("downgrade needs a target revision, e.g. 'base' or '0001'")
         try:
             _migrate.downgrade(self.db.engine, revision)
+            self._place_new_tables()
         finally:
             self._invalidate_committed(None, "a migration")
         with self.db.engine.connect() as conn:
             self.schema_revision = _migrate.current_revision(conn) or "base"
         return self.schema_revision
+
+    def _place_new_tables(self) -> None:
+        """After a migration on a distributed store, its new tables join the placement."""
+
+        def run(conn: Any) -> None:
+            if _placement.is_distributed(conn):
+                with conn.transaction():
+                    _placement.distribute(conn)
+
+        self.db.run(run)
 
     # -- facts --------------------------------------------------------------------------------
 
@@ -308,6 +338,7 @@ class FeatureStore:
             return int(conn.execute("SELECT coalesce(sum(n), 0) FROM bars_segments").fetchone()[0])
 
         held = self.db.run(in_segments, idempotent=True)
+        placed = self.db.run(_placement.placement, idempotent=True)
         return {
             "url": self.url,
             "embedded": self.embedded,
@@ -315,6 +346,7 @@ class FeatureStore:
             "server_version": version,
             "schema_revision": revision,
             "schema_head": _migrate.head_revision(),
+            "placement": placed,
             "rows": stats["server"]["rows"],
             "bars": {
                 "rows_estimate": (bars.get("rows_estimate") or 0) + held,

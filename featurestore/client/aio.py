@@ -82,6 +82,7 @@ class AsyncFeatureStore:
         self._pool: Any = None
         self._gate: Any = None
         self._coalesce = coalesce
+        self._distributed = False  # a Citus store (known once open): its statements' forms
         self._closed = False
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -100,6 +101,7 @@ class AsyncFeatureStore:
                 kwargs={"autocommit": True}, open=False,
             )
             await self._pool.open(wait=True, timeout=self._pool_timeout)
+            self._distributed = await self._in_thread(lambda: self.store.reader.distributed)
             self._gate = AsyncGate() if self._coalesce else None
         return self
 
@@ -253,7 +255,7 @@ class AsyncFeatureStore:
     async def _latest_rows(self, p: LatestPlan, names: list[str]) -> list[tuple[Any, ...]]:
 
         cut = p.cut()
-        query, params = _latest.statement(p, names, cut)
+        query, params = _latest.statement(p, names, cut, distributed=self._distributed)
         async with self._connection() as conn:
             cur = await conn.execute(query, params, prepare=True)
             rows = await cur.fetchall()

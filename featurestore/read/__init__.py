@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from featurestore import placement
 from featurestore.config import libpq_url
 from featurestore.errors import ConfigError, ConnectionError, DatabaseError, HistoryError
 from featurestore.read import bulk as _bulk
@@ -302,9 +303,9 @@ class Reader:
     def _latest_rows(self, p: _latest.LatestPlan, names: Sequence[str]) -> list[tuple[Any, ...]]:
         """The latest rows of ``names`` (one per name, in order) for plan ``p``."""
         cut = p.cut()
-        query, params = _latest.statement(p, names, cut)
 
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            query, params = _latest.statement(p, names, cut, distributed=placement.distributed(conn))
             return conn.execute(query, params, prepare=True).fetchall()
 
         rows = self._run(run) or [(1, _NAT, *([None] * len(p.cols)))]
@@ -337,11 +338,11 @@ class Reader:
             return None
 
         def held_now(conn: psycopg.Connection[Any]) -> bool:
-            return conn.execute(
-                "SELECT 1 FROM unnest(%s::int4[]) AS u(e) WHERE EXISTS (SELECT 1 FROM bars_segments s "
-                "WHERE s.entity_id = u.e AND s.ts_first <= %s) OR EXISTS (SELECT 1 FROM bars b "
-                "WHERE b.entity_id = u.e AND b.ts <= %s) LIMIT 1", (ids, cut, cut)
-            ).fetchone() is not None
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM bars_segments s WHERE s.entity_id = ANY(%s::int4[]) AND s.ts_first <= %s) "
+                "OR EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = ANY(%s::int4[]) AND b.ts <= %s)", (ids, cut, ids, cut)
+            ).fetchone()
+            return bool(row and row[0])
 
         if not self._run(held_now):
             return None
@@ -429,6 +430,11 @@ class Reader:
         )
 
     # -- internals --------------------------------------------------------------------------
+
+    @property
+    def distributed(self) -> bool:
+        """True on a distributed (Citus) store: some statements take their Citus form."""
+        return self._run(placement.distributed)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -583,6 +589,29 @@ class Reader:
         upper = dt.datetime(1970, 1, 1, tzinfo=_UTC) + dt.timedelta(microseconds=int(upper_us))
         uniq = np.unique(np.asarray(ids, dtype=np.int32)).tolist()
         return self._consistent(lambda c: _seg.shadowed(c, query, params, tables, uniq, upper), writable=True)
+
+    def _fetch_grouped(
+        self, query: str, params: dict[str, Any], per_key: Sequence[str], tables: Sequence[str], upper_us: int
+    ) -> list[tuple[np.ndarray, pa.Table]]:
+        """:meth:`_fetch_scoped` for a statement over ``params["ids"]`` (with ``per_key``: the
+        parameters holding one element per id). On one PostgreSQL, one statement; on a
+        distributed store one per shard group (each routed to one worker), in one snapshot.
+        Returns (positions of the group's ids, its rows) per statement."""
+        ids = np.asarray(params["ids"])
+        if not self.distributed:
+            return [(np.arange(ids.size), self._fetch_scoped(query, params, tables, ids, upper_us))]
+        groups = self._run(lambda conn: placement.shard_groups(conn, ids))
+        upper = dt.datetime(1970, 1, 1, tzinfo=_UTC) + dt.timedelta(microseconds=int(upper_us))
+
+        def run(c: Any) -> list[tuple[np.ndarray, pa.Table]]:
+            parts = []
+            for g in groups:
+                sub = {k: (np.asarray(v)[g] if k in per_key else v) for k, v in params.items()}
+                uniq = np.unique(sub["ids"].astype(np.int32)).tolist()
+                parts.append((g, _seg.shadowed(c, query, sub, tables, uniq, upper)))
+            return parts
+
+        return self._consistent(run, writable=True)  # type: ignore[no-any-return]
 
     # -- snapshots ------------------------------------------------------------------------------
 

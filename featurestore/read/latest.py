@@ -111,16 +111,19 @@ def gate_shape(as_of: Any, view: Any, version: Any, columns: Any) -> Hashable | 
     return ("latest", view, version, columns, cut)
 
 
-def statement(p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: bool | None = None) -> tuple[str, dict[str, Any]]:
+def statement(
+    p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: bool | None = None, distributed: bool = False
+) -> tuple[str, dict[str, Any]]:
     """The statement and parameters reading the latest rows of ``names`` at ``cut``: the
-    scalar one-symbol form (one generic prepared plan, the online hot path) for one symbol."""
+    scalar one-symbol form (one generic prepared plan, the online hot path) for one symbol.
+    ``distributed``: the form a Citus store plans (:func:`latest_sql`)."""
     sql_names = p.sql_names(names)
     known = p.known is not None
     if (len(sql_names) == 1) if one is None else one:
         query = _one_sql(p.table, p.bar_cols, p.feat_cols, known)
         params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
     else:
-        query = _many_sql(p.table, p.bar_cols, p.feat_cols, known)
+        query = _many_sql(p.table, p.bar_cols, p.feat_cols, known, distributed)
         params = {"symbols": sql_names, "as_of": cut}
     if known:
         params["known_at"] = p.known
@@ -193,8 +196,8 @@ def _one_sql(table: str, bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], 
 
 
 @functools.lru_cache(maxsize=512)
-def _many_sql(table: str, bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], known: bool) -> str:
-    return latest_sql(table, bar_cols, feat_cols, known=known)
+def _many_sql(table: str, bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], known: bool, distributed: bool) -> str:
+    return latest_sql(table, bar_cols, feat_cols, known=known, distributed=distributed)
 
 
 def missing(rows: list[tuple[Any, ...]], names: Sequence[str]) -> list[int]:

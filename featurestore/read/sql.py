@@ -102,7 +102,8 @@ def _version_at(alias: str, history: str, cols: Sequence[str], hv: str) -> tuple
 
 
 def _last_known(
-    table: str, bar_cols: Sequence[str], feat_cols: Sequence[str], key: str, upper: str, lower: str | None = None
+    table: str, bar_cols: Sequence[str], feat_cols: Sequence[str], key: str, upper: str, lower: str | None = None,
+    prune: str = "",
 ) -> str:
     """The last row visible at knowledge time with ``entity_id = key`` and ``lower <= ts <= upper``,
     as a subquery with columns ts and the value columns.
@@ -124,9 +125,15 @@ def _last_known(
         source += f" JOIN bars b ON b.entity_id = c.entity_id AND b.ts = c.ts {bprobe}"
         conds.append(bvisible)
         pick = bpick + pick
-    where = f"c.entity_id = {key} AND c.ts <= {upper}" + (f" AND c.ts >= {lower}" if lower else "")
+    where = f"c.entity_id = {key}{prune.format(a='c')} AND c.ts <= {upper}" + (f" AND c.ts >= {lower}" if lower else "")
     select = ", ".join(["c.ts", *pick])
     return f"(SELECT {select} FROM {source} WHERE {where} AND {' AND '.join(conds)} ORDER BY c.ts DESC LIMIT 1)"
+
+
+# On a distributed store, statements over many entities run once per shard group with this
+# restriction on their probes ({a}: the probed table's alias): Citus then routes each to one
+# worker whole (a router query), where PostgreSQL plans it as on one node.
+PRUNE = " AND {a}.entity_id = ANY(%(ids)s::int4[])"
 
 
 def _select(
@@ -173,26 +180,39 @@ def range_sql(
 
 
 def latest_sql(
-    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False,
+    distributed: bool = False,
 ) -> str:
     """Latest row at or before ``%(as_of)s`` for each of ``%(symbols)s``, in the order given.
 
     One row per requested symbol (NULLs where there is none): a LATERAL join whose inner query is
     an Index Scan Backward with LIMIT 1 per entity. Columns: ordinal, ts as int8 µs (NaT sentinel
-    when missing), then the value columns.
+    when missing), then the value columns. ``distributed`` (a Citus store): the probes start from
+    ``entity_keys`` (pushed down to the workers, in parallel) and their rows are joined back to
+    the requested order on the coordinator.
     """
     cols, source = _select(table, bar_cols, feat_cols)
+    key = "q.id" if distributed else "e.entity_id"
     inner = (
-        _last_known(table, bar_cols, feat_cols, "e.entity_id", "%(as_of)s::timestamptz")
+        _last_known(table, bar_cols, feat_cols, key, "%(as_of)s::timestamptz")
         if known
-        else f"(SELECT t.ts{cols} FROM {source} WHERE t.entity_id = e.entity_id "
+        else f"(SELECT t.ts{cols} FROM {source} WHERE t.entity_id = {key} "
         "AND t.ts <= %(as_of)s::timestamptz ORDER BY t.ts DESC LIMIT 1)"
     )
-    return (KNOWLEDGE_CTE if known else "") + (
-        f"SELECT r.k, {_us('x.ts')}{''.join(', x.' + _quote(c) for c in (*bar_cols, *feat_cols))} "
+    values = "".join(", x." + _quote(c) for c in (*bar_cols, *feat_cols))
+    head = (KNOWLEDGE_CTE if known else "") + (
+        f"SELECT r.k, {_us('x.ts')}{values} "
         "FROM unnest(%(symbols)s::text[]) WITH ORDINALITY AS r(symbol, k) "
         "LEFT JOIN entities e ON e.symbol = r.symbol "
-        f"LEFT JOIN LATERAL {inner} x ON true ORDER BY r.k"
+    )
+    if not distributed:
+        return head + f"LEFT JOIN LATERAL {inner} x ON true ORDER BY r.k"
+    found = (
+        "(SELECT entity_id AS id FROM entity_keys WHERE entity_id IN "
+        "(SELECT entity_id FROM entities WHERE symbol = ANY(%(symbols)s::text[]))) q"
+    )
+    return head + (
+        f"LEFT JOIN (SELECT q.id, y.*  FROM {found} CROSS JOIN LATERAL {inner} y) x ON x.id = e.entity_id ORDER BY r.k"
     )
 
 
@@ -219,7 +239,8 @@ def latest_one_sql(
 
 
 def training_sql(
-    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False,
+    distributed: bool = False,
 ) -> str:
     """The rows a training frame can attach: per entity, from its last row at or before its first
     event through its last event.
@@ -227,22 +248,25 @@ def training_sql(
     Parameters ``ids`` (int4[]) and ``first``/``last`` (int8[] µs since the epoch), one element per
     entity. Two LATERAL index probes per entity: a backward one (LIMIT 1) for the lower bound, then
     a range scan. Rows come grouped by entity with ts ascending (the reader checks, and sorts if a
-    plan ever delivers another order).
+    plan ever delivers another order). ``distributed``: the Citus form, for ids of one shard group
+    (:data:`PRUNE`: Citus routes it to one worker whole; it cannot push LATERAL probes with a
+    LIMIT down from ``unnest`` columns).
     """
     cols, source = _select(table, bar_cols, feat_cols, known)
     with_k = KNOWLEDGE_CTE if known else ""
     t = _quote(table) if table != "bars" else "bars"
+    prune = PRUNE if distributed else ""
     probe = (
-        f"(SELECT y.ts AS lo FROM {_last_known(table, [], [], 'r.e', _from_us('r.first_us'))} y)"
+        f"(SELECT y.ts AS lo FROM {_last_known(table, [], [], 'r.e', _from_us('r.first_us'), prune=prune)} y)"
         if known
-        else f"(SELECT p.ts AS lo FROM {t} p WHERE p.entity_id = r.e AND p.ts <= {_from_us('r.first_us')} "
+        else f"(SELECT p.ts AS lo FROM {t} p WHERE p.entity_id = r.e{prune.format(a='p')} AND p.ts <= {_from_us('r.first_us')} "
         "ORDER BY p.ts DESC LIMIT 1)"
     )
     hi = _from_us("r.last_us")
     lo = f"coalesce(s.lo, {_from_us('r.first_us')})"  # no row before the first event: start there
-    where = f"t.entity_id = r.e AND t.ts >= {lo} AND t.ts <= {hi}"
+    where = f"t.entity_id = r.e{prune.format(a='t')} AND t.ts >= {lo} AND t.ts <= {hi}"
     if table != "bars" and bar_cols:
-        where += f" AND b.entity_id = r.e AND b.ts >= {lo} AND b.ts <= {hi}"
+        where += f" AND b.entity_id = r.e{prune.format(a='b')} AND b.ts >= {lo} AND b.ts <= {hi}"
     outer = "".join(", x." + _quote(c) for c in (*bar_cols, *feat_cols))
     return with_k + (
         f"SELECT x.entity_id, x.ts{outer} "
@@ -253,21 +277,23 @@ def training_sql(
 
 
 def point_sql(
-    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False,
+    distributed: bool = False,
 ) -> str:
     """Point-in-time rows for keys (entity, event time): the last row with lo <= ts <= event time.
 
     Parameters ``ids`` (int4[]), ``ts`` and ``lo`` (int8[] µs), one element per key. One LATERAL
     Index Scan Backward with LIMIT 1 per key; keys with no such row return nothing. Column ``k``
-    is the key's 1-based position.
+    is the key's 1-based position. ``distributed``: as for :func:`training_sql`.
     """
     cols, source = _select(table, bar_cols, feat_cols)
     outer = "".join(", x." + _quote(c) for c in (*bar_cols, *feat_cols))
-    where = f"t.entity_id = r.e AND t.ts <= {_from_us('r.t')} AND t.ts >= {_from_us('r.lo')}"
+    prune = PRUNE if distributed else ""
+    where = f"t.entity_id = r.e{prune.format(a='t')} AND t.ts <= {_from_us('r.t')} AND t.ts >= {_from_us('r.lo')}"
     if table != "bars" and bar_cols:
-        where += f" AND b.entity_id = r.e AND b.ts <= {_from_us('r.t')} AND b.ts >= {_from_us('r.lo')}"
+        where += f" AND b.entity_id = r.e{prune.format(a='b')} AND b.ts <= {_from_us('r.t')} AND b.ts >= {_from_us('r.lo')}"
     inner = (
-        _last_known(table, bar_cols, feat_cols, "r.e", _from_us("r.t"), _from_us("r.lo"))
+        _last_known(table, bar_cols, feat_cols, "r.e", _from_us("r.t"), _from_us("r.lo"), prune=prune)
         if known
         else f"(SELECT t.ts{cols} FROM {source} WHERE {where} ORDER BY t.ts DESC LIMIT 1)"
     )

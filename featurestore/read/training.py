@@ -236,12 +236,12 @@ def _attach_per_key(
         params["known_at"] = known
     tables = [fv.table_name, *(["bars"] if bar_cols else [])]
     upper = int(key_ts.max()) if m else _MIN_US
-    table = reader._fetch_scoped(point_sql(fv.table_name, bar_cols, feats, known=known is not None), params,
-                                 tables, ent_ids[key_pos], upper)
-    k = _column(table, "k").astype(np.int64) - 1  # WITH ORDINALITY counts from 1
-    row_ts[k] = table.column("ts").cast(pa.int64()).to_numpy()
-    for c in cols:
-        vals[c][k] = _column(table, c)
+    query = point_sql(fv.table_name, bar_cols, feats, known=known is not None, distributed=reader.distributed)
+    for pos, table in reader._fetch_grouped(query, params, ("ids", "ts", "lo"), tables, upper):
+        k = pos[_column(table, "k").astype(np.int64) - 1]  # WITH ORDINALITY counts from 1
+        row_ts[k] = table.column("ts").cast(pa.int64()).to_numpy()
+        for c in cols:
+            vals[c][k] = _column(table, c)
     return row_ts, vals
 
 
@@ -268,8 +268,9 @@ def _attach_by_range(
         if known is not None:
             params["known_at"] = known
         tables = [fv.table_name, *(["bars"] if bar_cols else [])]
-        table = reader._fetch_scoped(training_sql(fv.table_name, bar_cols, feats, known=known is not None), params,
-                                     tables, ent_ids[key_pos[starts]], int(last.max()))
+        query = training_sql(fv.table_name, bar_cols, feats, known=known is not None, distributed=reader.distributed)
+        parts = reader._fetch_grouped(query, params, ("ids", "first", "last"), tables, int(last.max()))
+        table = pa.concat_tables([t for _, t in parts]) if len(parts) != 1 else parts[0][1]
         row_eid = _column(table, "entity_id").astype(np.int32, copy=False)
         row_ts = table.column("ts").cast(pa.int64()).to_numpy()
         # rows come grouped by entity (ascending, as requested) with ts ascending; sort if not

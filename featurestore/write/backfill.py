@@ -15,7 +15,7 @@ from featurestore.write.generation import bump_generation
 def pending_backfill(conn: psycopg.Connection[Any], view: FeatureView, batch_entities: int) -> list[list[int]]:
     """Entities with bars but no state for ``view`` (not yet backfilled), in batches."""
     rows = conn.execute(
-        "SELECT e.entity_id FROM entities e "
+        "SELECT e.entity_id FROM entity_keys e "
         "WHERE (EXISTS (SELECT 1 FROM bars b WHERE b.entity_id = e.entity_id) "
         "OR EXISTS (SELECT 1 FROM bars_segments s WHERE s.entity_id = e.entity_id)) "
         "AND NOT EXISTS (SELECT 1 FROM indicator_state s WHERE s.view_id = %s AND s.entity_id = e.entity_id) "
@@ -32,13 +32,17 @@ def backfill_batch(conn: psycopg.Connection[Any], view: FeatureView, entity_ids:
     Each batch commits on its own, so an interrupted backfill resumes with the batches left.
     """
     with conn.transaction():
+        # lock the entities (id order, as loads do), then skip those whose state a backfill that
+        # held a lock before us has written
         locked = conn.execute(
-            "SELECT e.entity_id FROM entities e WHERE e.entity_id = ANY(%s) "
-            "AND NOT EXISTS (SELECT 1 FROM indicator_state s WHERE s.view_id = %s AND s.entity_id = e.entity_id) "
-            "ORDER BY e.entity_id FOR UPDATE",
-            (list(entity_ids), view.view_id),
+            "SELECT entity_id FROM entities WHERE entity_id = ANY(%s) ORDER BY entity_id FOR UPDATE",
+            (list(entity_ids),),
         ).fetchall()
-        ids = [r[0] for r in locked]
+        done = {r[0] for r in conn.execute(
+            "SELECT entity_id FROM indicator_state WHERE view_id = %s AND entity_id = ANY(%s)",
+            (view.view_id, [r[0] for r in locked]),
+        ).fetchall()}
+        ids = [r[0] for r in locked if r[0] not in done]
         if not ids:
             return 0
         written, _ = write_features(conn, view, ids, {}, set())

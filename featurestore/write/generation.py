@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+
+from featurestore import placement
 
 NOTIFY_CHANNEL = "featurestore"
 # pg_notify payloads are limited to 8000 bytes; past this, notify "everything changed"
@@ -63,6 +66,35 @@ def bump_generation(
         "channel": NOTIFY_CHANNEL,
         **(load or {}),
     }
+    if placement.distributed(conn):
+        return _bump_distributed(conn, params, load)
     row = conn.execute(_BUMP_AND_LOG if load else _BUMP_ONLY, params, prepare=True).fetchone()
     assert row is not None
     return int(row[0]), list(row[1])
+
+
+def _bump_distributed(conn: psycopg.Connection[Any], params: dict[str, Any], load: dict[str, Any] | None) -> tuple[int, list[str]]:
+    """:func:`bump_generation` on a Citus store, in steps: Citus runs no data-modifying CTE over
+    reference tables in one statement, nor an UPDATE with a volatile function (the stamp is
+    taken under the store_state lock first, then written as a value)."""
+    locked = conn.execute("SELECT known_at FROM store_state WHERE id = 1 FOR UPDATE").fetchone()
+    assert locked is not None
+    now = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    stamp = max(locked[0], now)
+    gen = conn.execute(
+        "UPDATE store_state SET generation = generation + 1, known_at = %s WHERE id = 1 RETURNING generation",
+        (stamp,),
+    ).fetchone()[0]  # type: ignore[index]
+    symbols: list[str] = []
+    if params["ids"]:
+        symbols = sorted(r[0] for r in conn.execute(
+            "UPDATE entities SET generation = generation + 1 WHERE entity_id = ANY(%s::int4[]) RETURNING symbol",
+            (params["ids"],),
+        ).fetchall())
+    message = json.dumps({"g": gen, "s": symbols})
+    if params["everything"] or len(message.encode()) > NOTIFY_MAX_BYTES:
+        message = json.dumps({"g": gen, "s": None})
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, message))
+    if load:
+        conn.execute(LOAD_LOG_SQL.format(stamp="%(stamp)s::timestamptz", source=""), {**params, "stamp": stamp})
+    return int(gen), symbols

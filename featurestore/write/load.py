@@ -14,7 +14,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from featurestore import segments
+from featurestore import placement, segments
 from featurestore.errors import ConfigError, ValidationError
 from featurestore.load import BarChunk
 from featurestore.schema import BAR_COLUMNS, ident
@@ -213,12 +213,14 @@ class LoadWriter:
         found = {s: e for e, s in self.conn.execute(lock, (new,)).fetchall()}
         if self.create_symbols and len(found) < len(new):
             absent = [x for x in new if x not in found]
-            cur = self.conn.execute(
+            made = [r[0] for r in self.conn.execute(
                 "INSERT INTO entities (symbol) SELECT s FROM unnest(%s::text[]) AS u(s) ORDER BY s "
-                "ON CONFLICT (symbol) DO NOTHING",
+                "ON CONFLICT (symbol) DO NOTHING RETURNING entity_id",
                 (absent,),
-            )
-            self.result.symbols_created += max(cur.rowcount, 0)
+            ).fetchall()]
+            if made:  # every entity has its key row (placement: the per-symbol tables' anchor)
+                self.conn.execute("INSERT INTO entity_keys (entity_id) SELECT unnest(%s::int4[])", (made,))
+            self.result.symbols_created += len(made)
             found.update({s: e for e, s in self.conn.execute(lock, (absent,)).fetchall()})
         missing = [s for s in new if s not in found]
         if missing:
@@ -237,7 +239,7 @@ class LoadWriter:
         # an entity's last bar: its newest row, else the end of its history segments
         last = self.conn.execute(
             "SELECT e.id, " + _ts_us_sql("greatest(b.ts, s.ts)") + ", " + _ts_us_sql("s.ts")
-            + " FROM unnest(%s::int4[]) AS e(id) "
+            + " FROM " + placement.per_entity("unnest(%s::int4[])", "e", "id", placement.distributed(self.conn)) + " "
             "LEFT JOIN LATERAL (SELECT ts FROM bars WHERE entity_id = e.id ORDER BY ts DESC LIMIT 1) b ON true "
             "LEFT JOIN LATERAL (SELECT max(ts_last) AS ts FROM bars_segments WHERE entity_id = e.id) s ON true",
             (ids,),

@@ -1,0 +1,199 @@
+"""[store] Where the tables live: one PostgreSQL, or a Citus cluster with the store distributed.
+
+``distribute`` (``FeatureStore.distribute``, ``featurestore distribute``) makes a store on a
+Citus coordinator a distributed one: the per-symbol tables — ``bars``, its history and
+segments, ``indicator_state``, ``indicator_checkpoints`` and every view's tables — are
+distributed by ``entity_id`` and colocated, so one symbol's rows of every table sit in one
+shard group (a one-symbol read or write is routed to one worker, a join by entity stays on the
+worker); the small tables every statement consults — ``entities``, ``feature_views``, ``loads``,
+``store_state`` — become reference tables (a copy on every node), so that a per-symbol join with
+them also stays on one worker and the knowledge-time function can read them anywhere.
+``alembic_version`` stays a local table of the coordinator (only migrations read it).
+
+Tables made later (a new view version, a migration's table) are distributed when they are
+created (:func:`place_new`), or by running ``distribute`` again (it is idempotent). On a plain
+PostgreSQL every function here is a no-op except ``distribute``, which refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from featurestore.errors import ConfigError
+from featurestore.schema import VIEW_TABLE_PREFIX
+
+__all__ = [
+    "REFERENCE_TABLES",
+    "DISTRIBUTED_TABLES",
+    "citus_version",
+    "is_distributed",
+    "distribute",
+    "place_new",
+    "placement",
+    "distributed",
+    "per_entity",
+    "shard_groups",
+]
+
+REFERENCE_TABLES = ("entities", "feature_views", "loads", "store_state")
+DISTRIBUTED_TABLES = (
+    "bars", "bars_history", "bars_segments", "indicator_state", "indicator_checkpoints", "entity_keys",
+)
+DISTRIBUTION_COLUMN = "entity_id"
+ANCHOR = "bars"  # every distributed table is colocated with it
+
+
+def citus_version(conn: psycopg.Connection[Any]) -> str | None:
+    """The Citus extension's version in this database, or None (plain PostgreSQL)."""
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def is_distributed(conn: psycopg.Connection[Any]) -> bool:
+    """True when ``bars`` is a Citus distributed table here."""
+    if citus_version(conn) is None:
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass(%s) AND partmethod = 'h'", (ANCHOR,)
+    ).fetchone()
+    return row is not None
+
+
+# (host, port, database) -> is the store there distributed; asked once per database per process
+_DISTRIBUTED: dict[tuple[str, int, str], bool] = {}
+
+
+def distributed(conn: psycopg.Connection[Any]) -> bool:
+    """:func:`is_distributed`, remembered per database (the statements a store builds depend on
+    it). A store distributed by another process is seen as such by stores opened after it."""
+    info = conn.info
+    key = (info.host, info.port, info.dbname)
+    known = _DISTRIBUTED.get(key)
+    if known is None:
+        known = _DISTRIBUTED[key] = is_distributed(conn)
+    return known
+
+
+def per_entity(rows: str, alias: str, columns: str, dist: bool) -> str:
+    """A FROM item of one row per requested entity: ``rows`` (an ``unnest(...)`` of entity ids
+    first, then any per-entity arrays) as ``alias(columns)``. On a distributed store the same
+    rows come joined to ``entity_keys``, the entity id taken from it: Citus pushes the LATERAL
+    probes that follow down to the workers only when they correlate with a distributed
+    relation's distribution column (rows of ids that are no entity drop out there)."""
+    if not dist:
+        return f"{rows} AS {alias}({columns})"
+    first, *rest = [c.strip() for c in columns.split(",")]
+    more = "".join(f", u.{c}" for c in rest)
+    return (
+        f"(SELECT k.entity_id AS {first}{more} FROM entity_keys k JOIN {rows} AS u({columns}) "
+        f"ON u.{first} = k.entity_id) AS {alias}"
+    )
+
+
+def shard_groups(conn: psycopg.Connection[Any], ids: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+    """Positions of ``ids`` grouped by the shard group their entity lives in (Citus's own hash,
+    asked of the coordinator), each group in the order given: a statement over many entities
+    runs once per group, routed to one worker."""
+    arr = np.asarray(ids, dtype=np.int32)
+    if arr.size == 0:
+        return []
+    uniq, inverse = np.unique(arr, return_inverse=True)
+    rows = conn.execute(
+        "SELECT get_shard_id_for_distribution_column(%s, e) FROM unnest(%s::int4[]) AS u(e)", (ANCHOR, uniq.tolist())
+    ).fetchall()
+    shard = np.array([r[0] for r in rows], dtype=np.int64)[inverse]
+    order = np.argsort(shard, kind="stable")
+    bounds = np.flatnonzero(np.diff(shard[order])) + 1
+    return [g for g in np.split(order, bounds) if g.size]
+
+
+def _kinds(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Citus tables of the current schema -> 'distributed' or 'reference'."""
+    rows = conn.execute(
+        "SELECT c.relname, p.partmethod FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid "
+        "WHERE c.relnamespace = current_schema()::regnamespace"
+    ).fetchall()
+    return {name: ("reference" if method == "n" else "distributed") for name, method in rows}
+
+
+def _store_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """The tables of the current schema (views' included), by name."""
+    rows = conn.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p') "
+        "ORDER BY relname"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _view_table(name: str) -> bool:
+    return name.startswith(VIEW_TABLE_PREFIX)
+
+
+def distribute(conn: psycopg.Connection[Any], shard_count: int | None = None) -> dict[str, Any]:
+    """Distribute the store's tables on a Citus coordinator (see the module); idempotent.
+    Returns :func:`placement`. Runs in the caller's transaction."""
+    version = citus_version(conn)
+    if version is None:
+        raise ConfigError(
+            "this database is plain PostgreSQL (no citus extension): distribute needs a Citus coordinator "
+            "(CREATE EXTENSION citus, and worker nodes added with citus_add_node)"
+        )
+    if shard_count is not None and (not isinstance(shard_count, int) or isinstance(shard_count, bool) or not 1 <= shard_count <= 64000):
+        raise ConfigError(f"shard_count must be an integer from 1 to 64000, got {shard_count!r}")
+    if not conn.execute("SELECT citus_is_coordinator()").fetchone()[0]:  # type: ignore[index]
+        raise ConfigError("distribute must run on the Citus coordinator (this node is not one: citus_is_coordinator() is false)")
+    tables = set(_store_tables(conn))
+    missing = [t for t in (*REFERENCE_TABLES, ANCHOR) if t not in tables]
+    if missing:
+        raise ConfigError(f"the store's schema is not complete (missing {', '.join(missing)}): run `featurestore migrate` first")
+    kinds = _kinds(conn)
+    for t in REFERENCE_TABLES:
+        if t not in kinds:
+            conn.execute("SELECT create_reference_table(%s)", (t,))
+    if ANCHOR not in kinds:
+        if shard_count is None:
+            conn.execute("SELECT create_distributed_table(%s, %s)", (ANCHOR, DISTRIBUTION_COLUMN))
+        else:
+            conn.execute("SELECT create_distributed_table(%s, %s, shard_count => %s)", (ANCHOR, DISTRIBUTION_COLUMN, shard_count))
+    # tables of later revisions may be missing on an older schema (a downgrade): placed when made
+    rest = [t for t in DISTRIBUTED_TABLES if t != ANCHOR and t in tables] + sorted(t for t in tables if _view_table(t))
+    _colocate(conn, [t for t in rest if t not in kinds])
+    _DISTRIBUTED.clear()
+    return placement(conn)
+
+
+def _colocate(conn: psycopg.Connection[Any], tables: Iterable[str]) -> None:
+    for t in tables:
+        conn.execute(
+            "SELECT create_distributed_table(%s, %s, colocate_with => %s)", (t, DISTRIBUTION_COLUMN, ANCHOR)
+        )
+
+
+def place_new(conn: psycopg.Connection[Any], tables: Iterable[str]) -> None:
+    """Tables just made (in the caller's transaction) join the store's placement: distributed
+    and colocated with ``bars`` when the store is distributed; nothing on one PostgreSQL."""
+    if is_distributed(conn):
+        _colocate(conn, tables)
+
+
+def placement(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """How the store is laid out: ``{"citus": version or None, "distributed": bool, ...}``; on
+    a distributed store also the worker count, the shard count and each table's kind."""
+    version = citus_version(conn)
+    if version is None or not is_distributed(conn):
+        return {"citus": version, "distributed": False}
+    workers = conn.execute("SELECT count(*) FROM citus_get_active_worker_nodes()").fetchone()
+    shards = conn.execute(
+        "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = to_regclass(%s)", (ANCHOR,)
+    ).fetchone()
+    return {
+        "citus": version,
+        "distributed": True,
+        "workers": int(workers[0]) if workers else 0,
+        "shard_count": int(shards[0]) if shards else 0,
+        "tables": dict(sorted(_kinds(conn).items())),
+    }

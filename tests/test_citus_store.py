@@ -1,0 +1,111 @@
+"""The store on a real Citus cluster (issue 16): ``distribute`` and what it places where.
+
+A coordinator and two workers on 127.0.0.1 (``tests/citus.py``; the session's cluster under
+``pytest --citus``, else one started for this module). Oracles: Citus's own catalog
+(``pg_dist_partition``: kind and colocation of every table) and plain PostgreSQL's answer.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.engine import URL
+
+from featurestore import ConfigError, FeatureStore
+from featurestore.cli import cli
+from featurestore.config import libpq_url, normalize_url
+
+pytestmark = pytest.mark.citus
+
+PER_SYMBOL = {"bars", "bars_history", "bars_segments", "indicator_state", "indicator_checkpoints", "entity_keys"}
+SHARED = {"entities", "feature_views", "loads", "store_state"}
+
+
+@pytest.fixture(scope="module")
+def cluster(citus_cluster: Any) -> Iterator[Any]:
+    if citus_cluster is not None:
+        yield citus_cluster
+        return
+    from citus import Cluster
+
+    with Cluster.start(workers=2) as c:
+        yield c
+
+
+def _fresh(cluster: Any) -> URL:
+    """A new database on the cluster, Citus enabled, not yet migrated."""
+    name = f"fs_place_{uuid.uuid4().hex[:8]}"
+    cluster.new_database(name)
+    return normalize_url(cluster.coordinator_url).set(database=name)
+
+
+def _catalog(url: URL) -> dict[str, tuple[str, int]]:
+    """table -> (partition method, colocation id) from Citus's catalog."""
+    with psycopg.connect(libpq_url(url)) as c:
+        rows = c.execute(
+            "SELECT logicalrelid::regclass::text, partmethod, colocationid FROM pg_dist_partition"
+        ).fetchall()
+    return {name: (method, coloc) for name, method, coloc in rows}
+
+
+def test_distribute_places_every_table(cluster: Any) -> None:
+    url = _fresh(cluster)
+    with FeatureStore(url, auto_migrate=True, cache=None) as fs:
+        placed = fs.distribute(shard_count=4)
+        assert placed["distributed"] and placed["workers"] == 2 and placed["shard_count"] == 4
+        cat = _catalog(url)
+        assert {t for t, (m, _) in cat.items() if m == "n"} == SHARED
+        assert {t for t, (m, _) in cat.items() if m == "h"} == PER_SYMBOL
+        assert len({cat[t][1] for t in PER_SYMBOL}) == 1  # one colocation group
+        assert "alembic_version" not in cat  # the coordinator's own
+        assert fs.distribute() == placed  # idempotent
+        assert fs.info()["placement"] == placed
+
+        # a view made later is distributed and colocated with bars as it is created
+        fs.create_view("later", ["sma_3"], progress=False)
+        cat = _catalog(url)
+        view_tables = {t for t in cat if t.startswith("fv_later_v1")}
+        assert view_tables == {"fv_later_v1", "fv_later_v1_h", "fv_later_v1_s"}
+        assert {cat[t] for t in view_tables} == {cat["bars"]}
+
+
+def test_migrations_keep_working_on_a_distributed_store(cluster: Any) -> None:
+    url = _fresh(cluster)
+    with FeatureStore(url, auto_migrate=True, cache=None) as fs:
+        fs.distribute(shard_count=4)
+        fs.create_view("m", ["sma_3"], progress=False)
+        before = _catalog(url)
+        assert fs.downgrade("0004") == "0004"
+        cat = _catalog(url)
+        assert not {"bars_segments", "fv_m_v1_s", "entity_keys"} & set(cat)  # 0005's and 0006's tables are gone
+        assert fs.migrate() == fs.schema_revision == "0006"
+        after = _catalog(url)
+        assert {t: m for t, (m, _) in after.items()} == {t: m for t, (m, _) in before.items()}
+        assert after["bars_segments"][1] == after["bars"][1] == after["fv_m_v1_s"][1]
+
+
+def test_cli_distribute(cluster: Any) -> None:
+    url = _fresh(cluster)
+    with FeatureStore(url, auto_migrate=True, cache=None):
+        pass
+    result = CliRunner().invoke(cli, ["--url", url.render_as_string(hide_password=False), "distribute", "--shard-count", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    placed = json.loads(result.output)
+    assert placed["shard_count"] == 2 and placed["tables"]["bars"] == "distributed"
+    result = CliRunner().invoke(cli, ["--url", url.render_as_string(hide_password=False), "distribute"])
+    assert result.exit_code == 0, result.output
+    assert "2 worker(s), 2 shards per table" in result.output
+
+
+@pytest.mark.single_node
+def test_distribute_refuses_on_plain_postgresql(db_url: URL) -> None:
+    with FeatureStore(db_url, auto_migrate=True, cache=None) as fs:
+        with pytest.raises(ConfigError, match="plain PostgreSQL"):
+            fs.distribute()
+        assert fs.info()["placement"] == {"citus": None, "distributed": False}
