@@ -60,6 +60,9 @@ _NP = {"int8": ">i8", "int4": ">i4", "float8": ">f8", "float4": ">f4"}
 _NATIVE = {"int8": np.int64, "int4": np.int32, "float8": np.float64, "float4": np.float32}
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_FIRST = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # before any bar: "from the first segment"
+
 def segment_table(table: str) -> str:
     """The segment table of ``table`` (``bars`` or a view table)."""
     return BARS_SEGMENTS if table == "bars" else validate_identifier(table, what="table name") + "_s"
@@ -291,16 +294,17 @@ def expand(
     from featurestore.write.copy import copy_in
 
     ids = [int(e) for e in since]
-    floor = [(-(2**63) if v is None else int(v)) for v in since.values()]
+    # the floors as timestamps (None: every segment, from year 1): compared as they are, with no
+    # function of a column (Citus refuses a non-immutable one in a DELETE over a distributed table)
+    floor = [_FIRST if v is None else _EPOCH + dt.timedelta(microseconds=int(v)) for v in since.values()]
     cols = list(layout.columns)
     rows = conn.execute(
         sql.SQL(
-            "DELETE FROM {s} s USING unnest(%(ids)s::int4[], %(floor)s::int8[]) AS f(e, us) "
-            "WHERE s.entity_id = f.e AND (f.us = %(all)s OR s.ts_last >= "
-            "('epoch'::timestamptz + f.us * interval '1 microsecond')) "
+            "DELETE FROM {s} s USING unnest(%(ids)s::int4[], %(floor)s::timestamptz[]) AS f(e, since) "
+            "WHERE s.entity_id = f.e AND s.ts_last >= f.since "
             "RETURNING s.entity_id, s.n, s.ts, s.load_id{cols}, s.nulls, s.ts_first"
         ).format(s=ident(layout.segments), cols=sql.SQL("").join(sql.SQL(", s.{}").format(layout.stored(c)) for c in cols)),
-        {"ids": ids, "floor": floor, "all": -(2**63)},
+        {"ids": ids, "floor": floor},
         binary=True,
     ).fetchall()
     if not rows:

@@ -42,6 +42,15 @@ pytest_unconfigure = guards.pytest_unconfigure
 CITUS_SUITE = frozenset({
     "test_citus_store",
     "test_read",
+    "test_load",
+    "test_export",
+    "test_consistency",
+    "test_async_store",
+    "test_coalesce",
+    "test_view_status",
+    "test_latest_views",
+    "test_write",
+    "test_training_known",
 })
 
 
@@ -150,9 +159,12 @@ def make_database(pg_admin_url: URL, citus_cluster: Any) -> Iterator[Callable[[s
 
 
 @pytest.fixture(scope="module")
-def db_url(make_database: Callable[[str], URL], request: pytest.FixtureRequest) -> URL:
+def db_url(make_database: Callable[[str], URL], request: pytest.FixtureRequest, citus_cluster: Any) -> Iterator[URL]:
     """A fresh, empty database for this test module (tests never see each other's data)."""
-    return make_database(request.module.__name__.rsplit(".", 1)[-1])
+    url = make_database(request.module.__name__.rsplit(".", 1)[-1])
+    yield url
+    if citus_cluster is not None:  # each Citus database keeps daemons and connections on every node
+        citus_cluster.drop_database(url.database)
 
 
 @pytest.fixture(scope="module")

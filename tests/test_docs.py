@@ -36,6 +36,21 @@ def test_docker_compose_matches_documented_url() -> None:
     assert "healthcheck" in svc and svc["volumes"][0].split(":")[0] in compose["volumes"]
 
 
+def test_docker_compose_citus_profile_is_a_coordinator_and_two_workers() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    citus = {name: svc for name, svc in compose["services"].items() if "citus" in svc.get("profiles", [])}
+    assert set(citus) == {"citus-coordinator", "citus-worker-1", "citus-worker-2", "citus-setup"}
+    assert all(svc["image"].startswith("citusdata/citus:") for svc in citus.values())
+    assert "profiles" not in compose["services"]["postgres"]  # `docker compose up` stays one PostgreSQL
+    setup = " ".join(citus["citus-setup"]["command"])
+    assert "citus_set_coordinator_host('citus-coordinator'" in setup
+    assert setup.count("citus_add_node(") == 2
+    assert set(citus["citus-setup"]["depends_on"]) == {"citus-coordinator", "citus-worker-1", "citus-worker-2"}
+    coordinator_port = int(citus["citus-coordinator"]["ports"][0].split(":")[0])
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f"postgresql://featurestore:featurestore@localhost:{coordinator_port}/featurestore" in readme
+
+
 def test_architecture_names_every_module() -> None:
     text = (REPO_ROOT / "docs" / "ARCHITECTURE.md").read_text()
     for module in sorted((REPO_ROOT / "featurestore").glob("*.py")):

@@ -598,10 +598,14 @@ class Reader:
         distributed store one per shard group (each routed to one worker), in one snapshot.
         Returns (positions of the group's ids, its rows) per statement."""
         ids = np.asarray(params["ids"])
-        if not self.distributed:
+        if ids.size == 0 or not self.distributed:
             return [(np.arange(ids.size), self._fetch_scoped(query, params, tables, ids, upper_us))]
         groups = self._run(lambda conn: placement.shard_groups(conn, ids))
         upper = dt.datetime(1970, 1, 1, tzinfo=_UTC) + dt.timedelta(microseconds=int(upper_us))
+        if "known_at" in params:  # the knowledge function runs here, its values go to the workers
+            row = self._run(lambda conn: conn.execute(
+                "SELECT kmax, holes FROM fs_knowledge(%s::timestamptz)", (params["known_at"],)).fetchone())
+            params = {**params, "kmax": int(row[0]), "holes": np.asarray(row[1] or [], dtype=np.int32)}  # type: ignore[index]
 
         def run(c: Any) -> list[tuple[np.ndarray, pa.Table]]:
             parts = []

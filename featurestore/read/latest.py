@@ -119,7 +119,8 @@ def statement(
     ``distributed``: the form a Citus store plans (:func:`latest_sql`)."""
     sql_names = p.sql_names(names)
     known = p.known is not None
-    if (len(sql_names) == 1) if one is None else one:
+    # Citus routes the one-symbol form whole to a worker, where the knowledge function cannot run
+    if ((len(sql_names) == 1) if one is None else one) and not (known and distributed):
         query = _one_sql(p.table, p.bar_cols, p.feat_cols, known)
         params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
     else:

@@ -59,6 +59,9 @@ def _quote(name: str) -> str:
 # known at t and the older ids not yet known then; a row version is visible at t when the load
 # that wrote it is known and (for a superseded version) the load that replaced it is not.
 KNOWLEDGE_CTE = "WITH k AS MATERIALIZED (SELECT kmax, holes FROM fs_knowledge(%(known_at)s::timestamptz)) "
+# The same from values fs_knowledge returned on the coordinator (parameters ``kmax``, ``holes``):
+# a statement Citus routes to a worker whole cannot call it there (it reads reference tables).
+KNOWLEDGE_VALUES_CTE = "WITH k AS MATERIALIZED (SELECT %(kmax)s::int4 AS kmax, %(holes)s::int4[] AS holes) "
 
 
 def _known(col: str) -> str:
@@ -253,7 +256,7 @@ def training_sql(
     LIMIT down from ``unnest`` columns).
     """
     cols, source = _select(table, bar_cols, feat_cols, known)
-    with_k = KNOWLEDGE_CTE if known else ""
+    with_k = (KNOWLEDGE_VALUES_CTE if distributed else KNOWLEDGE_CTE) if known else ""
     t = _quote(table) if table != "bars" else "bars"
     prune = PRUNE if distributed else ""
     probe = (
@@ -297,7 +300,7 @@ def point_sql(
         if known
         else f"(SELECT t.ts{cols} FROM {source} WHERE {where} ORDER BY t.ts DESC LIMIT 1)"
     )
-    return (KNOWLEDGE_CTE if known else "") + (
+    return ((KNOWLEDGE_VALUES_CTE if distributed else KNOWLEDGE_CTE) if known else "") + (
         f"SELECT r.k, x.ts{outer} "
         "FROM unnest(%(ids)s::int4[], %(ts)s::int8[], %(lo)s::int8[]) WITH ORDINALITY AS r(e, t, lo, k) "
         f"CROSS JOIN LATERAL {inner} x"

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from featurestore.read.frames import _column
-from featurestore.read.sql import _MIN_US, _NAT, _from_us, _quote, _us, history_table
+from featurestore.read.sql import _MIN_US, _NAT, PRUNE, _from_us, _quote, _us, history_table
 
 if TYPE_CHECKING:
     from featurestore.read import Reader
@@ -33,7 +33,7 @@ __all__ = ["versions_sql", "STAMPS_SQL", "resolve_versions", "attach_known_per_e
 _MAX_US = np.iinfo(np.int64).max  # "never superseded"
 
 
-def versions_sql(table: str, columns: Sequence[str], *, probe: bool = True) -> str:
+def versions_sql(table: str, columns: Sequence[str], *, probe: bool = True, distributed: bool = False) -> str:
     """Every version of ``table``'s rows per entity over a span, with the loads that wrote
     (``load_id``) and superseded it (``sb``; -1 for a current row).
 
@@ -42,8 +42,10 @@ def versions_sql(table: str, columns: Sequence[str], *, probe: bool = True) -> s
     the last ts <= ``first`` whose current row was known by ``dmin`` (a backward index probe with
     LIMIT 1; no such row leaves ``floor``). Without ``probe`` the span starts at ``floor``. Two
     index range scans per entity (the table and its history table); the loads' stamps are looked
-    up apart (:data:`STAMPS_SQL`), once per distinct load.
+    up apart (:data:`STAMPS_SQL`), once per distinct load. ``distributed``: the per-shard-group
+    form (``read.sql.PRUNE``), as for ``training_sql``.
     """
+    prune = PRUNE if distributed else ""
     t = _quote(table) if table != "bars" else "bars"
     h = _quote(history_table(table)) if table != "bars" else "bars_history"
     vals = "".join(", " + _quote(c) for c in columns)
@@ -51,7 +53,7 @@ def versions_sql(table: str, columns: Sequence[str], *, probe: bool = True) -> s
     if probe:
         lo = f"greatest(s.lo, {_from_us('r.floor_us')})"
         probe_join = (
-            f"LEFT JOIN LATERAL (SELECT p.ts AS lo FROM {t} p WHERE p.entity_id = r.e "
+            f"LEFT JOIN LATERAL (SELECT p.ts AS lo FROM {t} p WHERE p.entity_id = r.e{prune.format(a='p')} "
             f"AND p.ts <= {_from_us('r.first_us')} AND (p.load_id = 0 OR (SELECT l.committed_at FROM loads l "
             f"WHERE l.load_id = p.load_id) <= {_from_us('r.dmin_us')}) ORDER BY p.ts DESC LIMIT 1) s ON true "
         )
@@ -65,9 +67,9 @@ def versions_sql(table: str, columns: Sequence[str], *, probe: bool = True) -> s
         "AS r(e, first_us, floor_us, last_us, dmin_us) "
         f"{probe_join}"
         f"CROSS JOIN LATERAL (SELECT t.entity_id, t.ts, t.load_id, -1 AS sb{vals} FROM {t} t "
-        f"WHERE t.entity_id = r.e AND t.ts >= {lo} AND t.ts <= {hi} "
+        f"WHERE t.entity_id = r.e{prune.format(a='t')} AND t.ts >= {lo} AND t.ts <= {hi} "
         f"UNION ALL SELECT h.entity_id, h.ts, h.load_id, h.superseded_by{vals} FROM {h} h "
-        f"WHERE h.entity_id = r.e AND h.ts >= {lo} AND h.ts <= {hi}) x"
+        f"WHERE h.entity_id = r.e{prune.format(a='h')} AND h.ts >= {lo} AND h.ts <= {hi}) x"
     )
 
 
@@ -145,11 +147,12 @@ def _fetch_versions(
     probe: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(entity ids, ts, valid from, valid to, values), sorted by (entity, ts, valid from)."""
-    tab = reader._fetch_scoped(
-        versions_sql(table, columns, probe=probe),
+    parts = reader._fetch_grouped(
+        versions_sql(table, columns, probe=probe, distributed=reader.distributed),
         {"ids": ents, "first": first, "floor": floor, "last": last, "dmin": dmin},
-        [table], ents, int(last.max()) if last.size else 0,
+        ("ids", "first", "floor", "last", "dmin"), [table], int(last.max()) if last.size else 0,
     )
+    tab = pa.concat_tables([t for _, t in parts]) if len(parts) != 1 else parts[0][1]
     eid = _column(tab, "entity_id").astype(np.int32, copy=False)
     ts = tab.column("ts").cast(pa.int64()).to_numpy()
     lf = _column(tab, "load_id").astype(np.int64, copy=False)

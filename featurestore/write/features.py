@@ -10,7 +10,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from featurestore import segments
+from featurestore import placement, segments
 from featurestore.indicators import update_batch
 from featurestore.schema import BAR_COLUMNS, ident
 from featurestore.views import FeatureView
@@ -279,7 +279,12 @@ _CHECKPOINT_BEFORE = (
     "SELECT ts, n_bars, state FROM indicator_checkpoints WHERE view_id = %s AND entity_id = u.e "
     "AND ts < " + _us_sql("u.f") + " ORDER BY ts DESC LIMIT 1) c ORDER BY u.e"
 )
-_YEAR_1_US = -62_135_596_800_000_000  # before any bar: "every checkpoint of the entity"
+# the same with the probe restricted to the statement's ids (one shard group's: a router query)
+_CHECKPOINT_BEFORE_ROUTED = _CHECKPOINT_BEFORE.replace(
+    "AND entity_id = u.e ", "AND entity_id = u.e AND entity_id = ANY(%s::int4[]) "
+)
+_YEAR_1 = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # before any bar: "every checkpoint of the entity"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _checkpoints_before(
@@ -290,9 +295,17 @@ def _checkpoints_before(
     ask = [e for e in entities if e in changed_from]
     if not ask:
         return [], [], [], np.empty((0, 0))
-    rows = conn.execute(
-        _CHECKPOINT_BEFORE, (ask, [changed_from[e] for e in ask], view.view_id), binary=True
-    ).fetchall()
+    since = [changed_from[e] for e in ask]
+    if placement.distributed(conn):  # Citus: once per shard group, each routed to one worker
+        rows = []
+        for g in placement.shard_groups(conn, ask):
+            ids = [ask[i] for i in g]
+            rows += conn.execute(
+                _CHECKPOINT_BEFORE_ROUTED, (ids, [since[i] for i in g], view.view_id, ids), binary=True
+            ).fetchall()
+        rows.sort(key=lambda r: r[0])
+    else:
+        rows = conn.execute(_CHECKPOINT_BEFORE, (ask, since, view.view_id), binary=True).fetchall()
     if not rows:
         return [], [], [], np.empty((0, 0))
     ok, matrix = unpack_states(view, [r[3] for r in rows])  # another library version: from the start
@@ -312,11 +325,12 @@ def _drop_checkpoints_after(
     first bar) are about to be recomputed: a late bar shifts every later bar's count."""
     if not entities:
         return
-    after = dict(zip(resumed, cp_ts))
+    after = {e: _EPOCH + dt.timedelta(microseconds=int(t)) for e, t in zip(resumed, cp_ts)}
+    # timestamps compared as they are: Citus runs no non-immutable function of a column in a DELETE
     conn.execute(
-        "DELETE FROM indicator_checkpoints c USING unnest(%s::int4[], %s::int8[]) AS u(e, a) "
-        "WHERE c.view_id = %s AND c.entity_id = u.e AND c.ts > " + _us_sql("u.a"),
-        (entities, [after.get(e, _YEAR_1_US) for e in entities], view.view_id),
+        "DELETE FROM indicator_checkpoints c USING unnest(%s::int4[], %s::timestamptz[]) AS u(e, a) "
+        "WHERE c.view_id = %s AND c.entity_id = u.e AND c.ts > u.a",
+        (entities, [after.get(e, _YEAR_1) for e in entities], view.view_id),
     )
 
 
