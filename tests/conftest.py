@@ -43,14 +43,12 @@ CITUS_SUITE = frozenset({
     "test_citus_store",
     "test_read",
     "test_load",
+    "test_write",
     "test_export",
     "test_consistency",
-    "test_async_store",
-    "test_coalesce",
+    "test_training_known",
     "test_view_status",
     "test_latest_views",
-    "test_write",
-    "test_training_known",
 })
 
 

@@ -109,3 +109,53 @@ def test_distribute_refuses_on_plain_postgresql(db_url: URL) -> None:
         with pytest.raises(ConfigError, match="plain PostgreSQL"):
             fs.distribute()
         assert fs.info()["placement"] == {"citus": None, "distributed": False}
+
+
+def _tasks(conn: Any, query: str, params: Any = None) -> tuple[int, set[str]]:
+    """(Citus task count, the nodes the tasks run on) from EXPLAIN (FORMAT JSON)."""
+    plan = conn.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchone()[0]
+
+    def walk(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            yield node
+            for v in node.values():
+                yield from walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from walk(v)
+
+    jobs = [n for n in walk(plan) if "Task Count" in n]
+    assert jobs, plan
+    nodes = {str(n["Node"]) for n in walk(plan) if "Node" in n}
+    return int(jobs[0]["Task Count"]), nodes
+
+
+def test_one_symbol_reads_are_routed_and_many_symbols_run_on_every_worker(cluster: Any) -> None:
+    import datetime as dt
+
+    import numpy as np
+    from helpers import make_bars
+
+    from featurestore.read.sql import latest_one_sql, range_sql, render
+
+    url = _fresh(cluster)
+    symbols = [f"R{i:02d}" for i in range(24)]
+    with FeatureStore(url, auto_migrate=True, cache=None) as fs:
+        fs.distribute(shard_count=8)
+        fs.ingest(make_bars(symbols, 30, seed=4), progress=False, create_symbols=True)
+        table = fs.create_view("r", ["sma_3"], progress=False).table_name
+        # the store's own one-symbol latest read answers as on one server
+        assert fs.get_latest("R03", view="r", as_dict=True)[0]["symbol"] == "R03"
+    with psycopg.connect(libpq_url(url)) as c:
+        ids = np.array([r[0] for r in c.execute("SELECT entity_id FROM entities ORDER BY 1")], dtype=np.int32)
+        window = {"start": dt.datetime(2000, 1, 1, tzinfo=dt.UTC), "end": dt.datetime(2100, 1, 1, tzinfo=dt.UTC)}
+        # one symbol: a router plan (one task)
+        assert _tasks(c, render(range_sql(table, ["close"], ["sma_3"]), {"ids": ids[:1], **window}))[0] == 1
+        one = latest_one_sql(table, ["close"], ["sma_3"], by_id=True)
+        assert _tasks(c, one, {"entity": int(ids[0]), "as_of": window["end"]})[0] == 1
+        # every symbol: one task per shard holding any of them, on both workers (the adaptive
+        # executor runs them in parallel)
+        c.execute("SET citus.explain_all_tasks = on")
+        count, nodes = _tasks(c, render(range_sql(table, ["close"], ["sma_3"]), {"ids": ids, **window}))
+        assert 2 <= count <= 8
+        assert len(nodes) == 2, nodes  # "host=127.0.0.1 port=... dbname=...", one per worker

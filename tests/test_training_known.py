@@ -393,6 +393,7 @@ def test_random_load_sequences(reader: Reader, store: Any, replay: Replay, seq: 
 # -- the plan of the versions query on a realistic table -------------------------------------------
 
 
+@pytest.mark.single_node  # PostgreSQL's own plan shapes
 def test_plan_versions_query(store: Any, replay: Replay, raw_conn: Any) -> None:
     """1,000 symbols x 200 bars with 1% of the rows superseded (by loads of a 5,000-load log): the
     versions query is index scans on the view table, its history table and bars/bars_history,

@@ -231,7 +231,7 @@ class AsyncFeatureStore:
         views = self.store.reader.views
         view, version = request["view"], request["version"]
         fv = views.get(view, version)
-        if fv is None or len(names) != 1:
+        if fv is None or len(names) != 1 or self._distributed:
             return None
         p = _latest.plan(names, lambda *_: fv, **request)
         cut = p.cut()
@@ -255,10 +255,18 @@ class AsyncFeatureStore:
     async def _latest_rows(self, p: LatestPlan, names: list[str]) -> list[tuple[Any, ...]]:
 
         cut = p.cut()
-        query, params = _latest.statement(p, names, cut, distributed=self._distributed)
         async with self._connection() as conn:
-            cur = await conn.execute(query, params, prepare=True)
-            rows = await cur.fetchall()
+            entity = None
+            if _latest.routed_one(p, names, self._distributed):
+                cur = await conn.execute(_latest.ROUTED_LOOKUP, (p.sql_names(names)[0],), prepare=True)
+                found = await cur.fetchone()
+                entity = None if found is None else int(found[0])
+            if entity is None and _latest.routed_one(p, names, self._distributed):
+                rows = []
+            else:
+                query, params = _latest.statement(p, names, cut, distributed=self._distributed, entity_id=entity)
+                cur = await conn.execute(query, params, prepare=True)
+                rows = await cur.fetchall()
         rows = rows or [(1, _NAT, *([None] * len(p.cols)))]
         if _latest.missing(rows, names):  # history segments: the sync reader's snapshot read
             rows = await self._in_thread(self.store.reader._latest_fill, p, names, rows, cut)

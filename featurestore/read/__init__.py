@@ -283,7 +283,7 @@ class Reader:
         from an earlier read; None when there is none cached or the view changed since."""
         view, version = request["view"], request["version"]
         fv = self.views.get(view, version)
-        if fv is None or len(names) != 1:
+        if fv is None or len(names) != 1 or self.distributed:  # Citus: the routed by-id form instead
             return None
         p = _latest.plan(names, lambda *_: fv, **request)
         cut = p.cut()
@@ -305,7 +305,14 @@ class Reader:
         cut = p.cut()
 
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            query, params = _latest.statement(p, names, cut, distributed=placement.distributed(conn))
+            dist = placement.distributed(conn)
+            entity = None
+            if _latest.routed_one(p, names, dist):
+                found = conn.execute(_latest.ROUTED_LOOKUP, (p.sql_names(names)[0],), prepare=True).fetchone()
+                if found is None:
+                    return []
+                entity = int(found[0])
+            query, params = _latest.statement(p, names, cut, distributed=dist, entity_id=entity)
             return conn.execute(query, params, prepare=True).fetchall()
 
         rows = self._run(run) or [(1, _NAT, *([None] * len(p.cols)))]

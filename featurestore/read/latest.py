@@ -112,7 +112,8 @@ def gate_shape(as_of: Any, view: Any, version: Any, columns: Any) -> Hashable | 
 
 
 def statement(
-    p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: bool | None = None, distributed: bool = False
+    p: LatestPlan, names: Sequence[str], cut: dt.datetime, *, one: bool | None = None, distributed: bool = False,
+    entity_id: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The statement and parameters reading the latest rows of ``names`` at ``cut``: the
     scalar one-symbol form (one generic prepared plan, the online hot path) for one symbol.
@@ -121,8 +122,10 @@ def statement(
     known = p.known is not None
     # Citus routes the one-symbol form whole to a worker, where the knowledge function cannot run
     if ((len(sql_names) == 1) if one is None else one) and not (known and distributed):
-        query = _one_sql(p.table, p.bar_cols, p.feat_cols, known)
+        query = _one_sql(p.table, p.bar_cols, p.feat_cols, known, distributed)
         params: dict[str, Any] = {"symbol": sql_names[0], "as_of": cut}
+        if distributed:  # by entity id (the caller looks it up: ROUTED_LOOKUP), a router query
+            params = {"entity": entity_id, "as_of": cut}
     else:
         query = _many_sql(p.table, p.bar_cols, p.feat_cols, known, distributed)
         params = {"symbols": sql_names, "as_of": cut}
@@ -191,9 +194,18 @@ def _checked_sql(query: str, pinned: bool) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _one_sql(table: str, bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], known: bool) -> str:
+def _one_sql(table: str, bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], known: bool, by_id: bool = False) -> str:
     """:func:`latest_one_sql`, built once per shape (its identifiers are validated each build)."""
-    return latest_one_sql(table, bar_cols, feat_cols, known=known)
+    return latest_one_sql(table, bar_cols, feat_cols, known=known, by_id=by_id)
+
+
+# the entity id of a one-symbol read on a Citus store (a reference table: read on any node)
+ROUTED_LOOKUP = "SELECT entity_id FROM entities WHERE symbol = %s"
+
+
+def routed_one(p: LatestPlan, names: Sequence[str], distributed: bool) -> bool:
+    """True when a read of ``names`` under ``p`` takes the by-id one-symbol form (Citus)."""
+    return distributed and len(names) == 1 and p.known is None
 
 
 @functools.lru_cache(maxsize=512)

@@ -73,29 +73,31 @@ def history_table(table: str) -> str:
     return "bars_history" if table == "bars" else table + "_h"
 
 
-def known_source(table: str, columns: Sequence[str]) -> str:
+def known_source(table: str, columns: Sequence[str], prune: bool = False) -> str:
     """``table`` as it stood at knowledge time ``%(known_at)s``: its current rows written by a
-    known load, plus superseded versions that were current then (at most one per key)."""
+    known load, plus superseded versions that were current then (at most one per key).
+    ``prune``: each part restricted to ``%(ids)s`` (a statement routed to one shard group)."""
     cols = ", ".join(["entity_id", "ts", *(_quote(c) for c in columns)])
+    only = " AND entity_id = ANY(%(ids)s::int4[])" if prune else ""
     t = _quote(table) if table != "bars" else "bars"
     h = _quote(history_table(table)) if table != "bars" else "bars_history"
     # "not known" split in two, so the first is an index condition on the history table's key
     # (entity_id, ts, superseded_by) and superseded versions no longer visible are not fetched
     return (
-        f"(SELECT {cols} FROM {t} WHERE {_known('load_id')} UNION ALL "
-        f"SELECT {cols} FROM {h} WHERE {_known('load_id')} AND superseded_by > (SELECT kmax FROM k) UNION ALL "
-        f"SELECT {cols} FROM {h} WHERE {_known('load_id')} AND superseded_by = ANY(CAST((SELECT holes FROM k) AS int4[])))"
+        f"(SELECT {cols} FROM {t} WHERE {_known('load_id')}{only} UNION ALL "
+        f"SELECT {cols} FROM {h} WHERE {_known('load_id')} AND superseded_by > (SELECT kmax FROM k){only} UNION ALL "
+        f"SELECT {cols} FROM {h} WHERE {_known('load_id')} AND superseded_by = ANY(CAST((SELECT holes FROM k) AS int4[])){only})"
     )
 
 
 
-def _version_at(alias: str, history: str, cols: Sequence[str], hv: str) -> tuple[str, str, list[str]]:
+def _version_at(alias: str, history: str, cols: Sequence[str], hv: str, prune: str = "") -> tuple[str, str, list[str]]:
     """For a current row ``alias``: (a LATERAL probe of ``history`` for its version visible at the
     knowledge time, run only when the current row's load is not known then; the condition that a
     version is visible; the select list picking it)."""
     vals = "".join(f", x.{_quote(c)}" for c in cols)
     probe = (
-        f"LEFT JOIN LATERAL (SELECT x.ts{vals} FROM {history} x WHERE x.entity_id = {alias}.entity_id "
+        f"LEFT JOIN LATERAL (SELECT x.ts{vals} FROM {history} x WHERE x.entity_id = {alias}.entity_id{prune.format(a='x')} "
         f"AND x.ts = {alias}.ts AND {_known('x.load_id')} AND NOT {_known('x.superseded_by')} LIMIT 1) {hv} "
         f"ON NOT {_known(alias + '.load_id')}"
     )
@@ -121,11 +123,11 @@ def _last_known(
     own = [*bar_cols, *feat_cols] if table == "bars" else list(feat_cols)
     t = _quote(table) if table != "bars" else "bars"
     h = "bars_history" if table == "bars" else _quote(history_table(table))
-    probe, visible, pick = _version_at("c", h, own, "hv")
+    probe, visible, pick = _version_at("c", h, own, "hv", prune)
     source, conds = f"{t} c {probe}", [visible]
     if table != "bars" and bar_cols:
-        bprobe, bvisible, bpick = _version_at("b", "bars_history", list(bar_cols), "hb")
-        source += f" JOIN bars b ON b.entity_id = c.entity_id AND b.ts = c.ts {bprobe}"
+        bprobe, bvisible, bpick = _version_at("b", "bars_history", list(bar_cols), "hb", prune)
+        source += f" JOIN bars b ON b.entity_id = c.entity_id{prune.format(a='b')} AND b.ts = c.ts {bprobe}"
         conds.append(bvisible)
         pick = bpick + pick
     where = f"c.entity_id = {key}{prune.format(a='c')} AND c.ts <= {upper}" + (f" AND c.ts >= {lower}" if lower else "")
@@ -140,7 +142,7 @@ PRUNE = " AND {a}.entity_id = ANY(%(ids)s::int4[])"
 
 
 def _select(
-    table: str, bar_cols: Sequence[str], feat_cols: Sequence[str], known: bool = False
+    table: str, bar_cols: Sequence[str], feat_cols: Sequence[str], known: bool = False, prune: bool = False
 ) -> tuple[str, str]:
     """(select list after entity_id, ts; FROM clause) for ``t`` = bars or a view table joined to bars.
 
@@ -150,12 +152,12 @@ def _select(
     t = _quote(table) if table != "bars" else "bars"
     if table == "bars":
         cols = [f"t.{_quote(c)}" for c in (*bar_cols, *feat_cols)]
-        src = known_source("bars", [*bar_cols, *feat_cols]) if known else t
+        src = known_source("bars", [*bar_cols, *feat_cols], prune) if known else t
         return "".join(", " + c for c in cols), f"{src} t"
     cols = [f"b.{_quote(c)}" for c in bar_cols] + [f"t.{_quote(c)}" for c in feat_cols]
-    source = f"{known_source(table, feat_cols) if known else t} t"
+    source = f"{known_source(table, feat_cols, prune) if known else t} t"
     if bar_cols:
-        bars = known_source("bars", bar_cols) if known else "bars"
+        bars = known_source("bars", bar_cols, prune) if known else "bars"
         source += f" JOIN {bars} b ON b.entity_id = t.entity_id AND b.ts = t.ts"
     return "".join(", " + c for c in cols), source
 
@@ -220,7 +222,8 @@ def latest_sql(
 
 
 def latest_one_sql(
-    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False
+    table: str, bar_cols: Sequence[str] = (), feat_cols: Sequence[str] = (), *, known: bool = False,
+    by_id: bool = False,
 ) -> str:
     """:func:`latest_sql` for one symbol (``%(symbol)s``): no row when there is none.
 
@@ -229,7 +232,8 @@ def latest_one_sql(
     measures both against the bare ``ORDER BY ts DESC LIMIT 1`` by entity id).
     """
     cols, source = _select(table, bar_cols, feat_cols)
-    entity = "(SELECT entity_id FROM entities WHERE symbol = %(symbol)s)"
+    # by_id (a Citus store): the entity id as a parameter, so Citus routes the read to one shard
+    entity = "%(entity)s::int4" if by_id else "(SELECT entity_id FROM entities WHERE symbol = %(symbol)s)"
     inner = (
         _last_known(table, bar_cols, feat_cols, entity, "%(as_of)s::timestamptz")
         if known
@@ -255,7 +259,7 @@ def training_sql(
     (:data:`PRUNE`: Citus routes it to one worker whole; it cannot push LATERAL probes with a
     LIMIT down from ``unnest`` columns).
     """
-    cols, source = _select(table, bar_cols, feat_cols, known)
+    cols, source = _select(table, bar_cols, feat_cols, known, distributed)
     with_k = (KNOWLEDGE_VALUES_CTE if distributed else KNOWLEDGE_CTE) if known else ""
     t = _quote(table) if table != "bars" else "bars"
     prune = PRUNE if distributed else ""

@@ -236,6 +236,8 @@ def _attach_per_key(
         params["known_at"] = known
     tables = [fv.table_name, *(["bars"] if bar_cols else [])]
     upper = int(key_ts.max()) if m else _MIN_US
+    if m == 0:  # no key (a distributed store would have no shard group to route to)
+        return row_ts, vals
     query = point_sql(fv.table_name, bar_cols, feats, known=known is not None, distributed=reader.distributed)
     for pos, table in reader._fetch_grouped(query, params, ("ids", "ts", "lo"), tables, upper):
         k = pos[_column(table, "k").astype(np.int64) - 1]  # WITH ORDINALITY counts from 1

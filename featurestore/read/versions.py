@@ -147,6 +147,9 @@ def _fetch_versions(
     probe: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(entity ids, ts, valid from, valid to, values), sorted by (entity, ts, valid from)."""
+    if ents.size == 0:
+        none = np.empty(0, np.int64)
+        return np.empty(0, np.int32), none, none, none, {c: np.empty(0) for c in columns}
     parts = reader._fetch_grouped(
         versions_sql(table, columns, probe=probe, distributed=reader.distributed),
         {"ids": ents, "first": first, "floor": floor, "last": last, "dmin": dmin},

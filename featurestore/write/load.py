@@ -339,13 +339,18 @@ class LoadWriter:
                     copy_in(self.conn, ident("_fs_stage"), _BAR_COPY_COLUMNS, self._with_load(cols, idx), _BAR_COPY_TYPES)
         except psycopg.errors.UniqueViolation as exc:
             raise self._duplicate_error(exc, chunk) from None
+        except psycopg.errors.InternalError_ as exc:
+            # Citus reports a worker's unique violation during COPY as XX000 with its message
+            if not str(exc).startswith("duplicate key value violates unique constraint"):
+                raise
+            raise self._duplicate_error(exc, chunk) from None
         self._sample_memory()
 
     def _with_load(self, cols: list[np.ndarray], idx: np.ndarray) -> list[np.ndarray]:
         """The rows ``idx`` of the chunk's columns, with this load's id as the second column."""
         return [cols[0][idx], np.full(idx.size, self.load_id, dtype=np.int32), *(c[idx] for c in cols[1:])]
 
-    def _duplicate_error(self, exc: psycopg.errors.UniqueViolation, chunk: BarChunk) -> ValidationError:
+    def _duplicate_error(self, exc: psycopg.Error, chunk: BarChunk) -> ValidationError:
         detail = (exc.diag.message_detail or "").strip()
         m = re.search(r"=\((\d+), (.+?)\)", detail)
         if m:
