@@ -55,6 +55,7 @@ import psycopg
 from psycopg import sql
 
 REPO = Path(__file__).resolve().parent.parent
+OWNER_FILE = "owner.pid"  # the pid of the process that made a cluster's directory
 CITUS_VERSION = "14.0.1"
 CITUS_TARBALL = REPO / "vendor" / f"citus-{CITUS_VERSION}.tar.gz"
 CITUS_SHA256 = "26ddb8ec9de07c5fa8426e435d10936e5cd6bed01a5ad94aab92e818081e5ec9"
@@ -376,11 +377,14 @@ class Cluster:
         self.nodes = [Node(n, self.dir / n) for n in names]
         self.databases: list[str] = []
         self.closed = False
+        (self.dir / OWNER_FILE).write_text(str(os.getpid()))  # for _reap_orphans
         atexit.register(self.close)
 
     @classmethod
     def start(cls, workers: int = 2, *, root: Path | None = None) -> Cluster:
-        c = cls(root or build(), workers)
+        root = root or build()
+        _reap_orphans(root)
+        c = cls(root, workers)
         try:
             _parallel(c._init_node, c.nodes)
             _parallel(c._start_node, c.nodes)
@@ -531,6 +535,31 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reap_orphans(root: Path) -> None:
+    """Stop and remove the clusters of processes that are gone (a test session killed before its
+    clean-up ran: SIGKILL, or SIGTERM, which skips atexit), so they hold no ports, memory or
+    worker slots; a live owner's cluster (another session on this machine) is left alone."""
+    import psutil
+
+    for d in Path(tempfile.gettempdir()).glob("fs-citus-*"):
+        try:
+            owner = int((d / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being made
+        if psutil.pid_exists(owner):
+            continue
+        _log(f"stopping the cluster of gone process {owner}: {d}")
+        orphan = Cluster.__new__(Cluster)
+        orphan.root, orphan.user, orphan.dir = root, _server_user(), d
+        for data in sorted(d.glob("*/data")):
+            if (data / "postmaster.pid").exists():
+                try:
+                    orphan._exec("pg_ctl", "-w", "-t", "30", "-D", str(data), "-m", "immediate", "stop")
+                except CommandFailed:
+                    pass  # already stopped
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:

@@ -113,3 +113,33 @@ def test_databases_are_independent_and_dropped_everywhere(cluster: Cluster) -> N
     for node_url in [cluster.coordinator_url, *cluster.worker_urls]:
         with _connect(node_url) as conn:
             assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone() == (0,)
+
+
+def test_the_cluster_of_a_killed_session_is_reaped_by_the_next() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    here = Path(__file__).resolve().parent
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from citus import Cluster; c = Cluster.start(workers=1); "
+        "print(c.dir, flush=True); import time; time.sleep(300)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(here)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        orphan = Path(proc.stdout.readline().strip())
+        assert (orphan / "coordinator" / "data" / "postmaster.pid").exists()
+        pid = int((orphan / "coordinator" / "data" / "postmaster.pid").read_text().split()[0])
+    finally:
+        proc.kill()  # SIGKILL: no clean-up runs, the servers stay up
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert psutil.pid_exists(pid)
+    with Cluster.start(workers=1) as c:  # the next session stops and removes them first
+        assert not orphan.exists()
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert c.dir.exists()
