@@ -18,13 +18,15 @@ PostgreSQL every function here is a no-op except ``distribute``, which refuses.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import psycopg
 
 from featurestore.errors import ConfigError
 from featurestore.schema import VIEW_TABLE_PREFIX
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "REFERENCE_TABLES",
@@ -98,6 +100,8 @@ def shard_groups(conn: psycopg.Connection[Any], ids: Sequence[int] | np.ndarray)
     """Positions of ``ids`` grouped by the shard group their entity lives in (Citus's own hash,
     asked of the coordinator), each group in the order given: a statement over many entities
     runs once per group, routed to one worker."""
+    import numpy as np  # not at import: `featurestore info` loads this module, not the compute stack
+
     arr = np.asarray(ids, dtype=np.int32)
     if arr.size == 0:
         return []

@@ -80,8 +80,8 @@ def test_info_at_head_imports_no_migration_or_compute_stack(store: Any, db_url: 
         [sys.executable, "-c", _AT_HEAD_IMPORTS, url], capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode == 0, out.stderr
-    assert re.search(r"^schema revision: 0005$", out.stdout, re.MULTILINE), out.stdout
-    assert "schema at revision 0005" in out.stdout
+    assert re.search(r"^schema revision: 0006$", out.stdout, re.MULTILINE), out.stdout
+    assert "schema at revision 0006" in out.stdout
     assert out.stdout.splitlines()[-1] == "loaded: []", out.stdout.splitlines()[-1]
 
 
@@ -96,9 +96,9 @@ def test_library_errors_are_one_clean_line(make_database: Any) -> None:
 def test_migrate_and_downgrade(make_database: Any) -> None:
     url = make_database("cli_mig").render_as_string(hide_password=False)
     runner = CliRunner()
-    assert "revision 0005" in runner.invoke(cli, ["--url", url, "migrate"]).output
+    assert "revision 0006" in runner.invoke(cli, ["--url", url, "migrate"]).output
     assert "revision 0001" in runner.invoke(cli, ["--url", url, "migrate", "--downgrade", "0001", "--yes"]).output
-    assert "revision 0005" in runner.invoke(cli, ["--url", url, "migrate", "head"]).output
+    assert "revision 0006" in runner.invoke(cli, ["--url", url, "migrate", "head"]).output
 
 
 def test_server_commands(tmp_path: Path) -> None:
