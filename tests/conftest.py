@@ -49,6 +49,8 @@ CITUS_SUITE = frozenset({
     "test_training_known",
     "test_view_status",
     "test_latest_views",
+    "test_async_store",
+    "test_coalesce",
 })
 
 
