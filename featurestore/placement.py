@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from featurestore.errors import ConfigError
-from featurestore.schema import VIEW_TABLE_PREFIX
+from featurestore.schema import is_view_table
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,10 +133,6 @@ def _store_tables(conn: psycopg.Connection[Any]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _view_table(name: str) -> bool:
-    return name.startswith(VIEW_TABLE_PREFIX)
-
-
 def distribute(conn: psycopg.Connection[Any], shard_count: int | None = None) -> dict[str, Any]:
     """Distribute the store's tables on a Citus coordinator (see the module); idempotent.
     Returns :func:`placement`. Runs in the caller's transaction."""
@@ -164,7 +160,7 @@ def distribute(conn: psycopg.Connection[Any], shard_count: int | None = None) ->
         else:
             conn.execute("SELECT create_distributed_table(%s, %s, shard_count => %s)", (ANCHOR, DISTRIBUTION_COLUMN, shard_count))
     # tables of later revisions may be missing on an older schema (a downgrade): placed when made
-    rest = [t for t in DISTRIBUTED_TABLES if t != ANCHOR and t in tables] + sorted(t for t in tables if _view_table(t))
+    rest = [t for t in DISTRIBUTED_TABLES if t != ANCHOR and t in tables] + sorted(t for t in tables if is_view_table(t))
     _colocate(conn, [t for t in rest if t not in kinds])
     _DISTRIBUTED.clear()
     return placement(conn)

@@ -287,6 +287,8 @@ class FeatureStore:
         try:
             return self.db.run(run)
         finally:
+            if self._reader is not None:
+                self._reader._distributed = None  # its statements' forms follow the placement
             self._invalidate_committed(None, "distribute")
 
     def downgrade(self, revision: str) -> str:

@@ -142,6 +142,7 @@ class Reader:
         self._db = db
         self._gate = _coalesce.Gate() if coalesce else None
         self.views = _latest.ViewCache()  # view versions one-symbol latest reads plan with
+        self._distributed: bool | None = None  # see distributed; None until asked (or re-placed)
         url = db.url.update_query_dict({"application_name": "featurestore-bulk"})
         self._uri = libpq_url(url)
         self._bulk = _bulk.BulkConnections(bulk_connections, db.pool_timeout)
@@ -440,8 +441,11 @@ class Reader:
 
     @property
     def distributed(self) -> bool:
-        """True on a distributed (Citus) store: some statements take their Citus form."""
-        return self._run(placement.distributed)
+        """True on a distributed (Citus) store: some statements take their Citus form. Asked of
+        the server once (the one-symbol latest path reads it on every call: no pool checkout)."""
+        if self._distributed is None:
+            self._distributed = self._run(placement.distributed)
+        return self._distributed
 
     def _check_open(self) -> None:
         if self._closed:
