@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import (
+    BackfillInterrupted,
     ConfigError,
     ConnectionError,
     DatabaseError,
@@ -54,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BackfillInterrupted",
     "FeatureStore",
     "AsyncFeatureStore",
     "RateLimitedError",

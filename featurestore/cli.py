@@ -423,14 +423,20 @@ def _view_status(v: dict[str, object]) -> str:
 @click.argument("name")
 @click.argument("indicators", nargs=-1)
 @click.option("--column", "columns", multiple=True, help="A user-supplied float column; repeatable.")
-@click.option("--jobs", "n_jobs", type=int, default=1, show_default=True, help="Parallel backfill workers (joblib).")
+@click.option("--jobs", "n_jobs", type=int, default=1, show_default=True,
+              help="Parallel backfill workers (joblib); with --backend ray, the most batches running at once.")
 @click.option(
     "--dtype", default="float64", show_default=True,
     help="Feature column type: float64 (float8) or float32 (real: half the value bytes, ~7 significant digits).",
 )
+@click.option(
+    "--backend", type=click.Choice(["joblib", "ray"]), default="joblib", show_default=True,
+    help="Where backfill batches run: here / joblib workers, or tasks on a Ray cluster (RAY_ADDRESS, or `ray start`'s).",
+)
 @click.pass_context
 def views_create(
-    ctx: click.Context, name: str, indicators: tuple[str, ...], columns: tuple[str, ...], n_jobs: int, dtype: str
+    ctx: click.Context, name: str, indicators: tuple[str, ...], columns: tuple[str, ...], n_jobs: int, dtype: str,
+    backend: str,
 ) -> None:
     """Register view NAME with INDICATORS and backfill it from the stored bars.
 
@@ -438,9 +444,12 @@ def views_create(
     Example:
       featurestore views create tech sma_20 ema_50 rsi_14 macd_12_26_9 bbands_20_2 atr_14 adx_14
       featurestore views create tech32 sma_20 rsi_14 --dtype float32
+      RAY_ADDRESS=head:6379 featurestore views create tech sma_20 rsi_14 --backend ray
     """
     with _open(ctx) as store:
-        view = store.create_view(name, list(indicators), columns=list(columns) or None, n_jobs=n_jobs, dtype=dtype)
+        view = store.create_view(
+            name, list(indicators), columns=list(columns) or None, n_jobs=n_jobs, dtype=dtype, backend=backend
+        )
         _print_info(store.describe_view(view.name, view.version))
 
 

@@ -9,6 +9,7 @@ import builtins
 from typing import Any
 
 __all__ = [
+    "BackfillInterrupted",
     "ConfigError",
     "ConnectionError",
     "DatabaseError",
@@ -179,6 +180,11 @@ def _rebuild_validation(
     cls: type[ValidationError], message: str, source: str | None, row: int | None, column: str | None
 ) -> ValidationError:
     return cls(message, source=source, row=row, column=column)
+
+
+class BackfillInterrupted(FeatureStoreError):
+    """A view's distributed backfill stopped before every batch committed (a worker or node died
+    past its retries). The committed batches stay; the same ``create_view`` call resumes."""
 
 
 class IndicatorError(FeatureStoreError, ValueError):

@@ -450,6 +450,7 @@ class FeatureStore:
         progress: bool | None = None,
         available_after: Any = None,
         dtype: str = "float64",
+        backend: str = "joblib",
     ) -> FeatureView:
         """Register a feature view and backfill it from the stored bars; return the view.
 
@@ -458,7 +459,12 @@ class FeatureStore:
         The same spec again is a no-op (or resumes an interrupted backfill); a changed spec makes
         a new version and table, and the old version stays readable until :meth:`drop_view`.
         The backfill runs in batches of entities, each its own transaction, in parallel with
-        joblib when ``n_jobs != 1`` (any joblib backend, e.g. Ray, via ``joblib.parallel_config``).
+        joblib when ``n_jobs != 1`` (any joblib backend, via ``joblib.parallel_config``).
+        ``backend="ray"`` runs the batches as tasks on a Ray cluster (``ray.init()``'s: the one in
+        ``RAY_ADDRESS`` or started by ``ray start`` here, else a local one), each worker writing
+        through its own connection; a batch whose worker or node dies is retried, and a run that
+        stops for good raises BackfillInterrupted and resumes when called again. ``n_jobs > 1``
+        then caps the batches running at once.
         ``available_after`` (a ``timedelta`` or a string such as ``"15min"``): a feature row at bar
         time ts counts as known only from ts + this, for sources published with a delay
         (knowledge-time reads, training frames); part of the spec, so changing it makes a version.
@@ -468,7 +474,7 @@ class FeatureStore:
         cannot store (beyond float32) raises ValidationError and removes the new version; an
         interrupted one stays ``backfilling`` and the same call resumes it.
         """
-        return _view_api.create_view(self, name, indicators, columns=columns, n_jobs=n_jobs, batch_entities=batch_entities, progress=progress, available_after=available_after, dtype=dtype)
+        return _view_api.create_view(self, name, indicators, columns=columns, n_jobs=n_jobs, batch_entities=batch_entities, progress=progress, available_after=available_after, dtype=dtype, backend=backend)
 
     def list_views(self) -> list[dict[str, Any]]:
         """Every registered view version, described (name, version, table, status, columns)."""

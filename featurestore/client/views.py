@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from featurestore.errors import ValidationError
+from featurestore.errors import ConfigError, ValidationError
 from featurestore.schema import ident
 
 if TYPE_CHECKING:
@@ -24,6 +24,10 @@ from featurestore.client.support import (
 
 _log = logging.getLogger('featurestore.client')
 
+# where a view's backfill batches run: "joblib" (this process when n_jobs == 1, else joblib's
+# workers, under any joblib backend) or "ray" (tasks on a Ray cluster, write/on_ray.py)
+BACKENDS = ("joblib", "ray")
+
 
 def create_view(store: FeatureStore,
     name: str,
@@ -35,11 +39,18 @@ def create_view(store: FeatureStore,
     progress: bool | None = None,
     available_after: Any = None,
     dtype: str = "float64",
+    backend: str = "joblib",
 ) -> FeatureView:
     """The body of :meth:`FeatureStore.create_view`."""
     from featurestore import views as _views
     from featurestore import write as _write
 
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, not {backend!r}")
+    if backend == "ray":
+        from featurestore.write import on_ray
+
+        on_ray.check_available()
     specs, cols = _views.normalize_spec(indicators, columns)
     lag = _views.availability_lag(available_after)
     kind = _views.view_dtype(dtype)  # ConfigError before anything is written
@@ -52,7 +63,14 @@ def create_view(store: FeatureStore,
         batches = _write.pending_backfill(conn, view, batch)
     bar = _progress(progress, total=len(batches), desc=f"backfill {name} v{view.version}", unit="batch")
     try:
-        _backfill(store, view, batches, n_jobs, bar)
+        if backend == "ray" and batches:
+            from featurestore.config import libpq_url
+            from featurestore.write import on_ray
+
+            in_flight = n_jobs if n_jobs > 1 else None
+            on_ray.run_backfill(libpq_url(store.db.url), view, batches, in_flight=in_flight, on_batch=lambda: bar.update(1))
+        else:
+            _backfill(store, view, batches, n_jobs, bar)
     except ValidationError as exc:
         # A value the view cannot store (a float32 view's overflow) is in the stored bars. An
         # interrupted backfill stays 'backfilling' and resumes, but this one cannot: every retry

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,10 +52,26 @@ def backfill_batch(conn: psycopg.Connection[Any], view: FeatureView, entity_ids:
     return written
 
 
+# a worker's connection names its process (pg_stat_activity shows which worker holds which batch)
+BACKFILL_APPLICATION = "featurestore-backfill"
+
+
+def _watch_client(conn: psycopg.Connection[Any]) -> None:
+    """Have the server notice within a second when this worker vanishes (killed, its machine lost)
+    while a statement runs or waits on a lock, and roll its batch back then, releasing the
+    entity locks a retry of the batch needs; by default it would notice only when the lock came."""
+    try:
+        conn.execute("SET client_connection_check_interval = 1000")
+    except psycopg.Error:  # a server on a platform without the check: the default behaviour
+        pass
+
+
 def backfill_worker(url: str, name: str, version: int, entity_ids: Sequence[int]) -> int:
-    """joblib entry point: one batch on a connection of its own (worker processes have no pool)."""
+    """joblib and Ray entry point: one batch on a connection of its own (workers have no pool)."""
     from featurestore.views import get_view
 
-    with psycopg.connect(url, autocommit=True, application_name="featurestore") as conn:
+    app = f"{BACKFILL_APPLICATION} {socket.gethostname()[:32]} pid {os.getpid()}"
+    with psycopg.connect(url, autocommit=True, application_name=app) as conn:
+        _watch_client(conn)
         view = get_view(conn, name, version)
         return backfill_batch(conn, view, entity_ids)
