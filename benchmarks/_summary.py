@@ -27,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
-ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "scale_load", "segments", "serving", "cache", "cache-store", "pool", "serialization",
+ORDER = ["indicators", "load", "read", "knowledge_time", "float32_size", "scale", "scale_store", "scale_load", "segments", "serving", "distributed", "cache", "cache-store", "pool", "serialization",
          "concurrency", "demo", "soak"]
 
 

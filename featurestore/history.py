@@ -16,7 +16,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from featurestore import segments
+from featurestore import placement, segments
 from featurestore.errors import ConfigError, NotFoundError
 from featurestore.read.segmented import shadow_pg
 from featurestore.schema import BAR_COLUMNS, ident
@@ -95,7 +95,7 @@ def bar_history(conn: psycopg.Connection[Any], symbol: str, ts: dt.datetime, vie
     layouts = [segments.bars_layout()] + [
         segments.view_layout(v.table_name, v.feature_columns, float32=v.dtype == "float32") for v in views
     ]
-    shadow_pg(conn, layouts, [row[0]], ts, ts)
+    shadow_pg(conn, layouts, [row[0]], ts, ts, distributed=placement.distributed(conn))
     bars = _frame(
         conn.execute(_versions_sql("bars", "bars_history", BAR_COLUMNS), params, prepare=False).fetchall(), BAR_COLUMNS
     )

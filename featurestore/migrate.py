@@ -173,6 +173,35 @@ def _notify_everything_changed(conn: sa.Connection) -> None:
     conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": _NOTIFY_CHANNEL, "payload": _NOTIFY_ALL})
 
 
+def _on_citus(conn: sa.Connection) -> int | None:
+    """Prepare a migration on a Citus store; return the shard count of a distributed store
+    (None on a plain PostgreSQL or a store not distributed), for :func:`_placed_again`.
+
+    A migration is one transaction that may both change many shards (a backfilled column, a
+    dropped one) and create or drop a function; Citus refuses function DDL after a parallel
+    multi-shard statement in the same transaction, so its statements run over one connection
+    per worker node (sequential mode keeps both legal).
+    """
+    if conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'citus'")).first() is None:
+        return None
+    conn.execute(sa.text("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"))
+    shards = conn.execute(sa.text(
+        "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = to_regclass('bars') "
+        "AND EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass('bars') AND partmethod = 'h')"
+    )).scalar_one()
+    return int(shards) or None
+
+
+def _placed_again(conn: sa.Connection, shard_count: int | None) -> None:
+    """A store that was distributed stays distributed: the tables the migration made (new ones,
+    and tables it rebuilt, bars among them) are placed in the same transaction, with the shard
+    count the store had."""
+    if shard_count is not None:
+        from featurestore import placement
+
+        placement.distribute(conn.connection.driver_connection, shard_count)  # type: ignore[arg-type]
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Upgrade to ``revision`` in one transaction under an advisory lock (safe to run concurrently).
 
@@ -187,7 +216,9 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         before = heads[0] if heads else None
         from alembic import command
 
+        shards = _on_citus(conn)
         command.upgrade(alembic_config(conn), revision)
+        _placed_again(conn, shards)
         if current_revision(conn) != before:
             _notify_everything_changed(conn)
         conn.commit()
@@ -200,7 +231,9 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
         before = current_revision(conn)
         from alembic import command
 
+        shards = _on_citus(conn)
         command.downgrade(alembic_config(conn), revision)
+        _placed_again(conn, shards)
         if current_revision(conn) != before:
             _notify_everything_changed(conn)
         conn.commit()

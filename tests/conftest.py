@@ -51,6 +51,9 @@ CITUS_SUITE = frozenset({
     "test_latest_views",
     "test_async_store",
     "test_coalesce",
+    "test_knowledge_time",
+    "test_segments_store",
+    "test_float32_views",
 })
 
 

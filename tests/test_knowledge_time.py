@@ -347,6 +347,7 @@ def _walk(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return nodes
 
 
+@pytest.mark.single_node  # PostgreSQL's plan shapes (Citus's are checked in test_citus_store)
 def test_knowledge_time_plans_use_the_primary_keys(make_database: Callable[[str], URL]) -> None:
     url = make_database("kt_plan")
     with FeatureStore(url, auto_migrate=True, cache=None) as fs:

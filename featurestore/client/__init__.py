@@ -264,8 +264,7 @@ class FeatureStore:
         ``consistency="notify"``): a migration changes what reads return.
         """
         try:
-            _migrate.upgrade(self.db.engine, revision)
-            self._place_new_tables()
+            _migrate.upgrade(self.db.engine, revision)  # on a distributed store, places what it made
         finally:  # even a failed migration may have changed something before it failed
             self._invalidate_committed(None, "a migration")
         with self.db.engine.connect() as conn:
@@ -300,22 +299,11 @@ class FeatureStore:
             raise ConfigError("downgrade needs a target revision, e.g. 'base' or '0001'")
         try:
             _migrate.downgrade(self.db.engine, revision)
-            self._place_new_tables()
         finally:
             self._invalidate_committed(None, "a migration")
         with self.db.engine.connect() as conn:
             self.schema_revision = _migrate.current_revision(conn) or "base"
         return self.schema_revision
-
-    def _place_new_tables(self) -> None:
-        """After a migration on a distributed store, its new tables join the placement."""
-
-        def run(conn: Any) -> None:
-            if _placement.is_distributed(conn):
-                with conn.transaction():
-                    _placement.distribute(conn)
-
-        self.db.run(run)
 
     # -- facts --------------------------------------------------------------------------------
 

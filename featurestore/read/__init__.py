@@ -77,6 +77,8 @@ from featurestore.read.sql import (
     _MIN_US,
     _NAT,
     _UTC,
+    KNOWLEDGE_CTE,
+    KNOWLEDGE_VALUES_CTE,
     LOOKUP_SQL,
     _literal,
     estimate_sql,
@@ -359,7 +361,7 @@ class Reader:
             layouts.append(_seg.layout_of(table, fv.feature_columns, fv.dtype == "float32"))
 
         def shadowed(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            _seg.shadow_pg(conn, layouts, ids, cut)
+            _seg.shadow_pg(conn, layouts, ids, cut, distributed=self.distributed)
             # not prepared: a prepared statement keeps the table it was planned on
             return conn.execute(query, params, prepare=False).fetchall()
 
@@ -521,7 +523,7 @@ class Reader:
         params: dict[str, Any] = {"ids": ids, "start": lo, "end": hi}
         if known_at is not None:
             params["known_at"] = known_at
-        query = range_sql(table, bar_cols, feat_cols, known=known_at is not None)
+        query, params = self._knowledge_here(range_sql(table, bar_cols, feat_cols, known=known_at is not None), params)
         table_ = self._fetch(_seg.marked(query, 2 + len(cols)), params)
         if _seg.is_marked(table_):  # the range reaches history segments: read them in one snapshot
             view_layout = _seg.layout_of(table, view_columns, bool(float32)) if table != "bars" else None
@@ -532,7 +534,8 @@ class Reader:
             else:
                 tables = ["bars"] + ([table] if table != "bars" else [])
                 table_ = self._consistent(
-                    lambda c: _seg.shadowed(c, query, params, tables, ids.tolist(), hi), writable=True
+                    lambda c: _seg.shadowed(c, query, params, tables, ids.tolist(), hi, distributed=self.distributed),
+                    writable=True
                 )
         eid = _column(table_, "entity_id")
         starts, ends = _segments(eid)
@@ -599,7 +602,30 @@ class Reader:
         alike (featurestore.read.segmented.shadowed), in one snapshot."""
         upper = dt.datetime(1970, 1, 1, tzinfo=_UTC) + dt.timedelta(microseconds=int(upper_us))
         uniq = np.unique(np.asarray(ids, dtype=np.int32)).tolist()
-        return self._consistent(lambda c: _seg.shadowed(c, query, params, tables, uniq, upper), writable=True)
+        dist = self.distributed
+        return self._consistent(
+            lambda c: _seg.shadowed(c, query, params, tables, uniq, upper, distributed=dist), writable=True
+        )
+
+    def _knowledge_here(self, query: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """On a distributed store, a knowledge-time statement with its knowledge function
+        (``fs_knowledge``) run here on the coordinator and the values it returned as parameters.
+
+        A worker cannot run the function: it reads ``store_state``, a reference table, and Citus
+        refuses a distributed query inside a statement it pushed to a shard (a one-entity read is
+        pushed whole). The values are the same a worker would compute; errors (a time before the
+        history horizon) are raised here alike. On one PostgreSQL: the statement as it is.
+        """
+        if "known_at" not in params or "kmax" in params or not self.distributed:
+            return query, params
+        if query.startswith(KNOWLEDGE_CTE):
+            query = KNOWLEDGE_VALUES_CTE + query[len(KNOWLEDGE_CTE):]
+        elif not query.startswith(KNOWLEDGE_VALUES_CTE):  # built for a distributed store already
+            return query, params
+        row = self._run(lambda conn: conn.execute(
+            "SELECT kmax, holes FROM fs_knowledge(%s::timestamptz)", (params["known_at"],)).fetchone())
+        values = {"kmax": int(row[0]), "holes": np.asarray(row[1] or [], dtype=np.int32)}  # type: ignore[index]
+        return query, {**params, **values}
 
     def _fetch_grouped(
         self, query: str, params: dict[str, Any], per_key: Sequence[str], tables: Sequence[str], upper_us: int
@@ -613,17 +639,14 @@ class Reader:
             return [(np.arange(ids.size), self._fetch_scoped(query, params, tables, ids, upper_us))]
         groups = self._run(lambda conn: placement.shard_groups(conn, ids))
         upper = dt.datetime(1970, 1, 1, tzinfo=_UTC) + dt.timedelta(microseconds=int(upper_us))
-        if "known_at" in params:  # the knowledge function runs here, its values go to the workers
-            row = self._run(lambda conn: conn.execute(
-                "SELECT kmax, holes FROM fs_knowledge(%s::timestamptz)", (params["known_at"],)).fetchone())
-            params = {**params, "kmax": int(row[0]), "holes": np.asarray(row[1] or [], dtype=np.int32)}  # type: ignore[index]
+        query, params = self._knowledge_here(query, params)
 
         def run(c: Any) -> list[tuple[np.ndarray, pa.Table]]:
             parts = []
             for g in groups:
                 sub = {k: (np.asarray(v)[g] if k in per_key else v) for k, v in params.items()}
                 uniq = np.unique(sub["ids"].astype(np.int32)).tolist()
-                parts.append((g, _seg.shadowed(c, query, sub, tables, uniq, upper)))
+                parts.append((g, _seg.shadowed(c, query, sub, tables, uniq, upper, distributed=True)))
             return parts
 
         return self._consistent(run, writable=True)  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ compression or expansion committing meanwhile can never make it see a row twice 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from featurestore import segments
 from featurestore.read import bulk as _bulk
 from featurestore.read.sql import render
 
-__all__ = ["marked", "is_marked", "merged_range", "shadowed", "layout_of"]
+__all__ = ["marked", "is_marked", "merged_range", "shadowed", "shadow_pg", "companions", "layout_of"]
 
 
 def layout_of(table: str, feature_columns: Sequence[str] = (), float32: bool = False) -> segments.Layout:
@@ -126,6 +127,24 @@ def _layouts(conn: Any, tables: Sequence[str]) -> list[segments.Layout]:
     return out
 
 
+def companions(tables: Sequence[str]) -> list[str]:
+    """The other distributed tables a read over ``tables`` may join: their history tables and
+    ``entity_keys``. On a Citus store they are shadowed too (:func:`shadowed`), so the read
+    runs on the coordinator over temporary tables and reference tables only: Citus joins no
+    temporary table with a distributed one."""
+    return [*("bars_history" if t == "bars" else f"{t}_h" for t in tables), "entity_keys"]
+
+
+def _copy_local(run: Any, schema: str, table: str, has_ts: bool, rng: dict[str, Any]) -> None:
+    """A temporary ``table`` holding the real one's rows of entities ``rng["ids"]`` (up to
+    ``rng["end"]`` where rows have a time): the companion of a shadowed read on Citus."""
+    real, temp = sql.Identifier(schema, table), sql.Identifier(table)
+    run(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(temp, real).as_string(None), {})
+    upto = " AND ts <= %(end)s::timestamptz" if has_ts else ""
+    run(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE entity_id = ANY(%(ids)s::int4[])" + upto).format(
+        sql.Identifier("pg_temp", table), real).as_string(None), rng)
+
+
 def shadowed(
     conn: Any,
     query: str,
@@ -133,16 +152,22 @@ def shadowed(
     tables: Sequence[str],
     ids: Sequence[int],
     upper: dt.datetime,
+    *,
+    distributed: bool = False,
 ) -> pa.Table:
     """Run ``query`` (rendered with ``params``) as if every table of ``tables`` held, for
     entities ``ids`` and times up to ``upper``, its segments' rows as rows. ``conn`` is in a
-    REPEATABLE READ (read-write: temporary tables) transaction; the temporary tables go at its end."""
+    REPEATABLE READ (read-write: temporary tables) transaction; the temporary tables go at its end.
+    ``distributed`` (a Citus store): the :func:`companions` the query names are shadowed too."""
     check = render(segments.exists_sql(), {"ids": np.asarray(ids, dtype=np.int32), "end": upper})
     if _bulk.run(conn, check).num_rows == 0:
         return _bulk.run(conn, render(query, params))
     layouts = _layouts(conn, tables)
     schema = _bulk.run(conn, "SELECT current_schema() AS s").column("s")[0].as_py()
     rng = {"ids": np.asarray(ids, dtype=np.int32), "start": dt.datetime(1, 1, 1, tzinfo=dt.UTC), "end": upper}
+    extra = [t for t in companions(tables) if distributed and _names(query, t)]
+    for t in extra:
+        _copy_local(lambda q, p: _bulk.run_statement(conn, render(q, p)), schema, t, t != "entity_keys", rng)
     for layout in layouts:
         real, temp = sql.Identifier(schema, layout.table), sql.Identifier("pg_temp", layout.table)
         _bulk.run_statement(conn, sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
@@ -161,14 +186,19 @@ def shadowed(
         _bulk.run_statement(conn, sql.SQL("CREATE INDEX ON {} (entity_id, ts)").format(temp).as_string(None))
         _bulk.run_statement(conn, sql.SQL("ANALYZE {}").format(temp).as_string(None))
     out = _bulk.run(conn, render(query, params))
-    for layout in layouts:  # now, not at commit: a snapshot's transaction runs several reads
-        _bulk.run_statement(conn, sql.SQL("DROP TABLE {}").format(sql.Identifier("pg_temp", layout.table)).as_string(None))
+    for t in [*(layout.table for layout in layouts), *extra]:  # now, not at commit: a snapshot runs several reads
+        _bulk.run_statement(conn, sql.SQL("DROP TABLE {}").format(sql.Identifier("pg_temp", t)).as_string(None))
     return out
+
+
+def _names(query: str, table: str) -> bool:
+    """Whether ``query`` names ``table`` (as an identifier, quoted or not)."""
+    return re.search(rf'(?<![\w"]){re.escape(table)}(?![\w"])|"{re.escape(table)}"', query) is not None
 
 
 def shadow_pg(
     conn: Any, layouts: Sequence[segments.Layout], ids: Sequence[int], upper: dt.datetime,
-    lower: dt.datetime | None = None,
+    lower: dt.datetime | None = None, *, distributed: bool = False,
 ) -> bool:
     """:func:`shadowed`'s temporary tables on a psycopg connection (point reads, whose parameters
     stay parameters), holding times ``lower``..``upper``; ``conn`` is in a REPEATABLE READ
@@ -199,4 +229,8 @@ def shadow_pg(
                     nulls if any(m is not None for m in nulls) else None)
         conn.execute(sql.SQL("CREATE INDEX ON {} (entity_id, ts)").format(temp))
         conn.execute(sql.SQL("ANALYZE {}").format(temp))
+    if distributed:  # every companion: the statements that follow are not known here
+        rng = {"ids": ids, "end": upper}
+        for t in companions([layout.table for layout in layouts]):
+            _copy_local(lambda q, p: conn.execute(q, p), schema, t, t != "entity_keys", rng)
     return True

@@ -91,10 +91,9 @@ def _rebuild(table: str, columns: list[str], *, with_load: bool) -> None:
     old = table + "_old"
     q, qo = sql.Identifier(table), sql.Identifier(old)
     _execute("ALTER TABLE {q} RENAME TO {qo}", q=q, qo=qo)
-    _execute(
-        "ALTER TABLE {qo} RENAME CONSTRAINT {pk} TO {opk}",
-        qo=qo, pk=sql.Identifier(table + "_pkey"), opk=sql.Identifier(old + "_pkey"),
-    )
+    # the new table takes the key's name; the old one is dropped below (Citus renames no
+    # constraint of a distributed table, but drops one)
+    _execute("ALTER TABLE {qo} DROP CONSTRAINT {pk}", qo=qo, pk=sql.Identifier(table + "_pkey"))
     load = sql.SQL("load_id int4 NOT NULL, " if with_load else "")
     _execute(
         "CREATE TABLE {q} (entity_id int4 NOT NULL, {load}ts timestamptz NOT NULL{cols}, "
