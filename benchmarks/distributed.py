@@ -455,8 +455,8 @@ class Bench:
             url = libpq_url(self.stores[k].db.url)
             held[k] = psycopg.connect(url, autocommit=True)
         try:
-            eids = {k: held[k].execute("SELECT entity_id FROM entities WHERE symbol = %s", (sym,)).fetchone()[0]  # type: ignore[index]
-                    for k in self.sides}
+            lookup = "SELECT entity_id FROM entities WHERE symbol = %s"
+            eids = {k: held[k].execute(lookup, (sym,)).fetchone()[0] for k in self.sides}  # type: ignore[index]
             point = "SELECT ts, open, high, low, close, volume FROM bars WHERE entity_id = %s ORDER BY ts DESC LIMIT 1"
 
             def bare(conn: psycopg.Connection[Any], eid: int) -> Any:
@@ -498,11 +498,12 @@ class Bench:
 
     def training(self) -> None:
         rng = np.random.default_rng(7)
+        day_us = 86_400_000_000
         days = self.data.days[: self.n_bars]
         lo, hi = days[0].value // 1000, days[-1].value // 1000
         events = pd.DataFrame({
             "symbol": np.array(self.symbols, dtype=object)[rng.integers(0, self.n_sym, self.n_events)],
-            "ts": pd.to_datetime(rng.integers(lo - 5 * 86_400_000_000, hi + 5 * 86_400_000_000, self.n_events), unit="us", utc=True),
+            "ts": pd.to_datetime(rng.integers(lo - 5 * day_us, hi + 5 * day_us, self.n_events), unit="us", utc=True),
             "label": rng.random(self.n_events),
         })
         reps = 3
@@ -513,7 +514,7 @@ class Bench:
             self.add(f"training_{strategy}", label, SEQUENTIAL, res, f"median of {reps}")
 
     def appends(self) -> None:
-        n1, nall = (5, 3) if self.quick else (11, 7)
+        n1, nall = (5, 3) if self.quick else (21, 11)
         # the frames first (the same on both sides), then each applied to both, the order alternating
         warm = [self.data.append_frame(1), self.data.append_frame(self.n_sym)]
         ones = [self.data.append_frame(1) for _ in range(n1)]
@@ -622,9 +623,10 @@ class Bench:
             "four busy processes) and that nothing of T_fixed overlaps the workers' share on N machines, each "
             "worker machine as fast as this one, and no network cost beyond loopback: pessimistic where the "
             "client and the workers could overlap, optimistic in assuming the work splits evenly. "
-            "**Fan-out** operations touch every shard but with little work each at this size: their T_work is "
-            "small, so the model leaves them at about their Citus time (they would scale only with far more "
-            "symbols). Training frames run one statement per shard group, one after another "
+            "**Fan-out** operations touch every shard with little work on each at this size: the workers' CPU "
+            "is mostly per-shard overhead (a task planned and run per shard; for writes, per-shard statements "
+            "and a two-phase commit), which more workers share out, while the coordinator's part stays. "
+            "Training frames run one statement per shard group, one after another "
             "(featurestore.read.Reader._fetch_grouped): as implemented one worker works at a time, so their "
             "T_N is their Citus time; in parentheses, the model's value if the groups ran concurrently. "
             "Break-even N: the smallest N with T_N < T_single, 'never' when T_fixed alone reaches T_single."
@@ -666,7 +668,7 @@ class Bench:
         out.say()
         for o in self.ops:
             d = model_data.get(o.key)
-            if d is None or o.kind not in (SCALES, SEQUENTIAL):
+            if d is None:
                 continue
             cpu = (f"client CPU {fmt_t(o.citus.cpu_mean('client'))}, coordinator {fmt_t(o.citus.cpu_mean('coordinator'))}, "
                    f"workers {fmt_t(o.citus.cpu_mean('workers'))}")
@@ -720,6 +722,7 @@ def main() -> int:
     try:
         bench.start()
         single, citus = bench.sides[SINGLE], bench.sides[CITUS]
+        shown = [*DURABILITY, "shared_buffers", "work_mem", "random_page_cost"]
         with psycopg.connect(citus.cluster.coordinator_url) as c:
             cv = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()[0]  # type: ignore[index]
             pv = c.info.server_version
@@ -727,10 +730,10 @@ def main() -> int:
                     f"{bench.n_sym * bench.n_bars:,} rows; the 7-indicator view `tech` ({', '.join(TECH)}); "
                     f"{bench.n_events:,} training events; result cache off (cache=None)")
         out.setting("single node", f"the embedded PostgreSQL {pv // 10000}.{pv % 10000} (unix socket), its own settings "
-                    f"plus the cluster's durability ones: {single.show([*DURABILITY, 'shared_buffers', 'work_mem', 'random_page_cost'])}")
+                    f"plus the cluster's durability ones: {single.show(shown)}")
         out.setting("Citus", f"Citus {cv} on the same PostgreSQL binaries (tests/citus.py): coordinator + 2 workers on "
                     f"127.0.0.1 (TCP), {args.shard_count} shards, every node also given the embedded server's planner "
-                    f"settings: {citus.show([*DURABILITY, 'shared_buffers', 'work_mem', 'random_page_cost'])} (per node)")
+                    f"settings: {citus.show(shown)} (per node)")
         out.setting("timing", "wall time; contenders alternate (order swapped every repeat or chunk of calls); client CPU "
                     "(this process and its joblib workers) recorded per run for the model")
         bench.load()

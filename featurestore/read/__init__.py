@@ -632,10 +632,13 @@ class Reader:
     ) -> list[tuple[np.ndarray, pa.Table]]:
         """:meth:`_fetch_scoped` for a statement over ``params["ids"]`` (with ``per_key``: the
         parameters holding one element per id). On one PostgreSQL, one statement; on a
-        distributed store one per shard group (each routed to one worker), in one snapshot.
+        distributed store one per shard group (each routed to one worker, its distinct ids in
+        ``group_ids``), in one snapshot.
         Returns (positions of the group's ids, its rows) per statement."""
         ids = np.asarray(params["ids"])
         if ids.size == 0 or not self.distributed:
+            if self.distributed:
+                params = {**params, "group_ids": np.unique(ids.astype(np.int32))}
             return [(np.arange(ids.size), self._fetch_scoped(query, params, tables, ids, upper_us))]
         groups = self._run(lambda conn: placement.shard_groups(conn, ids))
         upper = dt.datetime(1970, 1, 1, tzinfo=_UTC) + dt.timedelta(microseconds=int(upper_us))
@@ -646,6 +649,9 @@ class Reader:
             for g in groups:
                 sub = {k: (np.asarray(v)[g] if k in per_key else v) for k, v in params.items()}
                 uniq = np.unique(sub["ids"].astype(np.int32)).tolist()
+                # the shard-group restriction (read.sql.PRUNE) over the group's distinct ids: the
+                # per-key ids repeat an entity once per event, and every probe checks the array
+                sub["group_ids"] = np.asarray(uniq, dtype=np.int32)
                 parts.append((g, _seg.shadowed(c, query, sub, tables, uniq, upper, distributed=True)))
             return parts
 

@@ -76,9 +76,9 @@ def history_table(table: str) -> str:
 def known_source(table: str, columns: Sequence[str], prune: bool = False) -> str:
     """``table`` as it stood at knowledge time ``%(known_at)s``: its current rows written by a
     known load, plus superseded versions that were current then (at most one per key).
-    ``prune``: each part restricted to ``%(ids)s`` (a statement routed to one shard group)."""
+    ``prune``: each part restricted to ``%(group_ids)s`` (a statement routed to one shard group)."""
     cols = ", ".join(["entity_id", "ts", *(_quote(c) for c in columns)])
-    only = " AND entity_id = ANY(%(ids)s::int4[])" if prune else ""
+    only = " AND entity_id = ANY(%(group_ids)s::int4[])" if prune else ""
     t = _quote(table) if table != "bars" else "bars"
     h = _quote(history_table(table)) if table != "bars" else "bars_history"
     # "not known" split in two, so the first is an index condition on the history table's key
@@ -138,7 +138,7 @@ def _last_known(
 # On a distributed store, statements over many entities run once per shard group with this
 # restriction on their probes ({a}: the probed table's alias): Citus then routes each to one
 # worker whole (a router query), where PostgreSQL plans it as on one node.
-PRUNE = " AND {a}.entity_id = ANY(%(ids)s::int4[])"
+PRUNE = " AND {a}.entity_id = ANY(%(group_ids)s::int4[])"
 
 
 def _select(
