@@ -31,6 +31,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from featurestore import placement
 from featurestore.schema import BAR_COLUMNS, ident, validate_identifier
 
 __all__ = [
@@ -421,7 +422,7 @@ def compress_store(
     t0 = time.perf_counter()
     # the entities locked here are the ones compressed: a symbol a concurrent load creates
     # meanwhile keeps all its rows (in every table), so its boundary stays one
-    locked = [int(r[0]) for r in conn.execute("SELECT entity_id FROM entities ORDER BY entity_id FOR UPDATE").fetchall()]
+    locked = [int(e) for e in placement.lock_entities(conn, None)]
     layouts = store_layouts(conn)
     # an entity's last, partly filled block joins the rows that follow it, so compressing often
     # (say daily) keeps blocks full instead of adding a small one each time

@@ -54,6 +54,7 @@ CITUS_SUITE = frozenset({
     "test_knowledge_time",
     "test_segments_store",
     "test_float32_views",
+    "test_write_locks",
 })
 
 

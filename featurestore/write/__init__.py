@@ -15,8 +15,9 @@ no state, is recomputed from its first bar. Either way the stored features equal
 entity's full stored history, bit for bit. Invariant: a view table holds rows for an entity iff
 ``indicator_state`` holds that entity's state for the view (both are written together).
 
-Concurrent writers lock the entity rows they touch (``FOR UPDATE``, in entity-id order), so loads
-of overlapping symbols serialize per entity and disjoint ones run in parallel.
+Concurrent writers lock the entities they touch (their ``entity_keys`` rows, ``FOR UPDATE``, in
+one global order: featurestore.placement.lock_entities), so loads of overlapping symbols serialize
+per entity and disjoint ones run in parallel, on one PostgreSQL and on Citus alike.
 """
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from featurestore import placement
 from featurestore.views import FeatureView
 from featurestore.write.features import write_features
 from featurestore.write.generation import bump_generation
@@ -36,15 +37,12 @@ def backfill_batch(conn: psycopg.Connection[Any], view: FeatureView, entity_ids:
     with conn.transaction():
         # lock the entities (id order, as loads do), then skip those whose state a backfill that
         # held a lock before us has written
-        locked = conn.execute(
-            "SELECT entity_id FROM entities WHERE entity_id = ANY(%s) ORDER BY entity_id FOR UPDATE",
-            (list(entity_ids),),
-        ).fetchall()
+        locked = placement.lock_entities(conn, entity_ids)
         done = {r[0] for r in conn.execute(
             "SELECT entity_id FROM indicator_state WHERE view_id = %s AND entity_id = ANY(%s)",
-            (view.view_id, [r[0] for r in locked]),
+            (view.view_id, locked),
         ).fetchall()}
-        ids = [r[0] for r in locked if r[0] not in done]
+        ids = [e for e in locked if e not in done]
         if not ids:
             return 0
         written, _ = write_features(conn, view, ids, {}, set())

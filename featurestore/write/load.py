@@ -207,9 +207,9 @@ class LoadWriter:
         new = sorted(s for s in symbols.tolist() if s not in self.ids)
         if not new:
             return
-        # lock the existing entities (id order); create the missing ones (sorted inserts: concurrent
-        # loads creating the same symbols queue in one order) and lock them too
-        lock = "SELECT entity_id, symbol FROM entities WHERE symbol = ANY(%s) ORDER BY entity_id FOR UPDATE"
+        # find the existing entities; create the missing ones (sorted inserts: concurrent loads
+        # creating the same symbols queue in one order); then lock them all (placement.lock_entities)
+        lock = "SELECT entity_id, symbol FROM entities WHERE symbol = ANY(%s)"
         found = {s: e for e, s in self.conn.execute(lock, (new,)).fetchall()}
         if self.create_symbols and len(found) < len(new):
             absent = [x for x in new if x not in found]
@@ -236,6 +236,7 @@ class LoadWriter:
                 in_file=chunk.in_file,
             )
         ids = [found[s] for s in new]
+        placement.lock_entities(self.conn, ids)
         # an entity's last bar: its newest row, else the end of its history segments
         last = self.conn.execute(
             "SELECT e.id, " + _ts_us_sql("greatest(b.ts, s.ts)") + ", " + _ts_us_sql("s.ts")
