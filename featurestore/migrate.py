@@ -199,7 +199,7 @@ def _placed_again(conn: sa.Connection, shard_count: int | None) -> None:
     if shard_count is not None:
         from featurestore import placement
 
-        placement.distribute(conn.connection.driver_connection, shard_count)  # type: ignore[arg-type]
+        placement.place_existing(conn.connection.driver_connection, shard_count)  # type: ignore[arg-type]
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:

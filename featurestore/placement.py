@@ -34,12 +34,15 @@ __all__ = [
     "citus_version",
     "is_distributed",
     "distribute",
+    "place_existing",
     "place_new",
     "placement",
     "distributed",
     "per_entity",
     "shard_groups",
     "lock_entities",
+    "shard_sizes",
+    "database_bytes",
 ]
 
 REFERENCE_TABLES = ("entities", "feature_views", "loads", "store_state")
@@ -145,6 +148,63 @@ def lock_entities(conn: psycopg.Connection[Any], ids: Iterable[int] | None) -> l
     return sorted(locked)
 
 
+# per shard of a distributed table (run_command_on_shards puts the shard's name at %1$s): what
+# the catalog says of it, as one text line (the command returns text)
+_SHARD_SIZE = (
+    "SELECT c.reltuples::float8 || ',' || c.relpages || ',' || "
+    "pg_relation_size(c.oid) / current_setting('block_size')::int8 || ',' || pg_table_size(c.oid) || ',' || "
+    "pg_indexes_size(c.oid) FROM pg_class c WHERE c.oid = '%1$s'::regclass"
+)
+_SHARD_PLAN_ROWS = "EXPLAIN (FORMAT JSON) SELECT 1 FROM %1$s"
+
+
+def shard_sizes(conn: psycopg.Connection[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per distributed table of the store, its shards' catalog figures: ``reltuples``,
+    ``relpages``, ``pages`` (now), ``table_bytes``, ``index_bytes``, and ``plan_rows`` (the
+    planner's estimate) for a shard never analyzed. The coordinator's own catalog knows nothing
+    of these tables' rows: they live in the shards, on the workers. Empty on one PostgreSQL."""
+    if not distributed(conn):
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table, kind in sorted(_kinds(conn).items()):
+        if kind != "distributed":
+            continue
+        shards: list[dict[str, Any]] = []
+        for shard_id, ok, text in conn.execute(
+            "SELECT shardid, success, result FROM run_command_on_shards(%s::regclass, %s)", (table, _SHARD_SIZE)
+        ).fetchall():
+            if not ok:
+                raise RuntimeError(f"reading the size of a shard of {table} failed: {text}")
+            tuples, relpages, pages, table_bytes, index_bytes = text.split(",")
+            shards.append({
+                "shard": int(shard_id), "reltuples": float(tuples), "relpages": int(relpages), "pages": int(pages),
+                "table_bytes": int(table_bytes), "index_bytes": int(index_bytes), "plan_rows": None,
+            })
+        if any(sh["pages"] > 0 and (sh["reltuples"] < 0 or sh["relpages"] == 0) for sh in shards):
+            import json
+
+            plans = {int(i): t for i, ok, t in conn.execute(
+                "SELECT shardid, success, result FROM run_command_on_shards(%s::regclass, %s)", (table, _SHARD_PLAN_ROWS)
+            ).fetchall() if ok}
+            for sh in shards:
+                if sh["shard"] in plans:
+                    sh["plan_rows"] = int(json.loads(plans[sh["shard"]])[0]["Plan"]["Plan Rows"])
+        out[table] = shards
+    return out
+
+
+def database_bytes(conn: psycopg.Connection[Any]) -> int:
+    """The database's size on disk: on Citus, summed over the coordinator and every worker."""
+    if distributed(conn):
+        row = conn.execute(
+            "SELECT sum(result::int8) FROM run_command_on_all_nodes('SELECT pg_database_size(current_database())') "
+            "WHERE success"
+        ).fetchone()
+    else:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def _kinds(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Citus tables of the current schema -> 'distributed' or 'reference'."""
     rows = conn.execute(
@@ -180,20 +240,28 @@ def distribute(conn: psycopg.Connection[Any], shard_count: int | None = None) ->
     missing = [t for t in (*REFERENCE_TABLES, ANCHOR) if t not in tables]
     if missing:
         raise ConfigError(f"the store's schema is not complete (missing {', '.join(missing)}): run `featurestore migrate` first")
+    place_existing(conn, shard_count)
+    return placement(conn)
+
+
+def place_existing(conn: psycopg.Connection[Any], shard_count: int | None = None) -> None:
+    """:func:`distribute`'s placement of whatever store tables exist, not yet placed: after a
+    migration of a distributed store (an older schema lacks tables of later revisions, and
+    ``base`` has none; a rebuilt ``bars`` is a new table). Runs in the caller's transaction."""
+    tables = set(_store_tables(conn))
     kinds = _kinds(conn)
     for t in REFERENCE_TABLES:
-        if t not in kinds:
+        if t in tables and t not in kinds:
             conn.execute("SELECT create_reference_table(%s)", (t,))
-    if ANCHOR not in kinds:
+    if ANCHOR in tables and ANCHOR not in kinds:
         if shard_count is None:
             conn.execute("SELECT create_distributed_table(%s, %s)", (ANCHOR, DISTRIBUTION_COLUMN))
         else:
             conn.execute("SELECT create_distributed_table(%s, %s, shard_count => %s)", (ANCHOR, DISTRIBUTION_COLUMN, shard_count))
-    # tables of later revisions may be missing on an older schema (a downgrade): placed when made
-    rest = [t for t in DISTRIBUTED_TABLES if t != ANCHOR and t in tables] + sorted(t for t in tables if is_view_table(t))
-    _colocate(conn, [t for t in rest if t not in kinds])
+    if ANCHOR in tables:
+        rest = [t for t in DISTRIBUTED_TABLES if t != ANCHOR and t in tables] + sorted(t for t in tables if is_view_table(t))
+        _colocate(conn, [t for t in rest if t not in kinds])
     _DISTRIBUTED.clear()
-    return placement(conn)
 
 
 def _colocate(conn: psycopg.Connection[Any], tables: Iterable[str]) -> None:

@@ -55,6 +55,12 @@ CITUS_SUITE = frozenset({
     "test_segments_store",
     "test_float32_views",
     "test_write_locks",
+    "test_read_inputs",
+    "test_row_numbers",
+    "test_export_snapshot",
+    "test_after_commit",
+    "test_user_kernels",
+    "test_stats",
 })
 
 

@@ -100,7 +100,7 @@ def test_failed_analyze_after_a_backfill_does_not_fail_create_view(url: URL, cap
                         "AND datname = current_database()",
                         "the ANALYZE to wait",
                     )
-                    admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                    admin.execute("SELECT pg_cancel_backend(%s::int4)", (pid,))  # int4: Citus adds a bigint (global pid) overload
                     worker.join(timeout=120)
             finally:
                 rows_holder.rollback()

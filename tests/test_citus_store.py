@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
 import psycopg
 import pytest
 from click.testing import CliRunner
+from helpers import make_bars
 from sqlalchemy.engine import URL
 
 from featurestore import ConfigError, FeatureStore
@@ -88,6 +90,22 @@ def test_migrations_keep_working_on_a_distributed_store(cluster: Any) -> None:
         after = _catalog(url)
         assert {t: m for t, (m, _) in after.items()} == {t: m for t, (m, _) in before.items()}
         assert after["bars_segments"][1] == after["bars"][1] == after["fv_m_v1_s"][1]
+        # across 0004, which rebuilds bars and every view table: data kept, the store stays distributed
+        fs.ingest(make_bars(["AAA", "BBB"], 50), progress=False)
+        want = fs.get_features(["AAA", "BBB"], view="m", include_bars=True)
+        assert fs.downgrade("0003") == "0003"
+        older = _catalog(url)  # the tables 0003 has, each placed as before (bars rebuilt, distributed again)
+        assert {"bars", "entities", "fv_m_v1"} <= set(older) and all(before[t][0] == m for t, (m, _) in older.items())
+        assert fs.migrate() == "0006"
+        again = _catalog(url)
+        assert {t: m for t, (m, _) in again.items()} == {t: m for t, (m, _) in before.items()}
+        assert len({again[t][1] for t in again if again[t][0] == "h"}) == 1  # still one colocation group
+        assert fs.info()["placement"]["shard_count"] == 4
+        pd.testing.assert_frame_equal(fs.get_features(["AAA", "BBB"], view="m", include_bars=True), want)
+        # to base (no table left) and back: a new, empty store on the coordinator
+        assert fs.downgrade("base") == "base"
+        assert fs.migrate() == "0006"
+        assert fs.get_bars(["AAA"]).empty
 
 
 def test_cli_distribute(cluster: Any) -> None:
@@ -159,3 +177,26 @@ def test_one_symbol_reads_are_routed_and_many_symbols_run_on_every_worker(cluste
         count, nodes = _tasks(c, render(range_sql(table, ["close"], ["sma_3"]), {"ids": ids, **window}))
         assert 2 <= count <= 8
         assert len(nodes) == 2, nodes  # "host=127.0.0.1 port=... dbname=...", one per worker
+
+
+def test_stats_count_the_shards(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """info/stats on Citus read the shards' catalog (the coordinator's has no rows of a
+    distributed table): estimates near the truth without a count, bytes summed over the shards."""
+    from featurestore import client
+
+    url = _fresh(cluster)
+    with FeatureStore(url, auto_migrate=True, cache=None) as fs:
+        fs.distribute(shard_count=4)
+        fs.ingest(make_bars([f"S{i:02d}" for i in range(20)], 300), progress=False)  # 6,000 bars
+        exact = fs.stats()["server"]
+        assert exact["tables"]["bars"]["rows_estimate"] == 6000 and exact["tables"]["bars"]["estimate_source"] == "exact"
+        assert exact["tables"]["bars"]["table_bytes"] > 0 and exact["tables"]["bars"]["index_bytes"] > 0
+        assert exact["rows"]["entities"] == 20
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            one_node = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
+        assert exact["database_bytes"] > one_node  # the workers' share is counted
+        monkeypatch.setattr(client, "EXACT_COUNT_MAX_PAGES", 0)  # every table large: estimated
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            conn.execute("ANALYZE bars")  # propagated to every shard
+        est = fs.info()["bars"]
+        assert est["estimate_source"] == "statistics" and abs(est["rows_estimate"] - 6000) <= 60, est

@@ -65,8 +65,12 @@ def _table_rows(conn: Any) -> dict[str, dict[str, Any]]:
         "WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY c.relname"
     ).fetchall()
     out: dict[str, dict[str, Any]] = {}
+    sharded = _placement.shard_sizes(conn)  # on Citus: the distributed tables' rows are in their shards
     for name, reltuples, relpages, pages, table_bytes, index_bytes in rows:
         table = ident(name)
+        if name in sharded:
+            out[name] = _sharded_rows(conn, name, sharded[name])
+            continue
         if name in _SMALL_TABLES or pages <= EXACT_COUNT_MAX_PAGES:
             count, source = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]), "exact"
         elif reltuples >= 0 and relpages > 0:  # the density the last ANALYZE/VACUUM saw, at today's size
@@ -81,6 +85,30 @@ def _table_rows(conn: Any) -> dict[str, dict[str, Any]]:
             "index_bytes": int(index_bytes),
         }
     return out
+
+
+def _sharded_rows(conn: Any, name: str, shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`_table_rows` for a distributed table (Citus), from its shards' figures: counted when
+    all its shards are small, else each shard estimated as one table would be (``"size"`` when
+    any shard was never analyzed)."""
+    pages = sum(sh["pages"] for sh in shards)
+    if pages <= EXACT_COUNT_MAX_PAGES:
+        count, source = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(name))).fetchone()[0]), "exact"
+    else:
+        count, source = 0, "statistics"
+        for sh in shards:
+            if sh["pages"] == 0:
+                continue
+            if sh["reltuples"] >= 0 and sh["relpages"] > 0:
+                count += round(sh["reltuples"] / sh["relpages"] * sh["pages"])
+            else:
+                count, source = count + int(sh["plan_rows"] or 0), "size"
+    return {
+        "rows_estimate": count,
+        "estimate_source": source,
+        "table_bytes": sum(sh["table_bytes"] for sh in shards),
+        "index_bytes": sum(sh["index_bytes"] for sh in shards),
+    }
 
 
 _log = logging.getLogger(__name__)
@@ -364,7 +392,7 @@ class FeatureStore:
         peak = _peak_rss_bytes(proc)
 
         def server(conn: Any) -> dict[str, Any]:
-            db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+            db_bytes = _placement.database_bytes(conn)
             tables = _table_rows(conn)
             exact = {t: tables[t]["rows_estimate"] for t in _SMALL_TABLES if t in tables}
             return {"database_bytes": int(db_bytes), "rows": exact, "tables": tables}
