@@ -135,14 +135,17 @@ def companions(tables: Sequence[str]) -> list[str]:
     return [*("bars_history" if t == "bars" else f"{t}_h" for t in tables), "entity_keys"]
 
 
+_COPY_ALL = sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE entity_id = ANY(%(ids)s::int4[])")
+_COPY_UPTO = sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE entity_id = ANY(%(ids)s::int4[]) AND ts <= %(end)s::timestamptz")
+
+
 def _copy_local(run: Any, schema: str, table: str, has_ts: bool, rng: dict[str, Any]) -> None:
     """A temporary ``table`` holding the real one's rows of entities ``rng["ids"]`` (up to
     ``rng["end"]`` where rows have a time): the companion of a shadowed read on Citus."""
     real, temp = sql.Identifier(schema, table), sql.Identifier(table)
     run(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(temp, real).as_string(None), {})
-    upto = " AND ts <= %(end)s::timestamptz" if has_ts else ""
-    run(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE entity_id = ANY(%(ids)s::int4[])" + upto).format(
-        sql.Identifier("pg_temp", table), real).as_string(None), rng)
+    copy = _COPY_UPTO if has_ts else _COPY_ALL
+    run(copy.format(sql.Identifier("pg_temp", table), real).as_string(None), rng)
 
 
 def shadowed(
