@@ -18,6 +18,7 @@ import pytest
 from helpers import SEED_VIEW, assert_features_match_talib, make_bars
 from sqlalchemy.engine import URL
 
+from featurestore import placement
 from featurestore.client import FeatureStore
 from featurestore.config import libpq_url
 
@@ -86,7 +87,7 @@ def test_failed_analyze_after_a_backfill_does_not_fail_create_view(url: URL, cap
         ):
             try:
                 # 1. hold the entity rows: the backfill waits before it writes anything
-                rows_holder.execute("SELECT 1 FROM entities FOR UPDATE")
+                placement.lock_entities(rows_holder, None)  # every entity's writer lock
                 with caplog.at_level(logging.WARNING, logger="featurestore"):
                     worker.start()
                     # 2. once the view's table exists, hold a lock that blocks only ANALYZE

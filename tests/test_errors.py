@@ -220,9 +220,11 @@ class _Deadlocker:
         try:
             with psycopg.connect(libpq_url(self.url), application_name="deadlocker") as conn:
                 conn.execute("SET deadlock_timeout = '10min'")
-                conn.execute("SELECT 1 FROM entities WHERE symbol = 'DLB' FOR UPDATE")
+                # a writer's per-entity locks (featurestore.placement.lock_entities), in the other order
+                lock = "SELECT 1 FROM entity_keys WHERE entity_id = (SELECT entity_id FROM entities WHERE symbol = %s) FOR UPDATE"
+                conn.execute(lock, ("DLB",))
                 locked.set()
-                conn.execute("SELECT 1 FROM entities WHERE symbol = 'DLA' FOR UPDATE")
+                conn.execute(lock, ("DLA",))
                 conn.rollback()
         except BaseException as exc:
             locked.set()

@@ -198,7 +198,10 @@ def test_a_killed_driver_leaves_committed_batches_and_the_same_call_resumes(
     cluster.connect()
     last = SYMBOLS[-1]
     with psycopg.connect(url) as gate:
-        gate.execute("SELECT 1 FROM entities WHERE symbol = %s FOR UPDATE", (last,))  # its batch waits
+        gate.execute(  # the entity's writer lock (placement.lock_entities): its batch waits
+            "SELECT 1 FROM entity_keys WHERE entity_id = (SELECT entity_id FROM entities WHERE symbol = %s) FOR UPDATE",
+            (last,),
+        )
         env = dict(os.environ, PYTHONPATH=str(REPO), RAY_AUTH_MODE="disabled")
         driver = subprocess.Popen([sys.executable, "-c", DRIVER, url, cluster.address], env=env)
         try:

@@ -231,20 +231,30 @@ class AsyncFeatureStore:
         views = self.store.reader.views
         view, version = request["view"], request["version"]
         fv = views.get(view, version)
-        if fv is None or len(names) != 1 or self._distributed:
+        if fv is None or len(names) != 1:
             return None
         p = _latest.plan(names, lambda *_: fv, **request)
         cut = p.cut()
-        query, params = _latest.checked_statement(p, version, cut)
+        got: list[tuple[Any, ...]] | None
         try:
             async with self._connection() as conn:
-                cur = await conn.execute(query, params, prepare=True)
-                rows = await cur.fetchall()
+                if self._distributed:  # Citus: view check and entity id, then the routed probe
+                    check, params = _latest.routed_check(p, fv, version)
+                    row = await (await conn.execute(check, params, prepare=True)).fetchone()
+                    if row is None or row[0] != fv.view_id:
+                        got = None
+                    elif row[1] is None:
+                        got = [_latest.no_row(p)]
+                    else:
+                        query, args = _latest.statement(p, p.names, cut, distributed=True, entity_id=int(row[1]))
+                        got = (await (await conn.execute(query, args, prepare=True)).fetchall()) or [_latest.no_row(p)]
+                else:
+                    query, params = _latest.checked_statement(p, version, cut)
+                    got = _latest.checked_rows(await (await conn.execute(query, params, prepare=True)).fetchall(), fv)
         except DatabaseError as exc:
             if exc.sqlstate not in _latest.VIEW_CHANGED:
                 raise
-            rows = None
-        got = None if rows is None else _latest.checked_rows(rows, fv)
+            got = None
         if got is None:
             views.forget(view, version)
             return None

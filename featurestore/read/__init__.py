@@ -286,22 +286,43 @@ class Reader:
         from an earlier read; None when there is none cached or the view changed since."""
         view, version = request["view"], request["version"]
         fv = self.views.get(view, version)
-        if fv is None or len(names) != 1 or self.distributed:  # Citus: the routed by-id form instead
+        if fv is None or len(names) != 1:
             return None
         p = _latest.plan(names, lambda *_: fv, **request)
         cut = p.cut()
-        query, params = _latest.checked_statement(p, version, cut)
         try:
-            rows = self._run(lambda conn: conn.execute(query, params, prepare=True).fetchall())
+            if self.distributed:
+                got = self._latest_routed_checked(p, fv, version, cut)
+            else:
+                query, params = _latest.checked_statement(p, version, cut)
+                rows = self._run(lambda conn: conn.execute(query, params, prepare=True).fetchall())
+                got = _latest.checked_rows(rows, fv)
         except DatabaseError as exc:
             if exc.sqlstate not in _latest.VIEW_CHANGED:  # the view's table is gone or remade: plan again
                 raise
-            rows = None
-        got = None if rows is None else _latest.checked_rows(rows, fv)
+            got = None
         if got is None:
             self.views.forget(view, version)
             return None
         return p, self._latest_fill(p, p.names, got, cut)
+
+    def _latest_routed_checked(
+        self, p: _latest.LatestPlan, fv: FeatureView, version: int | None, cut: dt.datetime
+    ) -> list[tuple[Any, ...]] | None:
+        """:meth:`_latest_cached`'s read on Citus: the view check and the symbol's id in one
+        statement, then the probe by id (routed to one worker); None when the view changed."""
+        check, params = _latest.routed_check(p, fv, version)
+
+        def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]] | None:
+            row = conn.execute(check, params, prepare=True).fetchone()
+            if row is None or row[0] != fv.view_id:
+                return None
+            if row[1] is None:  # no such symbol
+                return [_latest.no_row(p)]
+            query, args = _latest.statement(p, p.names, cut, distributed=True, entity_id=int(row[1]))
+            return conn.execute(query, args, prepare=True).fetchall() or [_latest.no_row(p)]
+
+        return self._run(run)
 
     def _latest_rows(self, p: _latest.LatestPlan, names: Sequence[str]) -> list[tuple[Any, ...]]:
         """The latest rows of ``names`` (one per name, in order) for plan ``p``."""

@@ -203,6 +203,32 @@ def _one_sql(table: str, bar_cols: tuple[str, ...], feat_cols: tuple[str, ...], 
 ROUTED_LOOKUP = "SELECT entity_id FROM entities WHERE symbol = %s"
 
 
+def routed_check(p: LatestPlan, fv: FeatureView, version: int | None) -> tuple[str, dict[str, Any]]:
+    """:func:`routed_check_sql` with its parameters for plan ``p`` (one symbol, cached view ``fv``)."""
+    params: dict[str, Any] = {"view_name": fv.name, "view_status": "ready", "symbol": p.sql_names()[0]}
+    if version is not None:
+        params["view_version"] = version
+    return routed_check_sql(version is not None), params
+
+
+def no_row(p: LatestPlan) -> tuple[Any, ...]:
+    """The row of a symbol with no latest row (ts NaT, every value NULL)."""
+    return (1, _NAT, *([None] * len(p.cols)))
+
+
+@functools.lru_cache(maxsize=2)
+def routed_check_sql(pinned: bool) -> str:
+    """A cached view's one-symbol read on Citus, first statement: the ``view_id`` a lookup by
+    name (and version) finds now, and the symbol's entity id, in one statement over reference
+    tables; the probe by id (a router query) follows. Two statements, where a view looked up
+    each time would take three."""
+    version = " AND version = %(view_version)s" if pinned else ""
+    return (
+        "SELECT (SELECT view_id FROM feature_views WHERE name = %(view_name)s AND status = %(view_status)s"
+        f"{version} ORDER BY version DESC LIMIT 1), (SELECT entity_id FROM entities WHERE symbol = %(symbol)s)"
+    )
+
+
 def routed_one(p: LatestPlan, names: Sequence[str], distributed: bool) -> bool:
     """True when a read of ``names`` under ``p`` takes the by-id one-symbol form (Citus)."""
     return distributed and len(names) == 1 and p.known is None
