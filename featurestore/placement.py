@@ -140,7 +140,7 @@ def lock_entities(conn: psycopg.Connection[Any], ids: Iterable[int] | None) -> l
     want = sorted({int(e) for e in ids})
     if not want:
         return []
-    if not distributed(conn):
+    if len(want) == 1 or not distributed(conn):  # one entity: one shard, a router statement as it is
         return [r[0] for r in conn.execute(_LOCK_KEYS, (want,)).fetchall()]
     locked: list[int] = []
     for group in shard_groups(conn, want):
