@@ -322,6 +322,10 @@ def server_status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--encoding", default="utf8", show_default=True, help="CSV text encoding (e.g. latin-1).")
 @click.option("--chunk-rows", type=int, help="Rows per streamed chunk.")
 @click.option("--no-create-symbols", is_flag=True, help="Fail on symbols the store does not know.")
+@click.option(
+    "--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    help="Where the features are computed: here, or split by symbol over a Ray cluster (RAY_ADDRESS, or `ray start`'s).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the load result as JSON.")
 @click.pass_context
 def load(
@@ -336,6 +340,7 @@ def load(
     encoding: str,
     chunk_rows: int | None,
     no_create_symbols: bool,
+    backend: str,
     as_json: bool,
 ) -> None:
     """Load CSV, Parquet or Feather files (or directories, globs) in one transaction.
@@ -368,6 +373,7 @@ def load(
                 assume_tz=assume_tz,
                 delimiter=delimiter,
                 encoding=encoding,
+                backend=backend,
             )
         except LoadInterrupted:
             raise

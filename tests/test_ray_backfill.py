@@ -1,12 +1,16 @@
-"""A view's backfill on a real two-node Ray cluster (tests/raycluster.py: ``ray start --head`` and
-``ray start --address`` on this machine): the batches spread over both nodes, each worker writing
-through its own connection; a worker killed mid-batch, a driver killed mid-backfill and a lost
-node all end in a complete view equal to TA-Lib, each entity backfilled exactly once."""
+"""A view's backfill, and a write's feature recompute, on a real two-node Ray cluster
+(tests/raycluster.py: ``ray start --head`` and ``ray start --address`` on this machine): the
+batches spread over both nodes, each worker writing through its own connection; a worker killed
+mid-batch, a driver killed mid-backfill and a lost node all end in a complete view equal to
+TA-Lib, each entity backfilled exactly once. A correction over every symbol computed on Ray
+(``ingest(backend="ray")``) stores the same features, states and checkpoints as TA-Lib and the
+local path would: later appends and corrections computed here continue from them exactly."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,6 +254,41 @@ def test_a_batch_error_reaches_the_caller_whole(cluster: Any, make_database: Cal
         assert (type(e), e.column, e.source) == (ValidationError, "obv", "view o32 v1")
         assert "symbol 'BIG'" in str(e) and "the version was removed" in str(e)
         assert fs.list_views() == []
+
+
+def test_a_correction_over_every_symbol_recomputes_on_ray(
+    cluster: Any, store: tuple[FeatureStore, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    fs, url = store
+    cluster.connect()
+    fs.create_view("tech", SEED_VIEW, progress=False)
+    bars = make_bars(N_SYMBOLS, N_BARS + 30, seed=21)
+    by_symbol = {s: g.reset_index(drop=True) for s, g in bars.groupby("symbol")}
+    # every symbol: one bar corrected early (a recompute from the checkpoint before it) plus 10 new
+    fix = []
+    for k, (_sym, g) in enumerate(sorted(by_symbol.items())):
+        part = g.iloc[[100 + 37 * k, *range(N_BARS, N_BARS + 10)]].copy()
+        part.loc[part.index[0], ["open", "high", "low", "close"]] *= 1.01
+        fix.append(part)
+    with caplog.at_level(logging.INFO, logger="featurestore.write"):
+        result = fs.ingest(pd.concat(fix, ignore_index=True), progress=False, backend="ray")
+    assert (result.updated, result.inserted) == (N_SYMBOLS, 10 * N_SYMBOLS)
+    done = [r.getMessage() for r in caplog.records if "computed on Ray" in r.getMessage()]
+    # every symbol's features came from Ray tasks (in the write's feature batches)
+    assert sum(int(re.search(r"for (\d+) entities", m).group(1)) for m in done) == N_SYMBOLS, done  # type: ignore[union-attr]
+    with psycopg.connect(url) as conn:
+        for sym in SYMBOLS:
+            assert_features_match_talib(conn, "fv_tech_v1", sym)
+    # the states and checkpoints Ray computed carry on here: an append, then a correction
+    fs.ingest(pd.concat([g.iloc[N_BARS + 10 : N_BARS + 20] for g in by_symbol.values()]), progress=False)
+    late = pd.concat([g.iloc[[700]] for g in by_symbol.values()]).copy()
+    late[["open", "high", "low", "close"]] *= 0.98
+    fs.ingest(late, progress=False)
+    with psycopg.connect(url) as conn:
+        for sym in SYMBOLS:
+            assert_features_match_talib(conn, "fv_tech_v1", sym)
+    with pytest.raises(ConfigError, match="backend must be one of 'local', 'ray', not 'spark'"):
+        fs.ingest(late, backend="spark")
 
 
 def test_unknown_backend_is_refused_before_anything_is_written(store: tuple[FeatureStore, str]) -> None:

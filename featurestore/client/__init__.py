@@ -524,15 +524,18 @@ class FeatureStore:
         create_symbols: bool = True,
         assume_tz: str | None = None,
         progress: bool | None = None,
+        backend: str = "local",
     ) -> LoadResult:
         """Write a DataFrame or Arrow table of bars (and user feature columns) in one transaction.
 
         Columns: symbol, ts (tz-aware), open, high, low, close, volume, plus any user column of a
         registered view. ``on_conflict``: ``"update"`` corrects stored bars that differ,
         ``"ignore"`` keeps them, ``"error"`` refuses a load that would change one. Features of
-        every view are computed in the same transaction. Returns what the load did.
+        every view are computed in the same transaction. ``backend="ray"`` computes them on a
+        Ray cluster (split by symbol; a large correction's recompute, say), still written here
+        in the load's one transaction. Returns what the load did.
         """
-        with self.limits.slot():
+        with self.limits.slot(), _write_api.compute_backend(backend):
             return _write_api.ingest(self, data, on_conflict=on_conflict, create_symbols=create_symbols, assume_tz=assume_tz, progress=progress)
 
     def load(
@@ -549,6 +552,7 @@ class FeatureStore:
         delimiter: str = ",",
         encoding: str = "utf8",
         progress: bool | None = None,
+        backend: str = "local",
     ) -> LoadResult:
         """Load CSV, Parquet or Feather files (paths, directories or globs) in one transaction.
 
@@ -557,9 +561,10 @@ class FeatureStore:
         source columns (``{"Date": "ts", "Adj Close": None}``; None drops a column);
         ``delimiter`` and ``encoding`` apply to CSV. Errors name the file, its data row (counted
         from 1, header excluded) and the column. The progress bar's total is exact for Parquet
-        and Feather (their metadata) and estimated from the size for CSV.
+        and Feather (their metadata) and estimated from the size for CSV. ``backend``: as for
+        :meth:`ingest`.
         """
-        with self.limits.slot():
+        with self.limits.slot(), _write_api.compute_backend(backend):
             return _write_api.load(self, paths, format=format, symbol=symbol, column_map=column_map, chunk_rows=chunk_rows, on_conflict=on_conflict, create_symbols=create_symbols, assume_tz=assume_tz, delimiter=delimiter, encoding=encoding, progress=progress)
 
     def _write(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from featurestore.errors import ConfigError
 from featurestore.schema import ident
 
 if TYPE_CHECKING:
@@ -25,6 +27,29 @@ from featurestore.client.support import (
 )
 
 _log = logging.getLogger('featurestore.client')
+
+
+# where a write's features are computed (featurestore.write.features.COMPUTE_BACKEND)
+COMPUTE_BACKENDS = ("local", "ray")
+
+
+@contextmanager
+def compute_backend(backend: str) -> Iterator[None]:
+    """Compute the features of the writes in the block on ``backend`` ("local" or "ray");
+    ConfigError (before anything is read or written) for another, or for Ray not installed."""
+    from featurestore.write import features
+
+    if backend not in COMPUTE_BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(map(repr, COMPUTE_BACKENDS))}, not {backend!r}")
+    if backend == "ray":
+        from featurestore.write import on_ray
+
+        on_ray.check_available()
+    token = features.COMPUTE_BACKEND.set(backend)
+    try:
+        yield
+    finally:
+        features.COMPUTE_BACKEND.reset(token)
 
 
 def ingest(store: FeatureStore,

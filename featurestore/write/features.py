@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -28,6 +29,12 @@ FEATURE_GROUP_ROWS = 2_000_000
 # An entity's state is also saved after every CHECKPOINT_BARS-th bar (indicator_checkpoints), so a
 # correction recomputes from the nearest checkpoint before it; one state row per this many bars.
 CHECKPOINT_BARS = 256
+# Where a write's feature computation runs: "local" (this process) or "ray" (split by entity over
+# Ray tasks, write/on_ray.compute_features; the rows are still written here, in the write's own
+# transaction). Set for one write by FeatureStore.ingest/load(backend=...).
+COMPUTE_BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("featurestore_compute_backend", default="local")
+# entities of a write below which Ray is not worth its round trips (computed here instead)
+RAY_MIN_ENTITIES = 2
 
 
 def _segments(entity_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -348,6 +355,27 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return shift + np.arange(total, dtype=np.int64)
 
 
+def compute(
+    view: FeatureView,
+    inputs_all: dict[str, np.ndarray],
+    offsets: np.ndarray,
+    state: np.ndarray | None,
+    n0: np.ndarray,
+) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]]:
+    """:func:`_compute` here, or on Ray (:data:`COMPUTE_BACKEND`) when the write has entities
+    enough and ``view`` only built-in indicators (a user kernel is registered in this process
+    only)."""
+    if (
+        COMPUTE_BACKEND.get() == "ray"
+        and offsets.size - 1 >= RAY_MIN_ENTITIES
+        and not any(spec.definition.code_hash for spec in view.indicators)
+    ):
+        from featurestore.write import on_ray
+
+        return on_ray.compute_features(view, inputs_all, offsets, state, n0)
+    return _compute(view, inputs_all, offsets, state, n0)
+
+
 def _compute(
     view: FeatureView,
     inputs_all: dict[str, np.ndarray],
@@ -453,7 +481,7 @@ def _compute_and_store(
         else np.zeros(uniq.size, dtype=np.int64)
     )
     inputs_all = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
-    cols, new_states, marks = _compute(view, inputs_all, offsets, state, n0)
+    cols, new_states, marks = compute(view, inputs_all, offsets, state, n0)
     cols = narrow_outputs(conn, view, cols, eid, ts)  # float32 views: rounded, range-checked
     table = ident(view.table_name)
     names = ["entity_id", "load_id", "ts", *view.indicator_columns]
