@@ -343,10 +343,10 @@ def test_a_symbol_created_during_compression_keeps_one_boundary(
     make_database: Callable[[str], URL], citus_cluster: Any
 ) -> None:
     """A load that creates a symbol and commits between compress_history's statements (bars,
-    then each view table): the new symbol stays all rows, in every table. On Citus the load
-    cannot commit there: compression's row locks on ``entities`` (a reference table) are a
-    table-wide lock in Citus, so the load waits for the compression's commit; the new symbol
-    ends the same (all rows, no segments)."""
+    then each view table): the new symbol stays all rows, in every table. On Citus the load may
+    have to wait for the compression's commit instead (Citus serializes a write to a reference
+    table, ``entities``, with others' writes to it), so the test waits for it after compression;
+    the new symbol ends the same (all rows, no segments)."""
     import threading
 
     from featurestore import segments
