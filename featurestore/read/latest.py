@@ -216,17 +216,22 @@ def no_row(p: LatestPlan) -> tuple[Any, ...]:
     return (1, _NAT, *([None] * len(p.cols)))
 
 
-@functools.lru_cache(maxsize=2)
 def routed_check_sql(pinned: bool) -> str:
     """A cached view's one-symbol read on Citus, first statement: the ``view_id`` a lookup by
     name (and version) finds now, and the symbol's entity id, in one statement over reference
     tables; the probe by id (a router query) follows. Two statements, where a view looked up
     each time would take three."""
-    version = " AND version = %(view_version)s" if pinned else ""
-    return (
-        "SELECT (SELECT view_id FROM feature_views WHERE name = %(view_name)s AND status = %(view_status)s"
-        f"{version} ORDER BY version DESC LIMIT 1), (SELECT entity_id FROM entities WHERE symbol = %(symbol)s)"
-    )
+    return _ROUTED_CHECK_PINNED if pinned else _ROUTED_CHECK
+
+
+_ROUTED_CHECK = (
+    "SELECT (SELECT view_id FROM feature_views WHERE name = %(view_name)s AND status = %(view_status)s "
+    "ORDER BY version DESC LIMIT 1), (SELECT entity_id FROM entities WHERE symbol = %(symbol)s)"
+)
+_ROUTED_CHECK_PINNED = (
+    "SELECT (SELECT view_id FROM feature_views WHERE name = %(view_name)s AND status = %(view_status)s "
+    "AND version = %(view_version)s ORDER BY version DESC LIMIT 1), (SELECT entity_id FROM entities WHERE symbol = %(symbol)s)"
+)
 
 
 def routed_one(p: LatestPlan, names: Sequence[str], distributed: bool) -> bool:
