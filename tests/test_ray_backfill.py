@@ -106,6 +106,15 @@ def _backends_gone(url: str, pids: list[int]) -> bool:
     return not any(a.endswith(f" pid {p}") for a in apps for p in pids)
 
 
+def _backfill_on_ray(fs: FeatureStore, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """create_view of "tech" on Ray, one entity per batch; the view is ready. Returns what the
+    Ray runner logged of it."""
+    with caplog.at_level(logging.INFO, logger="featurestore.write"):
+        view = fs.create_view("tech", SEED_VIEW, backend="ray", batch_entities=1)
+    assert view.status == "ready"
+    return [r.getMessage() for r in caplog.records if "on Ray" in r.getMessage()]
+
+
 class _InThread:
     """Run ``fn`` in a thread; :meth:`result` joins it and returns (or raises) what it did. Used as
     a context manager, the thread is joined on the way out whatever happened (a test that failed
@@ -144,10 +153,7 @@ def test_backfill_spreads_over_both_nodes_and_equals_talib(
     fs, url = store
     cluster.connect()
     assert len(cluster.node_ids()) == 2
-    with caplog.at_level(logging.INFO, logger="featurestore.write"):
-        view = fs.create_view("tech", SEED_VIEW, backend="ray", batch_entities=1)
-    assert view.status == "ready"
-    done = [r.getMessage() for r in caplog.records if "on Ray" in r.getMessage()]
+    done = _backfill_on_ray(fs, caplog)
     assert done == [f"backfill of tech v1 on Ray: {N_SYMBOLS} batches, {N_SYMBOLS * N_BARS} rows, over 2 nodes"]
     _complete_and_equal_to_talib(fs, url, "tech")
     # the same call again is a no-op; reads see the view
@@ -230,10 +236,7 @@ def test_a_killed_driver_leaves_committed_batches_and_the_same_call_resumes(
         gate.rollback()
     info = fs.describe_view("tech")
     assert (info["status"], info["entities"]) == ("backfilling", N_SYMBOLS - 1)
-    with caplog.at_level(logging.INFO, logger="featurestore.write"):
-        view = fs.create_view("tech", SEED_VIEW, backend="ray", batch_entities=1)
-    assert view.status == "ready"
-    resumed = [r.getMessage() for r in caplog.records if "on Ray" in r.getMessage()]
+    resumed = _backfill_on_ray(fs, caplog)
     assert resumed == [f"backfill of tech v1 on Ray: 1 batches, {N_BARS} rows, over 1 nodes"]
     _complete_and_equal_to_talib(fs, url, "tech")
 

@@ -355,13 +355,19 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return shift + np.arange(total, dtype=np.int64)
 
 
+# checkpoints _compute marks: (entity positions, bar positions, bar counts, state rows per indicator)
+Marks = list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]
+# what _compute returns: outputs by column, final state per indicator, checkpoint marks
+Computed = tuple[dict[str, np.ndarray], list[np.ndarray], Marks]
+
+
 def compute(
     view: FeatureView,
     inputs_all: dict[str, np.ndarray],
     offsets: np.ndarray,
     state: np.ndarray | None,
     n0: np.ndarray,
-) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]]:
+) -> Computed:
     """:func:`_compute` here, or on Ray (:data:`COMPUTE_BACKEND`) when the write has entities
     enough and ``view`` only built-in indicators (a user kernel is registered in this process
     only)."""
@@ -382,7 +388,7 @@ def _compute(
     offsets: np.ndarray,
     state: np.ndarray | None,
     n0: np.ndarray,
-) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]]:
+) -> Computed:
     """Every indicator of ``view`` over the segments, continuing ``state`` (None: from scratch).
 
     Returns (outputs, final state per indicator, checkpoints). A checkpoint is the state after
@@ -403,7 +409,7 @@ def _compute(
         states = [np.ascontiguousarray(state[:, bounds[i] : bounds[i + 1]]) for i in range(len(specs))]
     outs = {c: np.empty(n) for c in view.indicator_columns}
     done = np.zeros(lengths.size, dtype=np.int64)
-    marks: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]] = []
+    marks: Marks = []
     first = True
     while first or bool((done < lengths).any()):
         first = False
@@ -432,7 +438,7 @@ def _store_checkpoints(
     view: FeatureView,
     uniq: np.ndarray,
     ts: np.ndarray,
-    marks: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]],
+    marks: Marks,
 ) -> None:
     """Save the checkpoints ``_compute`` marked (replacing any at the same bar)."""
     if not marks:

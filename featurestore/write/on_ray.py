@@ -24,6 +24,7 @@ import psycopg
 from featurestore.errors import BackfillInterrupted, ConfigError, FeatureStoreError
 from featurestore.views import FeatureView
 from featurestore.write.backfill import backfill_worker
+from featurestore.write.features import Computed, Marks
 
 _log = logging.getLogger("featurestore.write")
 
@@ -56,6 +57,15 @@ def _ray() -> Any:
     return ray
 
 
+def _connected() -> Any:
+    """Ray, connected: ``ray.init()`` when this process has no connection yet (the cluster in
+    ``RAY_ADDRESS``, else the one ``ray start`` made on this machine, else a new local one)."""
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    return ray
+
+
 def check_available() -> None:
     """ConfigError now (before a view is registered) when Ray is not installed."""
     _ray()
@@ -71,9 +81,7 @@ def run_backfill(
     ``in_flight`` caps the batches running at once (each holds a database connection); ``None``
     leaves it to Ray (one per free CPU in the cluster). ``on_batch`` is called as each commits.
     """
-    ray = _ray()
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    ray = _connected()
     task = ray.remote(_batch).options(max_retries=MAX_RETRIES, retry_exceptions=[psycopg.OperationalError])
     queue = list(reversed(batches))
     limit = max(1, in_flight) if in_flight else len(batches)
@@ -115,9 +123,6 @@ def _interrupted(view: FeatureView, report: RayBackfill, total: int, exc: BaseEx
     )
 
 
-Marks = list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]
-
-
 def _compute_part(
     view: FeatureView, inputs: dict[str, np.ndarray], offsets: np.ndarray, state: np.ndarray | None, n0: np.ndarray
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray], Marks, str]:
@@ -132,15 +137,13 @@ def _compute_part(
 
 def compute_features(
     view: FeatureView, inputs_all: dict[str, np.ndarray], offsets: np.ndarray, state: np.ndarray | None, n0: np.ndarray
-) -> tuple[dict[str, np.ndarray], list[np.ndarray], Marks]:
+) -> Computed:
     """``features._compute`` split by entity over Ray tasks (one part per CPU of the cluster, of
     about equal rows), merged back in entity order: the same outputs, states and checkpoints,
     bit for bit (each entity's bars stay in one part and the kernels run unchanged). The write
     that asked for them stores them in its own transaction; a task that fails raises here, and
     the write rolls back."""
-    ray = _ray()
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    ray = _connected()
     n_entities = offsets.size - 1
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     parts = min(n_entities, cpus)
